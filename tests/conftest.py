@@ -1,0 +1,37 @@
+"""Shared fixtures: offline hub, temporary caches, and the tiny model saved once per session."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """The tiny SD + ControlNet written with save_pretrained, so tests load it through the real path."""
+    from zss_core.models import save_tiny_model
+
+    return save_tiny_model(tmp_path_factory.mktemp("models") / "tiny-sd", controlnet=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_pipe():
+    from zss_core.models import load_pipeline
+
+    return load_pipeline("tiny", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_control_pipe():
+    from zss_core.models import load_pipeline
+
+    return load_pipeline("tiny", "tiny", device="cpu")

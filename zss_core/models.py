@@ -1,0 +1,273 @@
+"""Loading Stable Diffusion 1.x pipelines (and depth ControlNets) from folders, files or hub ids.
+
+One entry point, ``load_pipeline``, serves every kind of model source so that tests (tiny models
+saved with ``save_pretrained``) and users (real checkpoints) go through the same code. Failures are
+raised as ``ModelError`` subclasses whose message says what went wrong and whose ``hint`` says what
+to do, so the worker and the CLI can show them as they are.
+
+``build_tiny_pipeline`` builds a tiny SD (and ControlNet) with random weights and a locally written
+byte-level tokenizer: no downloads, a few MB, fast on a CPU. It is for tests and the offline demo;
+its frames are coloured noise, not pictures.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+TINY = "tiny"
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+
+
+class ModelError(RuntimeError):
+    """A model could not be loaded; ``code`` is a protocol error code, ``hint`` says what to do."""
+
+    code = "model_load_failed"
+
+    def __init__(self, message: str, hint: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class ModelNotFound(ModelError):
+    code = "model_not_found"
+
+
+# ---------------------------------------------------------------------------------------------
+# Device and precision
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto``: CUDA if present, else Apple MPS, else CPU."""
+    if device in (None, "", "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ModelError(f"Device '{device}' was asked for but CUDA is not available.",
+                         "Choose 'auto' or 'cpu', or install a CUDA build of torch in the generator environment.")
+    return resolved
+
+
+def resolve_dtype(dtype: str = "auto", device: torch.device | None = None) -> torch.dtype:
+    """``auto``: fp16 on CUDA and MPS (halves memory, same quality for SD1.x), fp32 on CPU."""
+    names = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+    if dtype in names:
+        return names[dtype]
+    if dtype not in (None, "", "auto"):
+        raise ValueError(f"dtype must be auto, float32, float16 or bfloat16, got {dtype!r}")
+    device = device or resolve_device()
+    return torch.float16 if device.type in ("cuda", "mps") else torch.float32
+
+
+# ---------------------------------------------------------------------------------------------
+# Schedulers
+
+def _scheduler_classes():
+    import diffusers
+
+    return {
+        "ddim": diffusers.DDIMScheduler,
+        "euler": diffusers.EulerDiscreteScheduler,
+        "euler_a": diffusers.EulerAncestralDiscreteScheduler,
+        "dpmpp": diffusers.DPMSolverMultistepScheduler,
+        "pndm": diffusers.PNDMScheduler,
+        "lms": diffusers.LMSDiscreteScheduler,
+        "unipc": diffusers.UniPCMultistepScheduler,
+    }
+
+
+def set_scheduler(pipe, name: str = "ddim") -> None:
+    """Swap the pipeline's scheduler by name, keeping the model's noise schedule (its config)."""
+    classes = _scheduler_classes()
+    if name not in classes:
+        raise ValueError(f"scheduler must be one of {tuple(classes)}, got {name!r}")
+    if type(pipe.scheduler) is not classes[name]:
+        pipe.scheduler = classes[name].from_config(pipe.scheduler.config)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tiny models for tests and the offline demo
+
+
+def _byte_level_vocab() -> dict[str, int]:
+    """CLIP's byte-to-unicode alphabet, each symbol alone and word-final: a BPE with no merges."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    codes, extra = printable[:], 0
+    for b in range(256):
+        if b not in printable:
+            codes.append(256 + extra)
+            extra += 1
+    symbols = [chr(c) for c in codes]
+    vocab = {s: i for i, s in enumerate(symbols)}
+    vocab.update({s + "</w>": len(symbols) + i for i, s in enumerate(symbols)})
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    return vocab
+
+
+def build_tiny_pipeline(controlnet: bool = False, seed: int = 0):
+    """A tiny SD1.x-shaped pipeline (and ControlNet) with random weights; deterministic per seed.
+
+    Same architecture family as SD1.x (4 latent channels, VAE factor 8, self- and cross-attention),
+    but attention only at the lowest resolution so 8 frames of 64×64 sample in about a second on CPU.
+    """
+    from diffusers import (AutoencoderKL, ControlNetModel, DDIMScheduler, StableDiffusionControlNetPipeline,
+                           StableDiffusionPipeline, UNet2DConditionModel)
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        unet = UNet2DConditionModel(
+            sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
+            block_out_channels=(32, 64), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32,
+            attention_head_dim=8, norm_num_groups=16,
+        )
+        vae = AutoencoderKL(
+            in_channels=3, out_channels=3, latent_channels=4, sample_size=64,
+            block_out_channels=(16, 16, 16, 16), layers_per_block=1, norm_num_groups=8,
+            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+        )
+        text_encoder = CLIPTextModel(CLIPTextConfig(
+            vocab_size=514, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=4, max_position_embeddings=77, bos_token_id=512, eos_token_id=513,
+            pad_token_id=513, projection_dim=32,
+        ))
+        tokenizer = CLIPTokenizer(vocab=_byte_level_vocab(), merges=[], model_max_length=77)
+        scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                  clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+        parts = dict(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler,
+                     safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+        if not controlnet:
+            return StableDiffusionPipeline(**parts)
+        cnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 16, 16, 16),
+                                         load_weights_from_unet=False)
+        # from_unet zero-initialises the output convolutions; give them small random weights so the
+        # tiny ControlNet visibly steers the tiny UNet in tests.
+        for block in list(cnet.controlnet_down_blocks) + [cnet.controlnet_mid_block]:
+            torch.nn.init.normal_(block.weight, std=0.02)
+        return StableDiffusionControlNetPipeline(controlnet=cnet, **parts)
+
+
+def save_tiny_model(directory: str | os.PathLike, controlnet: bool = True) -> Path:
+    """Write the tiny pipeline with ``save_pretrained`` (and its ControlNet into ``controlnet/``)."""
+    directory = Path(directory)
+    pipe = build_tiny_pipeline(controlnet=controlnet)
+    if controlnet:
+        from diffusers import StableDiffusionPipeline
+
+        pipe.controlnet.save_pretrained(directory / "controlnet", safe_serialization=True)
+        pipe = StableDiffusionPipeline(**{k: v for k, v in pipe.components.items() if k != "controlnet"},
+                                       requires_safety_checker=False)
+    pipe.save_pretrained(directory, safe_serialization=True)
+    return directory
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading real models
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+
+
+def _looks_like_path(spec: str) -> bool:
+    return (os.sep in spec and not spec.count("/") == 1) or spec.startswith((".", "~", "/")) or \
+        spec.lower().endswith((".safetensors",) + PICKLE_SUFFIXES) or (os.altsep is not None and os.altsep in spec)
+
+
+def _check_file(path: Path, what: str) -> None:
+    suffix = path.suffix.lower()
+    if suffix in PICKLE_SUFFIXES:
+        raise ModelError(
+            f"{what} '{path}' is a pickle-based checkpoint ({suffix}), which can run arbitrary code when loaded.",
+            "Use the .safetensors version of the model, or a diffusers folder.")
+    if suffix != ".safetensors":
+        raise ModelError(f"{what} '{path}' is not a .safetensors checkpoint.",
+                         "Give a diffusers model folder, a .safetensors file or a Hugging Face hub id.")
+
+
+def _load(cls, spec: str, what: str, **kwargs):
+    """Load ``cls`` from a folder, a .safetensors file or a hub id with one set of clear errors."""
+    path = Path(spec).expanduser()
+    try:
+        if path.is_dir():
+            return cls.from_pretrained(str(path), local_files_only=True, **kwargs)
+        if path.is_file():
+            _check_file(path, what)
+            return cls.from_single_file(str(path), local_files_only=_offline(), **kwargs)
+        if _looks_like_path(spec):
+            raise ModelNotFound(f"{what} '{spec}' does not exist.",
+                                "Check the path, or give a Hugging Face hub id such as 'stable-diffusion-v1-5/stable-diffusion-v1-5'.")
+        return cls.from_pretrained(spec, local_files_only=_offline(), **kwargs)
+    except ModelError:
+        raise
+    except (OSError, EnvironmentError) as exc:
+        if not path.exists():
+            hint = ("Downloads are off (HF_HUB_OFFLINE=1): download the model once with online access, "
+                    "or give a local folder or .safetensors file." if _offline() else
+                    "Check the hub id's spelling and your network connection, or give a local folder.")
+            raise ModelNotFound(f"{what} '{spec}' was not found locally or on the hub: {_first_line(exc)}", hint) from exc
+        raise ModelError(f"{what} '{spec}' could not be read: {_first_line(exc)}",
+                         "The files may be incomplete or corrupt: download or convert the model again.") from exc
+    except Exception as exc:  # safetensors/json/config errors come in many types; all mean a bad model
+        raise ModelError(f"{what} '{spec}' could not be loaded: {type(exc).__name__}: {_first_line(exc)}",
+                         "Make sure it is a Stable Diffusion 1.x model (diffusers folder or .safetensors).") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+@dataclass(frozen=True)
+class PipelineKey:
+    """What identifies a loaded pipeline: the worker reuses it while the key is unchanged."""
+
+    model: str
+    controlnet: str | None
+    device: str
+    dtype: str
+
+
+def load_pipeline(model: str, controlnet: str | None = None, *, device: str = "auto", dtype: str = "auto",
+                  scheduler: str = "ddim"):
+    """A ready pipeline on its device: SD (text → clip) or SD + ControlNet when ``controlnet`` is given.
+
+    ``model``/``controlnet``: ``"tiny"``, a diffusers folder, a ``.safetensors`` checkpoint or a hub id.
+    """
+    from diffusers import ControlNetModel, StableDiffusionControlNetPipeline, StableDiffusionPipeline
+
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
+    if model == TINY:
+        if controlnet not in (None, TINY):
+            raise ModelError("The tiny test model only works with the tiny ControlNet.",
+                             "Set the ControlNet model to 'tiny' or choose a real Stable Diffusion 1.x model.")
+        pipe = build_tiny_pipeline(controlnet=controlnet == TINY)
+        if torch_dtype != torch.float32:
+            pipe.to(dtype=torch_dtype)
+    else:
+        if controlnet == TINY:
+            raise ModelError("The tiny ControlNet only works with the tiny test model.",
+                             "Choose a depth ControlNet for SD1.x, e.g. 'lllyasviel/control_v11f1p_sd15_depth'.")
+        common = dict(torch_dtype=torch_dtype)
+        pipe = _load(StableDiffusionPipeline, model, "Model", safety_checker=None, requires_safety_checker=False, **common)
+        if controlnet:
+            cnet = _load(ControlNetModel, controlnet, "ControlNet model", **common)
+            pipe = StableDiffusionControlNetPipeline(**pipe.components, controlnet=cnet, requires_safety_checker=False)
+    set_scheduler(pipe, scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(torch_device)

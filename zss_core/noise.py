@@ -1,0 +1,268 @@
+"""Initial noise for video sampling: ZS²'s dependency noise model and the PYoCo baselines.
+
+All four generators share one calling convention::
+
+    noise_fn(frames, shape, lam, *, generator=None, device=None, dtype=torch.float32,
+             return_stats=False, **options) -> Tensor (frames, *shape)  [, NoiseStats]
+
+``lam`` is the target *divergence* between consecutive frames (see ``noise_divergence``), a float or
+a per-frame sequence. The baselines convert it to their own mixing coefficient α so that every model
+reaches the same *expected* divergence for the same λ, which makes equal-λ comparisons fair.
+
+The divergence and the two-stage search follow ../shared/ALGORITHM.md (section 1), which fixes the
+paper's loose description and the bugs in its pseudocode.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+
+SQRT_E = math.sqrt(math.e)  # E[exp(y)·y] for y ~ N(0, 1): the divergence of independent noise
+SEARCHES = ("exact", "paper")
+
+
+@dataclass
+class NoiseStats:
+    """Per-frame record of how each frame's noise was made (for benchmarks and job.json)."""
+
+    target: list[float] = field(default_factory=list)  # λᵢ asked for (frame 0: 0.0, it has no predecessor)
+    alpha: list[float] = field(default_factory=list)  # mixing coefficient used per frame (frame 0: 0.0)
+    divergence: list[float] = field(default_factory=list)  # achieved D(εⁱ, εⁱ⁻¹) (frame 0: 0.0)
+
+    @property
+    def max_error(self) -> float:
+        """Largest |D − λ| over frames 1..m−1."""
+        errors = [abs(d - t) for d, t in zip(self.divergence[1:], self.target[1:])]
+        return max(errors, default=0.0)
+
+    def to_dict(self) -> dict:
+        return {"target": self.target, "alpha": self.alpha, "divergence": self.divergence}
+
+
+def noise_divergence(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The paper's "KL(x, y)": mean over (C, H, W) of exp(y)·(y − x), one value per leading index.
+
+    This is ``F.kl_div(x, y, log_target=True, reduction="none")`` averaged over the last three axes.
+    It is a signed proxy, not a true KL between distributions: independent N(0, I) noise gives
+    ≈ √e ≈ 1.65 and identical noise gives 0.
+    """
+    y = y.to(x.dtype)
+    return (torch.exp(y) * (y - x)).flatten(-3).mean(-1)
+
+
+def per_frame(values: float | Sequence[float], frames: int, name: str) -> list[float]:
+    """Expand a scalar or a per-frame sequence into a list of length ``frames``.
+
+    A sequence of length ``frames`` is taken as is (entry 0 belongs to the first frame, which has no
+    predecessor, and is ignored by the transition-based models); a sequence of length ``frames − 1``
+    holds the transitions: entry i applies between frame i and frame i+1, and gets a leading 0.0.
+    """
+    if isinstance(values, (int, float)):
+        return [0.0] + [float(values)] * (frames - 1) if frames > 0 else []
+    values = [float(v) for v in values]
+    if len(values) == frames:
+        return [0.0] + values[1:] if frames > 0 else []
+    if len(values) == frames - 1:
+        return [0.0] + values
+    raise ValueError(f"{name} must be a number or a list of {frames} or {frames - 1} values, got {len(values)}")
+
+
+def alpha_for_divergence(lam: float, model: str = "dependency") -> float:
+    """The mixing α whose *expected* divergence equals λ (the oracle of ALGORITHM.md).
+
+    For εⁱ = √α·εⁱ⁻¹ + √(1−α)·z (dependency, progressive): E[D] = √e·(1 − √α).
+    For the mixed model (shared + individual noise), consecutive frames share α: E[D] = √e·(1 − α).
+    """
+    ratio = min(max(lam / SQRT_E, 0.0), 1.0)
+    if model == "mixed":
+        return 1.0 - ratio
+    return (1.0 - ratio) ** 2
+
+
+def _randn(shape, generator, device, count: int | None = None) -> torch.Tensor:
+    full = (count, *shape) if count is not None else tuple(shape)
+    return torch.randn(full, generator=generator, device=device, dtype=torch.float32)
+
+
+def _solve_exact(prev: torch.Tensor, cand: torch.Tensor, lam: float) -> float:
+    """α ∈ [0, 1] that makes D(√α·prev + √(1−α)·cand, prev) = λ, solved in closed form.
+
+    With s = √α = cos θ the divergence is D(θ) = A(1 − cos θ) − B sin θ, where A = mean(e^y·y) and
+    B = mean(e^y·z) are two statistics of the pair. So A cos θ + B sin θ = A − λ, i.e.
+    R cos(θ − φ) = A − λ with R = √(A² + B²), φ = atan2(B, A). The roots in [0, π/2], plus the
+    interval ends, are evaluated and the best one is kept (the one with the largest α on ties, so the
+    search never adds more change than asked for).
+    """
+    weight = torch.exp(prev)
+    a = float((weight * prev).mean())
+    b = float((weight * cand).mean())
+
+    def divergence(theta: float) -> float:
+        return a * (1.0 - math.cos(theta)) - b * math.sin(theta)
+
+    thetas = [0.0, math.pi / 2]
+    r = math.hypot(a, b)
+    if r > 0:
+        phi = math.atan2(b, a)
+        c = (a - lam) / r
+        if -1.0 <= c <= 1.0:
+            delta = math.acos(c)
+            thetas += [t for t in (phi - delta, phi + delta) if 0.0 <= t <= math.pi / 2]
+    best = min(thetas, key=lambda t: (abs(divergence(t) - lam), t))
+    return min(max(math.cos(best) ** 2, 0.0), 1.0)
+
+
+def _solve_paper(prev: torch.Tensor, cand: torch.Tensor, lam: float, iterations: int = 15) -> float:
+    """The paper's line search (Algorithm 1, lines 11-18), α clamped to [0, 1], best α kept.
+
+    Start at α = 0 with step δ = 0.1; step forward while the loss (D − λ)² decreases, else halve δ.
+    Taken literally it only moves α upwards, so it can overshoot and stick (ALGORITHM.md).
+    """
+
+    def loss(alpha: float) -> float:
+        mixed = math.sqrt(alpha) * prev + math.sqrt(1.0 - alpha) * cand
+        return (float(noise_divergence(mixed, prev)) - lam) ** 2
+
+    alpha, delta = 0.0, 0.1
+    best_alpha, best_loss = alpha, loss(alpha)
+    current = best_loss
+    for _ in range(iterations):
+        trial = min(alpha + delta, 1.0)
+        trial_loss = loss(trial)
+        if trial_loss < current:
+            alpha, current = trial, trial_loss
+            if trial_loss < best_loss:
+                best_alpha, best_loss = trial, trial_loss
+        else:
+            delta /= 2.0
+    return best_alpha
+
+
+_SOLVERS = {"exact": _solve_exact, "paper": _solve_paper}
+
+
+def dependency_noise(
+    frames: int,
+    shape: Sequence[int],
+    lam: float | Sequence[float],
+    *,
+    generator: torch.Generator | None = None,
+    candidates: int = 10,
+    search: str = "exact",
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+    return_stats: bool = False,
+):
+    """ZS²'s dependency noise model: each frame's noise diverges from the previous one by λᵢ.
+
+    For i ≥ 1: (1) random search: draw ``candidates`` N(0, I) tensors in one batch and keep the one
+    whose divergence from εⁱ⁻¹ is closest to λᵢ; (2) coefficient search: find α with
+    D(√α·εⁱ⁻¹ + √(1−α)·ε̃, εⁱ⁻¹) = λᵢ (``search="exact"``: closed form; ``"paper"``: the paper's line
+    search); (3) εⁱ = √α·εⁱ⁻¹ + √(1−α)·ε̃, which keeps each frame N(0, I) marginally.
+
+    ``lam``: a float, or a list of length ``frames`` (entry 0 ignored) or ``frames − 1`` (transitions).
+    Work happens in float32 on ``device``; the result is cast to ``dtype``.
+    """
+    if search not in _SOLVERS:
+        raise ValueError(f"search must be one of {SEARCHES}, got {search!r}")
+    if candidates < 1:
+        raise ValueError(f"candidates must be ≥ 1, got {candidates}")
+    targets = per_frame(lam, frames, "lam")
+    solve = _SOLVERS[search]
+    stats = NoiseStats()
+    out = []
+    prev = None
+    for i in range(frames):
+        if prev is None:
+            current = _randn(shape, generator, device)
+            stats.target.append(0.0), stats.alpha.append(0.0), stats.divergence.append(0.0)
+        else:
+            pool = _randn(shape, generator, device, count=candidates)
+            closest = int((noise_divergence(pool, prev) - targets[i]).abs().argmin())
+            cand = pool[closest]
+            alpha = solve(prev, cand, targets[i])
+            current = math.sqrt(alpha) * prev + math.sqrt(1.0 - alpha) * cand
+            stats.target.append(targets[i])
+            stats.alpha.append(alpha)
+            stats.divergence.append(float(noise_divergence(current, prev)))
+        out.append(current)
+        prev = current
+    noise = torch.stack(out).to(dtype) if out else torch.empty((0, *shape), device=device, dtype=dtype)
+    return (noise, stats) if return_stats else noise
+
+
+def _build(frames, shape, lam, generator, device, dtype, return_stats, make_frame):
+    """Shared loop of the baselines: ``make_frame(i, previous, λᵢ) -> (noise, α)`` per frame."""
+    targets = per_frame(lam, frames, "lam")
+    stats = NoiseStats()
+    out = []
+    for i in range(frames):
+        prev = out[-1] if out else None
+        current, alpha = make_frame(i, prev, targets[i])
+        stats.target.append(targets[i])
+        stats.alpha.append(alpha)
+        stats.divergence.append(float(noise_divergence(current, prev)) if prev is not None else 0.0)
+        out.append(current)
+    noise = torch.stack(out).to(dtype) if out else torch.empty((0, *shape), device=device, dtype=dtype)
+    return (noise, stats) if return_stats else noise
+
+
+def progressive_noise(frames, shape, lam, *, generator=None, device=None, dtype=torch.float32, return_stats=False):
+    """PYoCo's progressive model: εⁱ = √α·εⁱ⁻¹ + √(1−α)·ε_indⁱ, α from λ (same expected D as ZS²)."""
+
+    def make_frame(i, prev, target):
+        fresh = _randn(shape, generator, device)
+        if prev is None:
+            return fresh, 0.0
+        alpha = alpha_for_divergence(target, "progressive")
+        return math.sqrt(alpha) * prev + math.sqrt(1.0 - alpha) * fresh, alpha
+
+    return _build(frames, shape, lam, generator, device, dtype, return_stats, make_frame)
+
+
+def mixed_noise(frames, shape, lam, *, generator=None, device=None, dtype=torch.float32, return_stats=False):
+    """PYoCo's mixed model: εⁱ = √α·ε_shared + √(1−α)·ε_indⁱ, α from λ (same expected D as ZS²).
+
+    Every frame, the first included, is a shared + individual mix; frame 0 uses frame 1's α.
+    """
+    shared = _randn(shape, generator, device)
+    targets = per_frame(lam, frames, "lam")
+    first_target = targets[1] if frames > 1 else 0.0
+
+    def make_frame(i, prev, target):
+        alpha = alpha_for_divergence(target if i > 0 else first_target, "mixed")
+        fresh = _randn(shape, generator, device)
+        return math.sqrt(alpha) * shared + math.sqrt(1.0 - alpha) * fresh, alpha
+
+    return _build(frames, shape, lam, generator, device, dtype, return_stats, make_frame)
+
+
+def independent_noise(frames, shape, lam=None, *, generator=None, device=None, dtype=torch.float32, return_stats=False):
+    """Independent N(0, I) noise per frame: plain per-frame sampling (``lam`` is ignored)."""
+
+    def make_frame(i, prev, target):
+        return _randn(shape, generator, device), 0.0
+
+    return _build(frames, shape, 0.0, generator, device, dtype, return_stats, make_frame)
+
+
+NOISE_MODELS = {
+    "dependency": dependency_noise,
+    "mixed": mixed_noise,
+    "progressive": progressive_noise,
+    "independent": independent_noise,
+}
+
+
+def make_noise(model: str, frames: int, shape, lam, **kwargs):
+    """Dispatch by name; options a model does not take (candidates, search) are dropped for it."""
+    if model not in NOISE_MODELS:
+        raise ValueError(f"noise model must be one of {tuple(NOISE_MODELS)}, got {model!r}")
+    if model != "dependency":
+        kwargs.pop("candidates", None)
+        kwargs.pop("search", None)
+    return NOISE_MODELS[model](frames, shape, lam, **kwargs)
