@@ -30,10 +30,11 @@ class ModelError(RuntimeError):
 
     code = "model_load_failed"
 
-    def __init__(self, message: str, hint: str = ""):
+    def __init__(self, message: str, hint: str = "", field: str = "model"):
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.field = field  # the job field to fix: "model" or "controlnet_model"
 
 
 class ModelNotFound(ModelError):
@@ -199,8 +200,16 @@ def _check_file(path: Path, what: str) -> None:
                          "Give a diffusers model folder, a .safetensors file or a Hugging Face hub id.")
 
 
-def _load(cls, spec: str, what: str, **kwargs):
+def _load(cls, spec: str, what: str, field: str, **kwargs):
     """Load ``cls`` from a folder, a .safetensors file or a hub id with one set of clear errors."""
+    try:
+        return _load_unchecked(cls, spec, what, **kwargs)
+    except ModelError as exc:
+        exc.field = field
+        raise
+
+
+def _load_unchecked(cls, spec: str, what: str, **kwargs):
     path = Path(spec).expanduser()
     try:
         if path.is_dir():
@@ -255,18 +264,20 @@ def load_pipeline(model: str, controlnet: str | None = None, *, device: str = "a
     if model == TINY:
         if controlnet not in (None, TINY):
             raise ModelError("The tiny test model only works with the tiny ControlNet.",
-                             "Set the ControlNet model to 'tiny' or choose a real Stable Diffusion 1.x model.")
+                             "Set the ControlNet model to 'tiny' or choose a real Stable Diffusion 1.x model.",
+                             "controlnet_model")
         pipe = build_tiny_pipeline(controlnet=controlnet == TINY)
         if torch_dtype != torch.float32:
             pipe.to(dtype=torch_dtype)
     else:
         if controlnet == TINY:
             raise ModelError("The tiny ControlNet only works with the tiny test model.",
-                             "Choose a depth ControlNet for SD1.x, e.g. 'lllyasviel/control_v11f1p_sd15_depth'.")
+                             "Choose a depth ControlNet for SD1.x, e.g. 'lllyasviel/control_v11f1p_sd15_depth'.",
+                             "controlnet_model")
         common = dict(torch_dtype=torch_dtype)
-        pipe = _load(StableDiffusionPipeline, model, "Model", safety_checker=None, requires_safety_checker=False, **common)
+        pipe = _load(StableDiffusionPipeline, model, "Model", "model", safety_checker=None, requires_safety_checker=False, **common)
         if controlnet:
-            cnet = _load(ControlNetModel, controlnet, "ControlNet model", **common)
+            cnet = _load(ControlNetModel, controlnet, "ControlNet model", "controlnet_model", **common)
             pipe = StableDiffusionControlNetPipeline(**pipe.components, controlnet=cnet, requires_safety_checker=False)
     set_scheduler(pipe, scheduler)
     pipe.set_progress_bar_config(disable=True)

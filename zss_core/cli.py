@@ -1,0 +1,155 @@
+"""The ``zss`` command line: generate a clip, run the worker, write the tiny test model.
+
+``zss generate`` builds the same ``protocol.Job`` the Blender add-on sends and runs it through the
+same ``runner.run_job``, so what works here works in Blender. Bad input exits with status 2 and one
+line per problem, before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import glob
+import os
+import secrets
+import sys
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 512x512, got {text!r}") from None
+    return width, height
+
+
+def _number_or_list(text: str):
+    """``0.01`` or a comma-separated per-frame list ``0.01,0.02,…``."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or a comma-separated list, got {text!r}") from None
+    return values[0] if len(values) == 1 else values
+
+
+def _control_images(spec: str) -> list[str]:
+    """A folder (its images, sorted) or a glob pattern."""
+    if os.path.isdir(spec):
+        names = sorted(n for n in os.listdir(spec) if n.lower().endswith((".png", ".jpg", ".jpeg", ".exr", ".webp")))
+        return [os.path.join(spec, n) for n in names]
+    return sorted(glob.glob(spec))
+
+
+def new_job_id() -> str:
+    """Sortable, unique, safe as a folder name: 20261127-142501-ab12cd."""
+    return f"{datetime.datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="zss", description="ZS² zero-shot video sampling for Stable Diffusion 1.x")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="sample a clip into a new folder")
+    gen.add_argument("prompt")
+    gen.add_argument("--negative", default="", help="negative prompt")
+    gen.add_argument("--frames", type=int, default=8)
+    gen.add_argument("--lam", type=_number_or_list, default=0.01, help="noise divergence between frames (or a list)")
+    gen.add_argument("--mu", type=_number_or_list, default=0.98, help="attention momentum in [0, 1] (or a list)")
+    gen.add_argument("--steps", type=int, default=30)
+    gen.add_argument("--guidance", type=float, default=7.5)
+    gen.add_argument("--size", type=_size, default=(512, 512), help="WIDTHxHEIGHT, multiples of 8")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--model", default="tiny", help="'tiny', a diffusers folder, a .safetensors file or a hub id")
+    gen.add_argument("--controlnet", default=None, help="depth ControlNet (folder, file or hub id)")
+    gen.add_argument("--control-depth", default=None, metavar="DIR|GLOB", help="one depth image per frame")
+    gen.add_argument("--control-scale", type=float, default=1.0)
+    gen.add_argument("--chunk", type=int, default=None, help="frames per UNet batch (exact; bounds memory)")
+    gen.add_argument("--noise", default="dependency", choices=("dependency", "mixed", "progressive", "independent"))
+    gen.add_argument("--search", default="exact", choices=("exact", "paper"))
+    gen.add_argument("--scheduler", default="ddim")
+    gen.add_argument("--device", default="auto")
+    gen.add_argument("--dtype", default="auto")
+    gen.add_argument("--fps", type=float, default=24.0)
+    gen.add_argument("--no-mp4", action="store_true")
+    gen.add_argument("--out", default="zss-out", help="parent folder; the clip goes into OUT/<job id>/")
+    gen.add_argument("--id", default=None, help="job id (default: timestamp + random)")
+
+    sub.add_parser("worker", help="run the generator process (JSON lines on stdin/stdout)")
+
+    tiny = sub.add_parser("make-tiny-model", help="write the tiny random-weight SD (+ ControlNet) model")
+    tiny.add_argument("directory")
+    tiny.add_argument("--no-controlnet", action="store_true")
+    return parser
+
+
+def job_from_args(args) -> dict:
+    job = {
+        "id": args.id or new_job_id(), "prompt": args.prompt, "negative_prompt": args.negative,
+        "frames": args.frames, "width": args.size[0], "height": args.size[1], "steps": args.steps,
+        "guidance": args.guidance, "seed": args.seed, "lam": args.lam, "mu": args.mu, "noise": args.noise,
+        "search": args.search, "model": args.model, "chunk": args.chunk, "scheduler": args.scheduler,
+        "device": args.device, "dtype": args.dtype, "output_dir": os.path.abspath(args.out), "fps": args.fps,
+        "outputs": {"frames": True, "mp4": not args.no_mp4, "contact_sheet": True},
+    }
+    if args.control_depth is not None:
+        job["control"] = {"type": "depth", "images": _control_images(args.control_depth), "scale": args.control_scale}
+        job["controlnet_model"] = args.controlnet or ("tiny" if args.model == "tiny" else None)
+    return job
+
+
+def _fail(lines) -> int:
+    for line in lines:
+        print(f"zss: error: {line}", file=sys.stderr)
+    return 2
+
+
+def cmd_generate(args) -> int:
+    from . import protocol
+
+    raw = job_from_args(args)
+    if args.control_depth is not None and not raw["control"]["images"]:
+        return _fail([f"control-depth: no images found at '{args.control_depth}'"])
+    problems = protocol.validate_job(raw)
+    if problems:
+        return _fail(f"{p.field}: {p.message}" for p in problems)
+    job = protocol.Job.from_dict(raw)
+
+    from tqdm import tqdm
+
+    from .models import ModelError, load_pipeline
+    from .runner import JobCallbacks, JobError, run_job
+
+    try:
+        print(f"loading model '{job.model}'…", file=sys.stderr)
+        pipe = load_pipeline(job.model, job.controlnet_model if job.control else None, device=job.device,
+                             dtype=job.dtype, scheduler=job.scheduler)
+        with tqdm(total=job.steps, desc="denoising", unit="step", file=sys.stderr) as bar:
+            outcome = run_job(job, pipe, JobCallbacks(progress=lambda step, total: bar.update(step - bar.n)))
+    except (ModelError, JobError) as exc:
+        return _fail([exc.message + (f" ({exc.hint})" if exc.hint else "")])
+    except KeyboardInterrupt:
+        print("zss: interrupted", file=sys.stderr)
+        return 130
+    print(outcome.job_dir)
+    print(f"{len(outcome.frames)} frames, video: {outcome.video}, {outcome.seconds:.1f} s", file=sys.stderr)
+    return 0
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "generate":
+        return cmd_generate(args)
+    if args.command == "worker":
+        from .worker import main as worker_main
+
+        return worker_main()
+    if args.command == "make-tiny-model":
+        from .models import save_tiny_model
+
+        print(save_tiny_model(args.directory, controlnet=not args.no_controlnet))
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

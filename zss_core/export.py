@@ -1,0 +1,148 @@
+"""Writing a clip to disk: PNG frames, an H.264 MP4, a contact sheet and the ``job.json`` manifest.
+
+Every file is written atomically (a temporary file in the same folder, then ``os.replace``) so a
+crash or a cancel never leaves a half-written frame that Blender would load as garbage.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+from PIL import Image
+
+FRAME_PATTERN = "frame_{:04d}.png"  # 1-based numbering: Blender's image sequences expect it
+VIDEO_NAME = "clip.mp4"
+SHEET_NAME = "contact_sheet.png"
+MANIFEST_NAME = "job.json"
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = ""):
+    """Yield a temporary path next to ``path``; move it into place only if the block succeeds."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix or path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def to_image(frame) -> Image.Image:
+    """A PIL image from a PIL image or a float array in [0, 1] / uint8 array (H, W, 3)."""
+    if isinstance(frame, Image.Image):
+        return frame.convert("RGB")
+    array = np.asarray(frame)
+    if array.dtype != np.uint8:
+        array = (np.clip(array, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+    return Image.fromarray(array).convert("RGB")
+
+
+def frame_path(folder: str | os.PathLike, index: int) -> Path:
+    """Path of frame ``index`` (0-based) in ``folder``."""
+    return Path(folder) / FRAME_PATTERN.format(index + 1)
+
+
+def write_frame(folder: str | os.PathLike, index: int, frame) -> Path:
+    path = frame_path(folder, index)
+    with atomic_path(path) as tmp:
+        to_image(frame).save(tmp, format="PNG")
+    return path
+
+
+def write_mp4(path: str | os.PathLike, frames: Sequence, fps: float = 24.0) -> Path:
+    """H.264 / yuv420p MP4 (plays everywhere, Blender included) through imageio-ffmpeg's ffmpeg.
+
+    yuv420p needs even dimensions: odd sizes are padded by one pixel (edge-replicated).
+    """
+    import imageio_ffmpeg
+
+    images = [np.asarray(to_image(f)) for f in frames]
+    if not images:
+        raise ValueError("no frames to encode")
+    height, width = images[0].shape[:2]
+    even_h, even_w = height + height % 2, width + width % 2
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        writer = imageio_ffmpeg.write_frames(
+            str(tmp), (even_w, even_h), fps=fps, codec="libx264", pix_fmt_out="yuv420p", quality=8,
+            macro_block_size=1, ffmpeg_log_level="error", output_params=["-movflags", "+faststart"],
+        )
+        writer.send(None)
+        for image in images:
+            if (even_h, even_w) != (height, width):
+                image = np.pad(image, ((0, even_h - height), (0, even_w - width), (0, 0)), mode="edge")
+            writer.send(np.ascontiguousarray(image))
+        writer.close()
+    return path
+
+
+def write_contact_sheet(path: str | os.PathLike, frames: Sequence, columns: int | None = None,
+                        thumb: int = 256) -> Path:
+    """All frames in a grid (thumbnails at most ``thumb`` px wide), for a quick look at a clip."""
+    images = [to_image(f) for f in frames]
+    if not images:
+        raise ValueError("no frames for a contact sheet")
+    columns = columns or math.ceil(math.sqrt(len(images)))
+    rows = math.ceil(len(images) / columns)
+    w, h = images[0].size
+    scale = min(1.0, thumb / w)
+    tw, th = max(1, round(w * scale)), max(1, round(h * scale))
+    sheet = Image.new("RGB", (columns * tw, rows * th), (32, 32, 32))
+    for i, image in enumerate(images):
+        sheet.paste(image.resize((tw, th), Image.LANCZOS), ((i % columns) * tw, (i // columns) * th))
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        sheet.save(tmp, format="PNG")
+    return path
+
+
+def library_versions() -> dict[str, str]:
+    """Versions that decide what a seed produces: recorded in every manifest."""
+    import importlib.metadata as md
+
+    versions = {"python": platform.python_version()}
+    for name in ("torch", "diffusers", "transformers", "zss-blender"):
+        try:
+            versions[name] = md.version(name)
+        except md.PackageNotFoundError:
+            versions[name] = None
+    from . import __version__
+
+    versions["zss"] = __version__
+    return versions
+
+
+def write_manifest(path: str | os.PathLike, manifest: dict) -> Path:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False, allow_nan=False), encoding="utf-8")
+    return path
+
+
+def existing_frames(folder: str | os.PathLike, frames: int) -> list[str]:
+    """Frame files present in ``folder``, in order (what survived a cancel or a crash)."""
+    return [str(p) for p in (frame_path(folder, i) for i in range(frames)) if p.exists()]
+
+
+def write_clip(folder: str | os.PathLike, frames: Iterable, *, fps: float = 24.0, mp4: bool = True,
+               contact_sheet: bool = True) -> dict:
+    """Frames + optional MP4 and contact sheet into ``folder``; returns the paths written."""
+    folder = Path(folder)
+    frames = list(frames)
+    paths = [str(write_frame(folder, i, f)) for i, f in enumerate(frames)]
+    return {
+        "frames": paths,
+        "video": str(write_mp4(folder / VIDEO_NAME, frames, fps)) if mp4 else None,
+        "contact_sheet": str(write_contact_sheet(folder / SHEET_NAME, frames)) if contact_sheet else None,
+    }

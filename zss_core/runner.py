@@ -1,0 +1,184 @@
+"""Running one job: a validated ``protocol.Job`` in, a job folder on disk out.
+
+Shared by the worker process and the ``zss generate`` command so both produce the same folder:
+``frame_0001.png …``, ``control/`` (the control images used), ``clip.mp4``, ``contact_sheet.png``
+and ``job.json``. The manifest is written when the job starts (status ``running``) and again when
+it ends (``done``, ``cancelled`` or ``failed``) with the frames that exist, so a folder is never
+ambiguous, even after a crash: a ``running`` manifest means the process died mid-job.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from . import export
+from .protocol import Job
+
+
+class JobError(Exception):
+    """A job failed for a reason the user can act on; ``code`` is a protocol error code."""
+
+    def __init__(self, code: str, message: str, hint: str = "", field: str | None = None):
+        super().__init__(message)
+        self.code, self.message, self.hint, self.field = code, message, hint, field
+
+
+@dataclass
+class JobCallbacks:
+    """How a running job reports back (the worker turns these into protocol events)."""
+
+    progress: Callable[[int, int], None] = lambda step, total: None
+    frame: Callable[[int, str], None] = lambda index, path: None
+    should_cancel: Callable[[], bool] = lambda: False
+
+
+@dataclass
+class JobOutcome:
+    status: str  # done | cancelled
+    job_dir: str
+    frames: list[str]
+    video: str | None = None
+    contact_sheet: str | None = None
+    manifest: str | None = None
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+def create_job_dir(job: Job) -> Path:
+    """Create ``<output_dir>/<id>`` fresh: an existing folder is never reused or overwritten."""
+    job_dir = Path(job.output_dir) / job.id
+    try:
+        job_dir.parent.mkdir(parents=True, exist_ok=True)
+        job_dir.mkdir()
+    except FileExistsError as exc:
+        raise JobError("output_exists", f"The job folder '{job_dir}' already exists.",
+                       "Use a new job id or another output folder; existing clips are never overwritten.",
+                       "id") from exc
+    except OSError as exc:
+        raise JobError("output_not_writable", f"Cannot create the job folder '{job_dir}': {exc.strerror}.",
+                       "Choose an output folder you can write to.", "output_dir") from exc
+    return job_dir
+
+
+def load_control_images(job: Job, job_dir: Path) -> list:
+    """Copy the control images into ``<job>/control/`` (byte for byte) and open them."""
+    from PIL import Image, UnidentifiedImageError
+
+    if job.control is None:
+        return None
+    folder = job_dir / "control"
+    folder.mkdir()
+    images = []
+    for index, source in enumerate(job.control.images):
+        target = folder / f"control_{index + 1:04d}{Path(source).suffix.lower() or '.png'}"
+        try:
+            shutil.copyfile(source, target)
+            with Image.open(target) as image:
+                images.append(image.convert("RGB"))
+        except (OSError, UnidentifiedImageError) as exc:
+            raise JobError("control_image_invalid", f"Control image {index + 1} ('{source}') cannot be read: {exc}.",
+                           "Render the depth maps again, or point the job at valid image files.",
+                           f"control.images[{index}]") from exc
+    return images
+
+
+def _manifest(job: Job, status: str, job_dir: Path, **extra) -> dict:
+    return {
+        "status": status,
+        "job": job.to_dict(),
+        "frames": [os.path.basename(p) for p in export.existing_frames(job_dir, job.frames)],
+        "versions": export.library_versions(),
+        **extra,
+    }
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA/MPS out-of-memory errors arrive as several exception types; their message is the tell."""
+    import torch
+
+    if isinstance(exc, getattr(torch.cuda, "OutOfMemoryError", ())):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def free_memory() -> None:
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def run_job(job: Job, pipe, callbacks: JobCallbacks | None = None, *, model_load_seconds: float = 0.0) -> JobOutcome:
+    """Sample ``job`` with ``pipe`` into a fresh job folder; raises ``JobError`` on failures."""
+    from .sampler import SamplingCancelled, sample_video
+
+    callbacks = callbacks or JobCallbacks()
+    started = time.perf_counter()
+    job_dir = create_job_dir(job)
+    manifest_path = job_dir / export.MANIFEST_NAME
+    device = str(pipe._execution_device)
+    dtype = str(pipe.unet.dtype).replace("torch.", "")
+    common = {"device": device, "dtype": dtype, "model_load_seconds": model_load_seconds}
+    export.write_manifest(manifest_path, _manifest(job, "running", job_dir, **common))
+
+    def on_frame(index, image):
+        path = export.write_frame(job_dir, index, image)
+        callbacks.frame(index, str(path))
+
+    try:
+        control = load_control_images(job, job_dir)
+        result = sample_video(
+            pipe, job.prompt, negative_prompt=job.negative_prompt, frames=job.frames, width=job.width,
+            height=job.height, steps=job.steps, guidance=job.guidance, seed=job.seed, lam=job.lam, mu=job.mu,
+            noise=job.noise, search=job.search, candidates=job.candidates, control_images=control,
+            control_scale=job.control.scale if job.control else 1.0, chunk=job.chunk,
+            progress=callbacks.progress, should_cancel=callbacks.should_cancel, on_frame=on_frame,
+        )
+        video = sheet = None
+        if job.outputs.mp4:
+            video = str(export.write_mp4(job_dir / export.VIDEO_NAME, result.frames, job.fps))
+        if job.outputs.contact_sheet:
+            sheet = str(export.write_contact_sheet(job_dir / export.SHEET_NAME, result.frames))
+    except SamplingCancelled:
+        export.write_manifest(manifest_path, _manifest(job, "cancelled", job_dir, **common,
+                                                       seconds=time.perf_counter() - started))
+        return JobOutcome("cancelled", str(job_dir), export.existing_frames(job_dir, job.frames),
+                          manifest=str(manifest_path), seconds=time.perf_counter() - started)
+    except BaseException as exc:
+        error = _as_job_error(exc, job)
+        details = ({"code": error.code, "message": error.message} if isinstance(error, JobError)
+                   else {"code": "interrupted", "message": repr(error)})
+        export.write_manifest(manifest_path, _manifest(job, "failed", job_dir, **common, error=details))
+        if error is exc:
+            raise
+        raise error from exc
+    frames = export.existing_frames(job_dir, job.frames)
+    if not job.outputs.frames:
+        for path in frames:  # PNGs were the safe intermediate; the user asked only for the video
+            os.unlink(path)
+        frames = []
+    seconds = time.perf_counter() - started
+    export.write_manifest(manifest_path, _manifest(
+        job, "done", job_dir, **common, seconds=seconds, seed=result.seed, video=video and os.path.basename(video),
+        contact_sheet=sheet and os.path.basename(sheet), noise=result.noise_stats.to_dict(), timings=result.timings))
+    return JobOutcome("done", str(job_dir), frames, video, sheet, str(manifest_path), seconds)
+
+
+def _as_job_error(exc: BaseException, job: Job) -> BaseException:
+    """Map an exception to a JobError the user can act on (KeyboardInterrupt etc. pass through)."""
+    if isinstance(exc, JobError) or not isinstance(exc, Exception):
+        return exc
+    if is_out_of_memory(exc):
+        free_memory()
+        return JobError("out_of_memory", f"The GPU ran out of memory at {job.width}×{job.height}, "
+                        f"{job.chunk or job.frames} frames per chunk.",
+                        "Lower 'chunk' (frames processed together), the resolution, or use float16.", "chunk")
+    return JobError("internal", f"Generation failed: {type(exc).__name__}: {exc}",
+                    "This is likely a bug; the generator log has the details.")

@@ -1,0 +1,260 @@
+"""The generator process: ``python -m zss_core.worker`` (or ``zss worker``).
+
+Reads one JSON request per line on stdin, writes one JSON event per line on stdout
+(docs/protocol.md). stdout carries the protocol only: at start-up the real stdout is kept for
+events and file descriptor 1 is pointed at stderr, so anything a library prints (warnings, tqdm,
+C extensions) lands in the log instead of corrupting the protocol.
+
+Threads: a reader thread parses requests and answers ``ping``/``cancel``/``shutdown`` at once; the
+main thread runs jobs one at a time from a queue. The loaded pipeline stays in memory between jobs
+and is replaced only when a job asks for another model, device or precision.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+from . import protocol
+from .protocol import Job
+
+log = logging.getLogger("zss.worker")
+
+
+class EventWriter:
+    """Serialises events onto the protocol stream from any thread."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    def send(self, event: protocol.Message) -> None:
+        line = event.to_json()
+        with self._lock:
+            self._stream.write(line + "\n")
+            self._stream.flush()
+
+
+def take_over_stdout():
+    """Return a private stream onto the real stdout and send fd 1 (and sys.stdout) to stderr."""
+    sys.stdout.flush()
+    protocol_fd = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return os.fdopen(protocol_fd, "w", encoding="utf-8", buffering=1)
+
+
+@dataclass
+class QueuedJob:
+    job: Job
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+class PipelineCache:
+    """Keeps the one loaded pipeline; a job with the same key reuses it (no reload)."""
+
+    def __init__(self, loader=None):
+        from .models import load_pipeline
+
+        self._loader = loader or load_pipeline
+        self.key = None
+        self.pipe = None
+
+    def get(self, job: Job):
+        """(pipeline, seconds spent loading: 0.0 when reused)."""
+        from .models import set_scheduler
+
+        key = (job.model, job.controlnet_model if job.control else None, job.device, job.dtype)
+        if key == self.key:
+            set_scheduler(self.pipe, job.scheduler)
+            return self.pipe, 0.0
+        self.release()
+        started = time.perf_counter()
+        self.pipe = self._loader(key[0], key[1], device=key[2], dtype=key[3], scheduler=job.scheduler)
+        self.key = key
+        return self.pipe, time.perf_counter() - started
+
+    def release(self) -> None:
+        from .runner import free_memory
+
+        self.pipe, self.key = None, None
+        free_memory()
+
+
+class Worker:
+    def __init__(self, events: EventWriter, requests, cache: PipelineCache | None = None):
+        self.events = events
+        self.requests = requests
+        self.cache = cache or PipelineCache()
+        self.queue: collections.deque[QueuedJob] = collections.deque()
+        self.current: QueuedJob | None = None
+        self.lock = threading.Lock()
+        self.wakeup = threading.Condition(self.lock)
+        self.closing = False
+
+    # -- reader thread ---------------------------------------------------------------------
+    def read_requests(self) -> None:
+        """Parse stdin; answer control requests at once; enqueue jobs. EOF means shut down."""
+        for line in self.requests:
+            if not line.strip():
+                continue
+            try:
+                message = protocol.message_from_json(line, expect="request")
+            except protocol.ProtocolError as exc:
+                self.events.send(protocol.Error(code="bad_request", message=str(exc), field=exc.field,
+                                                hint="Send one JSON request per line (see docs/protocol.md)."))
+                continue
+            if isinstance(message, protocol.Shutdown):
+                break
+            handler = {protocol.Generate: self.on_generate, protocol.Cancel: self.on_cancel,
+                       protocol.Ping: self.on_ping}[type(message)]
+            handler(message)
+        with self.wakeup:
+            self.closing = True
+            if self.current is not None:
+                self.current.cancel.set()
+            self.wakeup.notify_all()
+
+    def on_ping(self, message: protocol.Ping) -> None:
+        self.events.send(protocol.Pong(id=message.id))
+
+    def on_generate(self, message: protocol.Generate) -> None:
+        raw = message.job
+        job_id = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
+        problems = protocol.validate_job(raw) if isinstance(raw, dict) else [protocol.Problem("job", "must be an object")]
+        if problems:
+            self.events.send(protocol.error_for_problems(job_id, problems))
+            return
+        job = Job.from_dict(raw)
+        with self.wakeup:
+            if any(q.job.id == job.id for q in self._active()):
+                self.events.send(protocol.Error(id=job.id, code="duplicate_job", field="id",
+                                                message=f"A job with id '{job.id}' is already queued or running.",
+                                                hint="Give every job a new id."))
+                return
+            position = len(self.queue) + (self.current is not None)
+            self.queue.append(QueuedJob(job))
+            self.events.send(protocol.Accepted(id=job.id, queue_position=position))
+            self.wakeup.notify_all()
+
+    def on_cancel(self, message: protocol.Cancel) -> None:
+        with self.wakeup:
+            if self.current is not None and self.current.job.id == message.id:
+                self.current.cancel.set()  # the job loop reports `cancelled` within one step
+                return
+            for queued in self.queue:
+                if queued.job.id == message.id:
+                    self.queue.remove(queued)
+                    self.events.send(protocol.Cancelled(id=message.id, frames=[]))
+                    return
+        self.events.send(protocol.Error(id=message.id, code="unknown_job", field="id",
+                                        message=f"No queued or running job has id '{message.id}'.",
+                                        hint="It may have finished already."))
+
+    def _active(self):
+        return ([self.current] if self.current else []) + list(self.queue)
+
+    # -- main thread -----------------------------------------------------------------------
+    def run(self) -> None:
+        while True:
+            with self.wakeup:
+                while not self.queue and not self.closing:
+                    self.wakeup.wait()
+                if self.closing:
+                    return
+                self.current = self.queue.popleft()
+            try:
+                self.run_job(self.current)
+            finally:
+                with self.wakeup:
+                    self.current = None
+
+    def run_job(self, queued: QueuedJob) -> None:
+        from .models import ModelError
+        from .runner import JobCallbacks, JobError, free_memory, is_out_of_memory, run_job
+
+        job = queued.job
+        clock = {"start": time.perf_counter()}  # restarted once the model is loaded: ETA is denoising time
+
+        def progress(step, total):
+            elapsed = time.perf_counter() - clock["start"]
+            eta = elapsed / step * (total - step) if step else None
+            self.events.send(protocol.Progress(id=job.id, step=step, total=total, fraction=step / total,
+                                               elapsed=round(elapsed, 3), eta=eta and round(eta, 3), stage="denoise"))
+
+        def frame(index, path):
+            self.events.send(protocol.Frame(id=job.id, index=index, path=path))
+
+        try:
+            self.events.send(protocol.Progress(id=job.id, step=0, total=job.steps, fraction=0.0, elapsed=0.0,
+                                               eta=None, stage="load"))
+            pipe, load_seconds = self.cache.get(job)
+            clock["start"] = time.perf_counter()
+            if queued.cancel.is_set():
+                self.events.send(protocol.Cancelled(id=job.id, frames=[]))
+                return
+            outcome = run_job(job, pipe, JobCallbacks(progress, frame, queued.cancel.is_set),
+                              model_load_seconds=load_seconds)
+        except ModelError as exc:
+            self.cache.release()
+            self.events.send(protocol.Error(id=job.id, code=exc.code, message=exc.message, hint=exc.hint,
+                                            field=exc.field))
+            return
+        except JobError as exc:
+            self.events.send(protocol.Error(id=job.id, code=exc.code, message=exc.message, hint=exc.hint,
+                                            field=exc.field))
+            return
+        except Exception as exc:  # the worker must survive anything a job does
+            log.exception("job %s failed", job.id)
+            if is_out_of_memory(exc):
+                free_memory()
+            self.events.send(protocol.Error(id=job.id, code="internal", message=f"{type(exc).__name__}: {exc}",
+                                            hint="This is likely a bug; the generator log has the details."))
+            return
+        if outcome.status == "cancelled":
+            self.events.send(protocol.Cancelled(id=job.id, frames=outcome.frames, manifest=outcome.manifest))
+        else:
+            self.events.send(protocol.Done(id=job.id, frames=outcome.frames, video=outcome.video,
+                                           contact_sheet=outcome.contact_sheet, manifest=outcome.manifest,
+                                           seconds=round(outcome.seconds, 3),
+                                           model_load_seconds=round(load_seconds, 3)))
+
+
+def ready_event() -> protocol.Ready:
+    """What this process can do: versions, default device and precision, GPU memory."""
+    import torch
+
+    from .export import library_versions
+    from .models import resolve_device, resolve_dtype
+
+    device = resolve_device("auto")
+    free = total = None
+    if device.type == "cuda":
+        free, total = torch.cuda.mem_get_info()
+    return protocol.Ready(protocol=protocol.PROTOCOL_VERSION, versions=library_versions(), device=str(device),
+                          dtype=str(resolve_dtype("auto", device)).replace("torch.", ""), gpu_free_bytes=free,
+                          gpu_total_bytes=total, pid=os.getpid())
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=os.environ.get("ZSS_LOG_LEVEL", "INFO"), stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    events = EventWriter(take_over_stdout())
+    worker = Worker(events, sys.stdin)
+    events.send(ready_event())
+    reader = threading.Thread(target=worker.read_requests, name="zss-requests", daemon=True)
+    reader.start()
+    worker.run()
+    worker.cache.release()
+    log.info("worker exiting")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
