@@ -1,0 +1,294 @@
+"""WorkerClient process handling, exercised against tests/fake_worker.py (no torch needed)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from zss_core import protocol as p
+from zss_core.client import PACKAGE_PARENT, WorkerClient, WorkerNotRunning, WorkerStartError
+
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(TESTS_DIR)
+
+
+@pytest.fixture
+def make_client():
+    """Clients running the fake worker in a given mode; all stopped after the test."""
+    clients = []
+
+    def make(mode="normal", **env):
+        full_env = dict(os.environ, PYTHONPATH=TESTS_DIR, FAKE_WORKER_MODE=mode, **env)
+        client = WorkerClient(sys.executable, env=full_env, module="fake_worker")
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.stop(timeout=1.0)
+
+
+def job(job_id="j1", **kw):
+    return {"id": job_id, "prompt": "a wall", "model": "tiny", "output_dir": "/tmp/zss-test",
+            "steps": 3, "frames": 2, **kw}
+
+
+def is_type(kind, job_id=None):
+    return lambda ev: ev.type == kind and (job_id is None or ev.id == job_id)
+
+
+def test_start_returns_ready(make_client):
+    client = make_client()
+    ready = client.start(timeout=20)
+    assert isinstance(ready, p.Ready)
+    assert ready.protocol == p.PROTOCOL_VERSION
+    assert client.ready is ready
+    assert ready.pid == client.process.pid
+    assert client.is_alive()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="sessions are POSIX")
+def test_worker_runs_in_its_own_session(make_client):
+    client = make_client()
+    client.start(timeout=20)
+    assert os.getsid(client.process.pid) == client.process.pid
+
+
+def test_child_env_prepends_package_parent(make_client):
+    client = make_client()
+    env = client.child_env()
+    assert env["PYTHONPATH"].split(os.pathsep) == [PACKAGE_PARENT, TESTS_DIR]
+    assert os.path.isdir(os.path.join(PACKAGE_PARENT, "zss_core"))
+    assert env["PYTHONUNBUFFERED"] == "1"
+    assert client.command() == [sys.executable, "-u", "-m", "fake_worker"]
+    bare = WorkerClient(sys.executable, env={"PATH": os.environ.get("PATH", "")})
+    assert bare.child_env()["PYTHONPATH"] == PACKAGE_PARENT
+
+
+def test_poll_events_does_not_block(make_client):
+    client = make_client()
+    client.start(timeout=20)
+    started = time.monotonic()
+    assert client.poll_events() == []
+    assert time.monotonic() - started < 0.05
+    client.ping("p1")
+    assert client.wait_for(is_type("pong"), timeout=10) == p.Pong(id="p1")
+
+
+def test_job_events_arrive_in_order(make_client):
+    client = make_client()
+    client.start(timeout=20)
+    assert client.submit(job("j1", steps=3, frames=2)) == "j1"
+    assert client.pending == ["j1"]
+    done = client.wait_for(is_type("done", "j1"), timeout=10)
+    assert [ev.type for ev in client.history] == ["accepted"] + ["progress"] * 3 + ["frame"] * 2 + ["done"]
+    assert [ev.step for ev in client.history if ev.type == "progress"] == [1, 2, 3]
+    assert [ev.index for ev in client.history if ev.type == "frame"] == [0, 1]
+    assert done.frames == [ev.path for ev in client.history if ev.type == "frame"]
+    assert client.pending == []
+
+
+def test_submit_accepts_a_job_object(make_client, tmp_path):
+    client = make_client()
+    client.start(timeout=20)
+    j = p.Job(id="obj", prompt="x", model="tiny", output_dir=str(tmp_path), steps=2, frames=1)
+    client.submit(j)
+    done = client.wait_for(is_type("done", "obj"), timeout=10)
+    assert done.frames == [os.path.join(str(tmp_path), "obj", "frame_0001.png")]
+
+
+def test_poll_events_returns_everything_once(make_client):
+    client = make_client()
+    client.start(timeout=20)
+    client.submit(job("j1", steps=2, frames=1))
+    seen = []
+    deadline = time.monotonic() + 10
+    while not any(ev.type == "done" for ev in seen) and time.monotonic() < deadline:
+        seen += client.poll_events()
+        time.sleep(0.01)
+    assert [ev.type for ev in seen] == ["accepted", "progress", "progress", "frame", "done"]
+    assert client.poll_events() == []
+
+
+def test_cancel_running_job(make_client):
+    client = make_client(FAKE_STEP_SECONDS="0.05")
+    client.start(timeout=20)
+    client.submit(job("long", steps=200))
+    client.wait_for(is_type("progress", "long"), timeout=10)
+    client.cancel("long")
+    cancelled = client.wait_for(is_type("cancelled", "long"), timeout=10)
+    assert cancelled.frames == []
+    assert "done" not in [ev.type for ev in client.history]
+    assert client.pending == []
+    client.cancel("nope")
+    assert client.wait_for(is_type("error"), timeout=10).code == "unknown_job"
+
+
+def test_submit_checks_ids(make_client):
+    client = make_client(FAKE_STEP_SECONDS="0.05")
+    client.start(timeout=20)
+    with pytest.raises(ValueError):
+        client.submit(job("../x"))
+    with pytest.raises(ValueError):
+        client.submit({"prompt": "no id"})
+    client.submit(job("dup", steps=100))
+    with pytest.raises(ValueError, match="already"):
+        client.submit(job("dup"))
+
+
+def test_worker_dies_mid_job_then_restart(make_client):
+    client = make_client("die_midjob")
+    client.start(timeout=20)
+    client.submit(job("j1"))
+    died = client.wait_for(is_type("error"), timeout=10)
+    assert died.code == "worker_died" and died.id == "j1"
+    assert "exit code 3" in died.message
+    assert "simulated crash" in died.hint
+    assert [ev.type for ev in client.history] == ["accepted", "progress", "error"]
+    assert not client.is_alive() and client.pending == []
+    assert client.poll_events() == []  # reported once
+    with pytest.raises(WorkerNotRunning):
+        client.submit(job("j2"))
+    with pytest.raises(WorkerNotRunning):
+        client.ping()
+
+    client.env["FAKE_WORKER_MODE"] = "normal"
+    old_pid = client.process.pid
+    ready = client.restart(timeout=20)
+    assert ready.pid != old_pid and client.is_alive()
+    client.submit(job("j2"))
+    assert client.wait_for(is_type("done", "j2"), timeout=10).id == "j2"
+
+
+def test_several_pending_jobs_each_get_worker_died(make_client):
+    client = make_client("die_midjob", FAKE_STEP_SECONDS="0.2")
+    client.start(timeout=20)
+    client.submit(job("a"))
+    client.submit(job("b"))
+    client.wait_for(is_type("accepted", "b"), timeout=10)
+    errors = [client.wait_for(is_type("error"), timeout=10) for _ in range(2)]
+    assert sorted(ev.id for ev in errors) == ["a", "b"]
+    assert {ev.code for ev in errors} == {"worker_died"}
+
+
+def test_death_with_nothing_pending_gives_one_event(make_client):
+    client = make_client("crash_on_start")
+    assert client.start(wait=False) is None
+    died = client.wait_for(is_type("error"), timeout=10)
+    assert (died.code, died.id) == ("worker_died", None)
+    assert "exit code 2" in died.message and "cannot import torch" in died.hint
+    time.sleep(0.1)
+    assert client.poll_events() == []
+
+
+def test_start_failure_raises_with_stderr_tail(make_client):
+    client = make_client("crash_on_start")
+    with pytest.raises(WorkerStartError) as info:
+        client.start(timeout=20)
+    assert "exit code 2" in str(info.value)
+    assert "cannot import torch" in str(info.value)
+    assert client.process.poll() is not None
+    assert client.poll_events() == []  # the exception was the report
+
+
+def test_start_timeout_kills_the_worker(make_client):
+    client = make_client("slow_start", FAKE_WORKER_DELAY="60")
+    started = time.monotonic()
+    with pytest.raises(WorkerStartError, match="did not report ready"):
+        client.start(timeout=0.5)
+    assert time.monotonic() - started < 10
+    assert client.process.poll() is not None
+
+
+def test_missing_python_raises_start_error():
+    client = WorkerClient(os.path.join(TESTS_DIR, "no-such-python"))
+    with pytest.raises(WorkerStartError, match="no-such-python"):
+        client.start(timeout=5)
+
+
+def test_start_without_waiting(make_client):
+    client = make_client("slow_start", FAKE_WORKER_DELAY="0.3")
+    started = time.monotonic()
+    assert client.start(wait=False) is None
+    assert time.monotonic() - started < 0.3
+    assert client.ready is None
+    ready = client.wait_for(is_type("ready"), timeout=20)
+    assert client.ready == ready and ready.protocol == 1
+
+
+def test_start_twice_is_refused(make_client):
+    client = make_client()
+    client.start(timeout=20)
+    with pytest.raises(RuntimeError, match="already running"):
+        client.start()
+
+
+def test_noise_on_stdout_goes_to_the_log(make_client):
+    client = make_client("noisy")
+    client.start(timeout=20)
+    client.ping("after-noise")
+    assert client.wait_for(is_type("pong"), timeout=10).id == "after-noise"
+    tail = client.stderr_tail()
+    assert "[unparsed stdout] this line is not JSON" in tail
+    assert "some library warning" in tail
+    assert client.stderr_tail(n=1).count("\n") == 0
+    assert [ev.type for ev in client.history] == ["pong"]
+
+
+def test_stop_is_idempotent_and_leaves_no_process(make_client):
+    client = make_client()
+    client.start(timeout=20)
+    proc = client.process
+    assert client.stop() == 0
+    assert proc.poll() == 0 and not client.is_alive()
+    assert proc.stdin.closed and proc.stdout.closed and proc.stderr.closed
+    assert client.stop() == 0
+    with pytest.raises(WorkerNotRunning):
+        client.submit(job())
+    assert client.poll_events() == []
+
+
+def test_stop_with_a_running_job_reports_no_death(make_client):
+    client = make_client(FAKE_STEP_SECONDS="0.05")
+    client.start(timeout=20)
+    client.submit(job("long", steps=200))
+    client.wait_for(is_type("progress"), timeout=10)
+    client.stop()
+    assert {ev.type for ev in client.poll_events()} <= {"progress"}
+    assert client.pending == []
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGTERM is ignorable on POSIX only")
+def test_stop_kills_a_stubborn_worker(make_client):
+    client = make_client("stubborn")
+    client.start(timeout=20)
+    started = time.monotonic()
+    assert client.stop(timeout=0.3) == -signal.SIGKILL
+    assert time.monotonic() - started < 5
+    assert client.process.poll() is not None
+
+
+def test_requests_before_start_raise():
+    client = WorkerClient(sys.executable)
+    with pytest.raises(WorkerNotRunning):
+        client.ping()
+    assert client.stop() is None
+    assert client.poll_events() == []
+
+
+def test_context_manager(make_client):
+    client = make_client()
+    with client as c:
+        assert c is client and c.is_alive() and c.ready is not None
+    assert client.process.poll() is not None
+
+
+def test_client_imports_without_torch():
+    code = ("import sys, zss_core, zss_core.client, zss_core.protocol; "
+            "bad = [m for m in ('torch', 'numpy', 'bpy') if m in sys.modules]; "
+            "assert not bad, bad")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr

@@ -1,0 +1,592 @@
+"""Wire format between a client (the Blender add-on) and the generator process.
+
+One JSON object per line: requests on the worker's stdin, events on its stdout.
+docs/protocol.md describes the contract; this module is its single source of truth.
+Standard library only: Blender's Python imports it and has no torch or numpy.
+"""
+
+import dataclasses
+import difflib
+import json
+import math
+import os
+import re
+import types
+import typing
+from typing import ClassVar
+
+PROTOCOL_VERSION = 1
+MAX_LINE_BYTES = 16 * 1024 * 1024  # a line longer than this is a broken or hostile client
+MAX_TEXT = 2000  # prompt and negative prompt
+MAX_PATH = 4096  # model, folder and image paths
+MAX_LIST = 1024  # any list in a job (and the frame count)
+
+NOISE_MODELS = ("dependency", "mixed", "progressive", "independent")
+SEARCHES = ("exact", "paper")
+SCHEDULERS = ("ddim", "euler", "euler_a", "dpmpp", "pndm", "lms", "unipc")
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+CONTROL_TYPES = ("depth",)
+STAGES = ("load", "denoise", "decode")
+ERROR_CODES = (
+    "bad_request",
+    "unknown_job",
+    "duplicate_job",
+    "model_not_found",
+    "model_load_failed",
+    "control_image_invalid",
+    "output_exists",
+    "output_not_writable",
+    "out_of_memory",
+    "internal",
+    "worker_died",
+)
+
+# The id names the job folder, so it must be one plain path component.
+JOB_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_DEVICE_PATTERN = re.compile(r"auto|cpu|cuda|cuda:[0-9]{1,3}|mps")
+
+
+class ProtocolError(ValueError):
+    """A line or job that does not follow the protocol; `field` names the culprit."""
+
+    def __init__(self, message, field=None, problems=None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.problems = problems or []
+
+
+@dataclasses.dataclass
+class Problem:
+    """One thing wrong with a job, so the add-on can point at the setting to fix."""
+
+    field: str
+    message: str
+
+    def to_dict(self):
+        return {"field": self.field, "message": self.message}
+
+
+# --------------------------------------------------------------------------- job
+
+
+@dataclasses.dataclass
+class Outputs:
+    frames: bool = True
+    mp4: bool = True
+    contact_sheet: bool = True
+
+
+@dataclasses.dataclass(kw_only=True)
+class Control:
+    type: str = "depth"
+    images: list  # one image path per frame
+    scale: float = 1.0
+
+
+@dataclasses.dataclass(kw_only=True)
+class Job:
+    """A validated generation request; see docs/protocol.md for each field."""
+
+    id: str
+    prompt: str
+    model: str
+    output_dir: str
+    negative_prompt: str = ""
+    frames: int = 8
+    width: int = 512
+    height: int = 512
+    steps: int = 30
+    guidance: float = 7.5
+    seed: int = 0
+    lam: float | list = 0.01
+    mu: float | list = 0.98
+    noise: str = "dependency"
+    search: str = "exact"
+    candidates: int = 10
+    controlnet_model: str | None = None
+    control: Control | None = None
+    chunk: int | None = None
+    scheduler: str = "ddim"
+    device: str = "auto"
+    dtype: str = "auto"
+    outputs: Outputs = dataclasses.field(default_factory=Outputs)
+    fps: float = 24.0
+
+    @classmethod
+    def from_dict(cls, d):
+        """Build a Job from a decoded dict; raises ProtocolError listing every problem."""
+        problems = validate_job(d)
+        if problems:
+            error = error_for_problems(None, problems)
+            raise ProtocolError(error.message, problems[0].field, problems)
+        kwargs = dict(d)
+        for name in ("guidance", "fps"):
+            if name in kwargs:
+                kwargs[name] = float(kwargs[name])
+        for name in ("lam", "mu"):
+            if name in kwargs:
+                kwargs[name] = _floats(kwargs[name])
+        if kwargs.get("control") is not None:
+            c = kwargs["control"]
+            kwargs["control"] = Control(
+                images=list(c["images"]),
+                type=c.get("type", "depth"),
+                scale=float(c.get("scale", 1.0)),
+            )
+        if "outputs" in kwargs:
+            kwargs["outputs"] = Outputs(**kwargs["outputs"])
+        return cls(**kwargs)
+
+    def to_dict(self):
+        """A JSON-ready dict with every field; from_dict(to_dict()) gives an equal Job."""
+        d = dataclasses.asdict(self)
+        for name in ("lam", "mu"):
+            d[name] = _floats(d[name])
+        return d
+
+    def lam_per_frame(self):
+        """λ for each frame; entry 0 is 0.0 because the first frame has no predecessor."""
+        return _per_frame(self.lam, self.frames, "lam")
+
+    def mu_per_frame(self):
+        """μ for each frame; entry 0 is 0.0 because the first frame has no predecessor."""
+        return _per_frame(self.mu, self.frames, "mu")
+
+    def job_dir(self):
+        return os.path.join(self.output_dir, self.id)
+
+
+def _floats(value):
+    return [float(v) for v in value] if isinstance(value, list) else float(value)
+
+
+def _per_frame(value, frames, name):
+    if not isinstance(value, list):
+        return [0.0] + [float(value)] * (frames - 1)
+    if len(value) == frames:
+        tail = value[1:]
+    elif len(value) == frames - 1:
+        tail = value
+    else:
+        raise ValueError(f"{name} has {len(value)} entries; expected {frames} or {frames - 1}")
+    return [0.0] + [float(v) for v in tail]
+
+
+# -------------------------------------------------------------------- validation
+
+_JOB_FIELDS = tuple(f.name for f in dataclasses.fields(Job))
+_REQUIRED = {
+    "id": 'a name for the job folder, e.g. "clip-001"',
+    "prompt": "the text to generate",
+    "model": '"tiny", a diffusers folder, a .safetensors file or a hub id',
+    "output_dir": "the folder that receives the job folder",
+}
+
+
+def _show(value, limit=60):
+    """A short JSON-like rendering of a bad value for messages (never the whole 5 MB)."""
+    if isinstance(value, str) and len(value) > limit:
+        return json.dumps(value[:limit]) + f"… ({len(value)} characters)"
+    if isinstance(value, (list, dict)) and len(value) > 8:
+        return f"a {'list' if isinstance(value, list) else 'object'} of {len(value)} items"
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+    kind = " (a boolean)" if isinstance(value, bool) else ""
+    return (text if len(text) <= limit else text[:limit] + "…") + kind
+
+
+def _is_int(v):
+    return type(v) is int  # bool is an int subclass, and 8.0 is not an int
+
+
+def _is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+class _Checker:
+    """Collects problems for one raw job dict."""
+
+    def __init__(self):
+        self.problems = []
+
+    def add(self, field, message):
+        self.problems.append(Problem(field, message))
+
+    def integer(self, field, v, lo, hi, extra=""):
+        if not _is_int(v) or not lo <= v <= hi:
+            self.add(field, f"{field} must be an integer from {lo} to {hi}{extra}, got {_show(v)}")
+            return False
+        return True
+
+    def number(self, field, v, lo, hi):
+        if not _is_number(v) or not math.isfinite(v) or not lo <= v <= hi:
+            self.add(field, f"{field} must be a number from {lo} to {hi}, got {_show(v)}")
+            return False
+        return True
+
+    def text(self, field, v, max_len, allow_empty=True):
+        if not isinstance(v, str):
+            self.add(field, f"{field} must be a string, got {_show(v)}")
+        elif len(v) > max_len:
+            self.add(field, f"{field} must be at most {max_len} characters, got {len(v)}")
+        elif not allow_empty and not v.strip():
+            self.add(field, f"{field} must not be empty")
+        elif "\0" in v:
+            self.add(field, f"{field} must not contain NUL characters")
+        else:
+            return True
+        return False
+
+    def choice(self, field, v, allowed):
+        if not isinstance(v, str) or v not in allowed:
+            self.add(field, f"{field} must be one of {', '.join(allowed)}; got {_show(v)}")
+
+    def unknown_keys(self, keys, allowed, prefix=""):
+        for key in keys:
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            tip = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(allowed)}"
+            self.add(prefix + str(key), f"unknown field {str(key)!r} ({tip})")
+
+    def per_frame(self, field, v, frames, hi, allowed):
+        """λ or μ: one number, or a list of `frames` or `frames - 1` numbers, each in [0, hi]."""
+        def bad(x):
+            return not _is_number(x) or not math.isfinite(x) or not 0 <= x <= hi
+
+        if not isinstance(v, list):
+            if bad(v):
+                self.add(field, f"{field} must be {allowed}, or a list of them; got {_show(v)}")
+            return
+        if len(v) > MAX_LIST:
+            self.add(field, f"{field} must have at most {MAX_LIST} entries, got {len(v)}")
+            return
+        if frames is not None and len(v) not in (frames, frames - 1):
+            self.add(field, f"{field} list must have {frames} entries (one per frame) or "
+                            f"{frames - 1} (one per frame transition), got {len(v)}")
+        for i, item in enumerate(v):
+            if bad(item):
+                self.add(f"{field}[{i}]", f"{field}[{i}] must be {allowed}, got {_show(item)}")
+
+    def output_dir(self, v):
+        """The folder must be writable, or creatable under a writable parent."""
+        if not self.text("output_dir", v, MAX_PATH, allow_empty=False):
+            return
+        path = os.path.abspath(v)
+        if os.path.exists(path):
+            if not os.path.isdir(path):
+                self.add("output_dir", f"output_dir must be a folder, but {path} is a file")
+            elif not os.access(path, os.W_OK | os.X_OK):
+                self.add("output_dir", f"output_dir {path} is not writable; choose a folder you can write to")
+            return
+        parent = os.path.dirname(path)
+        while not os.path.exists(parent) and os.path.dirname(parent) != parent:
+            parent = os.path.dirname(parent)
+        if not os.path.isdir(parent):
+            self.add("output_dir", f"output_dir {path} cannot be created: {parent} is a file, not a folder")
+        elif not os.access(parent, os.W_OK | os.X_OK):
+            self.add("output_dir", f"output_dir {path} cannot be created: {parent} is not writable")
+
+    def control(self, c, frames):
+        if not isinstance(c, dict):
+            self.add("control", f"control must be null or an object "
+                                f"{{\"type\": \"depth\", \"images\": [...], \"scale\": 1.0}}, got {_show(c)}")
+            return
+        self.unknown_keys([k for k in c if k not in ("type", "images", "scale")],
+                          ("type", "images", "scale"), "control.")
+        self.choice("control.type", c.get("type", "depth"), CONTROL_TYPES)
+        self.number("control.scale", c.get("scale", 1.0), 0, 5)
+        if "images" not in c:
+            self.add("control.images", "control.images is required: one image path per frame")
+            return
+        images = c["images"]
+        if not isinstance(images, list):
+            self.add("control.images", f"control.images must be a list of image paths, got {_show(images)}")
+            return
+        if len(images) > MAX_LIST:
+            self.add("control.images", f"control.images must have at most {MAX_LIST} entries, got {len(images)}")
+            return
+        if frames is not None and len(images) != frames:
+            self.add("control.images", f"control.images must have one image per frame ({frames}), got {len(images)}")
+        for i, p in enumerate(images):
+            field = f"control.images[{i}]"
+            if not self.text(field, p, MAX_PATH, allow_empty=False):
+                continue
+            if not os.path.exists(p):
+                self.add(field, f"{field}: file not found: {p}")
+            elif not os.path.isfile(p):
+                self.add(field, f"{field}: {p} is not a regular file")
+            elif not os.access(p, os.R_OK):
+                self.add(field, f"{field}: {p} is not readable")
+
+
+def validate_job(d):
+    """Every problem of a raw job dict (as decoded from JSON), each naming its field."""
+    if not isinstance(d, dict):
+        return [Problem("job", f"job must be a JSON object, got {_show(d)}")]
+    ck = _Checker()
+    for name in _REQUIRED:
+        if name not in d:
+            ck.add(name, f"{name} is required: {_REQUIRED[name]}")
+
+    if "id" in d:
+        v = d["id"]
+        if not isinstance(v, str) or not JOB_ID_PATTERN.fullmatch(v):
+            ck.add("id", "id must be 1 to 64 letters, digits, '_', '.' or '-', starting with a letter "
+                         f"or digit (it names the job folder), got {_show(v)}")
+    if "prompt" in d:
+        ck.text("prompt", d["prompt"], MAX_TEXT, allow_empty=False)
+    ck.text("negative_prompt", d.get("negative_prompt", ""), MAX_TEXT)
+    if "model" in d:
+        ck.text("model", d["model"], MAX_PATH, allow_empty=False)
+
+    frames = d.get("frames", 8)
+    if not ck.integer("frames", frames, 1, MAX_LIST):
+        frames = None  # unknown: skip the checks that depend on it
+    for name in ("width", "height"):
+        v = d.get(name, 512)
+        if not _is_int(v) or not 64 <= v <= 2048 or v % 8:
+            ck.add(name, f"{name} must be a multiple of 8 from 64 to 2048, got {_show(v)}")
+    ck.integer("steps", d.get("steps", 30), 1, 500)
+    ck.number("guidance", d.get("guidance", 7.5), 0, 50)
+    ck.integer("seed", d.get("seed", 0), 0, 2**63 - 1)
+    ck.per_frame("lam", d.get("lam", 0.01), frames, math.inf, "a finite number ≥ 0")
+    ck.per_frame("mu", d.get("mu", 0.98), frames, 1, "a number from 0 to 1")
+    ck.choice("noise", d.get("noise", "dependency"), NOISE_MODELS)
+    ck.choice("search", d.get("search", "exact"), SEARCHES)
+    ck.integer("candidates", d.get("candidates", 10), 1, 1000)
+    ck.choice("scheduler", d.get("scheduler", "ddim"), SCHEDULERS)
+    ck.choice("dtype", d.get("dtype", "auto"), DTYPES)
+    device = d.get("device", "auto")
+    if not isinstance(device, str) or not _DEVICE_PATTERN.fullmatch(device):
+        ck.add("device", f"device must be auto, cpu, cuda, cuda:N or mps; got {_show(device)}")
+    chunk = d.get("chunk")
+    if chunk is not None:
+        ck.integer("chunk", chunk, 1, MAX_LIST, extra=" (or null for all frames at once)")
+    ck.number("fps", d.get("fps", 24.0), 1, 240)
+
+    controlnet = d.get("controlnet_model")
+    if controlnet is not None:
+        ck.text("controlnet_model", controlnet, MAX_PATH, allow_empty=False)
+    if d.get("control") is not None:
+        if controlnet is None:
+            ck.add("controlnet_model", "controlnet_model is required when control is set "
+                                       "(a ControlNet folder, .safetensors file or hub id)")
+        ck.control(d["control"], frames)
+
+    outputs = d.get("outputs", {})
+    names = tuple(f.name for f in dataclasses.fields(Outputs))
+    if not isinstance(outputs, dict):
+        ck.add("outputs", f"outputs must be an object like {{\"frames\": true, \"mp4\": true, "
+                          f"\"contact_sheet\": true}}, got {_show(outputs)}")
+    else:
+        ck.unknown_keys([k for k in outputs if k not in names], names, "outputs.")
+        for name in names:
+            if not isinstance(outputs.get(name, True), bool):
+                ck.add(f"outputs.{name}", f"outputs.{name} must be true or false, got {_show(outputs[name])}")
+
+    if "output_dir" in d:
+        ck.output_dir(d["output_dir"])
+    ck.unknown_keys([k for k in d if k not in _JOB_FIELDS], _JOB_FIELDS)
+    return ck.problems
+
+
+# ---------------------------------------------------------------------- messages
+
+
+class Message:
+    """Base of requests and events: to_dict/to_json and the field-type decoding."""
+
+    type: ClassVar[str] = ""
+    _choices: ClassVar[dict] = {}
+
+    def to_dict(self):
+        d = dataclasses.asdict(self)
+        head = {"type": self.type, "id": d.pop("id")} if "id" in d else {"type": self.type}
+        return {**head, **d}
+
+    def to_json(self):
+        """One line of JSON (no newline); raises ValueError for NaN or infinity."""
+        text = json.dumps(self.to_dict(), allow_nan=False, ensure_ascii=False)
+        # json leaves these raw with ensure_ascii=False; str.splitlines() would break the line on them.
+        return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").replace("\x85", "\\u0085")
+
+
+@dataclasses.dataclass
+class Generate(Message):
+    type: ClassVar[str] = "generate"
+    job: dict  # kept raw: the worker runs validate_job on it to report every problem
+
+
+@dataclasses.dataclass
+class Cancel(Message):
+    type: ClassVar[str] = "cancel"
+    id: str
+
+
+@dataclasses.dataclass
+class Ping(Message):
+    type: ClassVar[str] = "ping"
+    id: str | None = None
+
+
+@dataclasses.dataclass
+class Shutdown(Message):
+    type: ClassVar[str] = "shutdown"
+
+
+@dataclasses.dataclass
+class Ready(Message):
+    type: ClassVar[str] = "ready"
+    protocol: int
+    versions: dict
+    device: str
+    dtype: str
+    gpu_free_bytes: int | None
+    gpu_total_bytes: int | None
+    pid: int
+    id: str | None = None
+
+
+@dataclasses.dataclass
+class Accepted(Message):
+    type: ClassVar[str] = "accepted"
+    id: str
+    queue_position: int
+
+
+@dataclasses.dataclass
+class Progress(Message):
+    type: ClassVar[str] = "progress"
+    _choices: ClassVar[dict] = {"stage": STAGES}
+    id: str
+    step: int
+    total: int
+    fraction: float
+    elapsed: float
+    eta: float | None
+    stage: str
+
+
+@dataclasses.dataclass
+class Frame(Message):
+    type: ClassVar[str] = "frame"
+    id: str
+    index: int
+    path: str
+
+
+@dataclasses.dataclass
+class Done(Message):
+    type: ClassVar[str] = "done"
+    id: str
+    frames: list[str]
+    video: str | None
+    contact_sheet: str | None
+    manifest: str
+    seconds: float
+    model_load_seconds: float
+
+
+@dataclasses.dataclass
+class Error(Message):
+    type: ClassVar[str] = "error"
+    _choices: ClassVar[dict] = {"code": ERROR_CODES}
+    code: str
+    message: str
+    hint: str = ""
+    field: str | None = None
+    problems: list[dict] | None = None
+    id: str | None = None
+
+
+@dataclasses.dataclass
+class Cancelled(Message):
+    type: ClassVar[str] = "cancelled"
+    id: str
+    frames: list[str]
+    manifest: str | None = None
+
+
+@dataclasses.dataclass
+class Pong(Message):
+    type: ClassVar[str] = "pong"
+    id: str | None = None
+
+
+REQUESTS = {cls.type: cls for cls in (Generate, Cancel, Ping, Shutdown)}
+EVENTS = {cls.type: cls for cls in (Ready, Accepted, Progress, Frame, Done, Error, Cancelled, Pong)}
+MESSAGES = {**REQUESTS, **EVENTS}
+
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+               dict: "an object", list: "a list"}
+
+
+def _convert(value, tp, field):
+    """Check a decoded value against a field annotation; ints become floats for float fields."""
+    args = typing.get_args(tp)
+    if isinstance(tp, types.UnionType):  # `X | None`
+        return None if value is None else _convert(value, args[0], field)
+    base = typing.get_origin(tp) or tp
+    ok = {int: _is_int, float: _is_number}.get(base, lambda v: isinstance(v, base))(value)
+    if not ok:
+        raise ProtocolError(f"{field} must be {_TYPE_NAMES[base]}, got {_show(value)}", field)
+    if base is float:
+        return float(value)
+    if base is list and args:
+        return [_convert(item, args[0], f"{field}[{i}]") for i, item in enumerate(value)]
+    return value
+
+
+def message_from_dict(d, expect=None):
+    """Decode a message dict; `expect` "request" or "event" rejects the other direction."""
+    if not isinstance(d, dict):
+        raise ProtocolError(f"a message must be a JSON object, got {_show(d)}")
+    table = {"request": REQUESTS, "event": EVENTS, None: MESSAGES}[expect]
+    kind = d.get("type")
+    if not isinstance(kind, str) or kind not in table:
+        what = f"{expect} " if expect else ""
+        raise ProtocolError(f"unknown {what}type {_show(kind)}; expected one of {', '.join(table)}", "type")
+    cls = table[kind]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    extra = [k for k in d if k != "type" and k not in fields]
+    if extra:
+        raise ProtocolError(f"unknown field {extra[0]!r} in {kind}; allowed: {', '.join(fields)}", extra[0])
+    kwargs = {}
+    for name, f in fields.items():
+        if name not in d:
+            if f.default is dataclasses.MISSING:
+                raise ProtocolError(f"{kind} is missing the field {name!r}", name)
+            continue
+        kwargs[name] = _convert(d[name], f.type, name)
+        allowed = cls._choices.get(name)
+        if allowed and kwargs[name] not in allowed:
+            raise ProtocolError(f"{name} must be one of {', '.join(allowed)}; got {_show(d[name])}", name)
+    return cls(**kwargs)
+
+
+def message_from_json(line, expect=None):
+    """Decode one line (str or bytes); raises ProtocolError for anything malformed."""
+    size = len(line) if isinstance(line, bytes) else len(line.encode("utf-8", "surrogatepass"))
+    if size > MAX_LINE_BYTES:
+        raise ProtocolError(f"line is {size} bytes; the limit is {MAX_LINE_BYTES}")
+    try:
+        d = json.loads(line)
+    except (ValueError, RecursionError) as e:  # JSONDecodeError and bad UTF-8 are ValueErrors
+        raise ProtocolError(f"line is not valid JSON: {e}") from None
+    return message_from_dict(d, expect)
+
+
+def error_for_problems(job_id, problems):
+    """The bad_request event for a failed validate_job: every problem, field of the first."""
+    listing = "; ".join(f"{p.field}: {p.message}" for p in problems)
+    count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+    return Error(
+        id=job_id,
+        code="bad_request",
+        message=f"{count}: {listing}",
+        hint="Fix the listed fields and send the job again.",
+        field=problems[0].field if problems else None,
+        problems=[p.to_dict() for p in problems],
+    )
