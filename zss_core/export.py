@@ -146,3 +146,15 @@ def write_clip(folder: str | os.PathLike, frames: Iterable, *, fps: float = 24.0
         "video": str(write_mp4(folder / VIDEO_NAME, frames, fps)) if mp4 else None,
         "contact_sheet": str(write_contact_sheet(folder / SHEET_NAME, frames)) if contact_sheet else None,
     }
+
+
+def recover_job(job_dir: str | os.PathLike) -> dict:
+    """What a job folder holds, even after a crash: status from job.json and the frames on disk.
+
+    A manifest still saying ``running`` means the process died mid-job: reported as ``interrupted``.
+    """
+    job_dir = Path(job_dir)
+    manifest = json.loads((job_dir / MANIFEST_NAME).read_text(encoding="utf-8"))
+    status = manifest.get("status", "unknown")
+    frames = existing_frames(job_dir, int(manifest["job"]["frames"]))
+    return {"status": "interrupted" if status == "running" else status, "frames": frames, "manifest": manifest}

@@ -1,0 +1,71 @@
+"""`zss generate` end to end on the tiny model, and its refusals of bad input."""
+
+import json
+import subprocess
+import sys
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from zss_core.cli import main
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "zss_core.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_generate_writes_frames_video_sheet_and_manifest(tmp_path):
+    proc = run_cli("generate", "a red brick wall", "--model", "tiny", "--frames", "8", "--size", "64x64",
+                   "--steps", "3", "--out", str(tmp_path), "--id", "clip1")
+    assert proc.returncode == 0, proc.stderr
+    job_dir = tmp_path / "clip1"
+    assert proc.stdout.strip() == str(job_dir)
+    frames = sorted(job_dir.glob("frame_*.png"))
+    assert [f.name for f in frames] == [f"frame_{i:04d}.png" for i in range(1, 9)]
+    assert Image.open(frames[0]).size == (64, 64)
+    with av.open(str(job_dir / "clip.mp4")) as container:
+        decoded = [f for f in container.decode(video=0)]
+    assert len(decoded) == 8 and decoded[0].width == 64
+    assert Image.open(job_dir / "contact_sheet.png").size == (3 * 64, 3 * 64)
+    manifest = json.loads((job_dir / "job.json").read_text())
+    assert manifest["status"] == "done" and manifest["frames"] == [f.name for f in frames]
+    assert manifest["job"]["lam"] == 0.01 and manifest["seed"] == 0
+    assert len(manifest["noise"]["alpha"]) == 8 and manifest["versions"]["torch"]
+    assert manifest["timings"]["denoise_seconds"] > 0
+
+
+def test_generate_with_depth_control(tmp_path):
+    depth = tmp_path / "depth"
+    depth.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((64, 64), 40 * i, np.uint8)).save(depth / f"d{i}.png")
+    code = main(["generate", "x", "--frames", "3", "--size", "64x64", "--steps", "2", "--control-depth", str(depth),
+                 "--out", str(tmp_path / "out"), "--id", "c"])
+    assert code == 0
+    assert sorted(p.name for p in (tmp_path / "out" / "c" / "control").iterdir()) == [
+        "control_0001.png", "control_0002.png", "control_0003.png"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--frames", "0"], "frames"),
+    (["--size", "65x64"], "width"),
+    (["--mu", "1.5"], "mu"),
+    (["--lam", "-0.1"], "lam"),
+    (["--control-depth", "/nonexistent/dir/*.png"], "control-depth"),
+    (["--frames", "3", "--control-depth", "{depth2}"], "control.images"),
+])
+def test_bad_input_exits_nonzero_and_writes_nothing(tmp_path, capsys, args, message):
+    depth = tmp_path / "d2"
+    depth.mkdir()
+    for i in range(2):
+        Image.new("L", (64, 64)).save(depth / f"{i}.png")
+    args = [a.replace("{depth2}", str(depth)) for a in args]
+    out = tmp_path / "out"
+    code = main(["generate", "p", "--size", "64x64", "--steps", "2", "--out", str(out), *args]
+                if "--size" not in args else ["generate", "p", "--steps", "2", "--out", str(out), *args])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err and err.startswith("zss: error:")
+    assert not out.exists()
