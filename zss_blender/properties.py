@@ -1,0 +1,85 @@
+"""Scene.zss: the generation settings a user edits in the ZS² panel.
+
+Two "auto" conventions keep the defaults in step with the scene without handlers:
+- frames = 0 means "the scene's frame range" (frame_start..frame_end); frames > 0 uses
+  zss.frame_start and that many frames.
+- width = 0 or height = 0 means "from the render resolution", snapped to multiples of 8 and scaled
+  down to the max_resolution preference.
+Both are resolved when a job is built (jobspec.py), so the job always gets the actual numbers.
+Runtime state (progress, errors, the running job) is not stored here: it lives in jobs.state, so a
+saved .blend never holds a stale "running" job.
+"""
+
+import bpy
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
+
+NOISE_ITEMS = (
+    ("DEPENDENCY", "Dependency", "ZS² dependency noise: each frame's noise depends on the previous one"),
+    ("MIXED", "Mixed", "PYoCo mixed noise: a shared component plus per-frame noise"),
+    ("PROGRESSIVE", "Progressive", "PYoCo progressive noise: each frame's noise drifts from the previous"),
+    ("INDEPENDENT", "Independent", "Independent noise per frame (baseline, flickers)"),
+)
+
+TARGET_ITEMS = (
+    ("MATERIAL", "Material", "Animated image texture in a material on the selected objects"),
+    ("STRIP", "Strip", "Image strip in the video sequencer"),
+    ("BOTH", "Both", "Material texture and sequencer strip"),
+)
+
+
+class ZSSSceneSettings(bpy.types.PropertyGroup):
+    """What to generate; λ and μ are animatable so keyframes give per-frame values."""
+
+    prompt: StringProperty(name="Prompt", description="What the clip should show")
+    negative_prompt: StringProperty(name="Negative Prompt", description="What the clip should avoid")
+    frames: IntProperty(
+        name="Frames", default=0, min=0, max=1024,
+        description="Number of frames; 0 uses the scene's frame range (Start to End)")
+    frame_start: IntProperty(
+        name="Start Frame", default=1,
+        description="First frame of the clip when Frames is not 0 (otherwise the scene's start frame)")
+    width: IntProperty(
+        name="Width", default=0, min=0, max=2048, subtype='PIXEL',
+        description="Clip width, a multiple of 8; 0 follows the render resolution (capped by the "
+                    "add-on's max resolution)")
+    height: IntProperty(
+        name="Height", default=0, min=0, max=2048, subtype='PIXEL',
+        description="Clip height, a multiple of 8; 0 follows the render resolution")
+    steps: IntProperty(name="Steps", default=30, min=1, max=500, description="Denoising steps")
+    guidance: FloatProperty(name="Guidance", default=7.5, min=0.0, max=50.0,
+                            description="Classifier-free guidance scale")
+    seed: IntProperty(name="Seed", default=0, min=0, description="Random seed; the same seed gives the same clip")
+    lam: FloatProperty(
+        name="λ (Noise Dependency)", default=0.01, min=0.0, soft_max=1.0, precision=4, options={'ANIMATABLE'},
+        description="How far each frame's noise may move from the previous frame's; keyframe it for "
+                    "per-frame values (small = calm, large = more change)")
+    mu: FloatProperty(
+        name="μ (Momentum)", default=0.98, min=0.0, max=1.0, precision=3, options={'ANIMATABLE'},
+        description="Temporal momentum attention: how much each frame attends to the running history; "
+                    "keyframe it for per-frame values")
+    noise: EnumProperty(name="Noise", items=NOISE_ITEMS, default="DEPENDENCY",
+                        description="Noise model shared across frames")
+    use_depth: BoolProperty(
+        name="Depth Control", default=False,
+        description="Render depth from the scene camera for every frame and condition the clip on it")
+    control_scale: FloatProperty(name="Control Strength", default=1.0, min=0.0, max=5.0,
+                                 description="ControlNet conditioning scale")
+    chunk: IntProperty(
+        name="Chunk", default=0, min=0, max=1024,
+        description="Frames per UNet batch to bound GPU memory; 0 = all at once (the result is the same)")
+    target: EnumProperty(name="Import As", items=TARGET_ITEMS, default="MATERIAL",
+                         description="Where the finished clip goes")
+    use_emission: BoolProperty(
+        name="Emission", default=False,
+        description="Also feed the clip into the material's emission so it shows unlit")
+
+
+CLASSES = (ZSSSceneSettings,)
+
+
+def register():
+    bpy.types.Scene.zss = bpy.props.PointerProperty(type=ZSSSceneSettings)
+
+
+def unregister():
+    del bpy.types.Scene.zss
