@@ -1,0 +1,30 @@
+"""ZS² Video Textures: registration only; each module does one job (see DESIGN.md ▸ Layout).
+
+Blender never imports torch: the generator runs in its own Python, started by jobs.py through
+zss_core.client.
+"""
+
+import atexit
+
+import bpy
+
+from . import icons, jobs, operators, panels, preferences, properties
+
+_CLASSES = (*properties.CLASSES, *preferences.CLASSES, *operators.CLASSES, *panels.CLASSES)
+
+
+def register():
+    icons.load()
+    for cls in _CLASSES:
+        bpy.utils.register_class(cls)
+    properties.register()
+    atexit.register(jobs.stop_worker)  # Blender quitting must not leave the generator running
+
+
+def unregister():
+    atexit.unregister(jobs.stop_worker)
+    jobs.shutdown()  # timer and worker
+    properties.unregister()
+    for cls in reversed(_CLASSES):
+        bpy.utils.unregister_class(cls)
+    icons.unload()
