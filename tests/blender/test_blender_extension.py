@@ -1,0 +1,90 @@
+"""The extension zip: built with Blender's own builder, validated, installed, enabled, uninstalled.
+
+Install/uninstall runs in a separate Python with its own Blender user folder, so the installed copy
+(bl_ext.user_default.zs2_video) never meets the add-on the other tests load from the checkout.
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+import zipfile
+
+import pytest
+
+pytestmark = pytest.mark.blender
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+INSTALL_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import bpy
+
+    zip_path = sys.argv[1]
+    report = {}
+    bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default", enable_on_install=True)
+    module = "bl_ext.user_default.zs2_video"
+    report["enabled"] = module in bpy.context.preferences.addons
+    report["ops"] = [hasattr(bpy.ops.zss, name) and bpy.ops.zss.__getattr__(name).idname() == "ZSS_OT_" + name
+                     for name in ("generate", "cancel", "check_generator", "open_output", "randomize_seed",
+                                  "regenerate", "vary_seed")]
+    report["scene_zss"] = hasattr(bpy.types.Scene, "zss") and bpy.context.scene.zss.steps == 30
+    report["panels"] = [hasattr(bpy.types, name) for name in ("ZSS_PT_main", "ZSS_PT_sequencer")]
+    prefs = bpy.context.preferences.addons[module].preferences
+    report["prefs"] = prefs.max_resolution
+    # The worker's code travels with the add-on.
+    import importlib
+    installed = importlib.import_module(module)
+    report["core"] = installed.zss_core.protocol.PROTOCOL_VERSION
+    report["directory"] = installed.__path__[0]
+
+    repo_index = next(i for i, r in enumerate(bpy.context.preferences.extensions.repos)
+                      if r.module == "user_default")
+    bpy.ops.extensions.package_uninstall(repo_index=repo_index, pkg_id="zs2_video")
+    report["after_enabled"] = module in bpy.context.preferences.addons
+    report["after_scene_zss"] = hasattr(bpy.types.Scene, "zss")
+    report["after_ops"] = any(hasattr(bpy.types, "ZSS_OT_" + n) for n in ("generate", "cancel"))
+    report["after_panels"] = any(hasattr(bpy.types, n) for n in ("ZSS_PT_main", "ZSS_PT_sequencer"))
+    print("REPORT " + json.dumps(report))
+""")
+
+
+@pytest.fixture(scope="module")
+def built_zip(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dist")
+    result = subprocess.run([sys.executable, str(REPO / "tools" / "build_extension.py"), "--output-dir", str(out)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    zip_path = result.stdout.strip().splitlines()[-1]
+    assert zip_path == str(out / "zs2_video-0.1.0.zip") and os.path.isfile(zip_path)
+    return zip_path
+
+
+def test_zip_contents(built_zip):
+    names = zipfile.ZipFile(built_zip).namelist()
+    assert {"blender_manifest.toml", "__init__.py", "zss_blender/__init__.py", "zss_blender/jobs.py",
+            "zss_core/__init__.py", "zss_core/protocol.py", "zss_core/client.py", "zss_core/worker.py",
+            "icons/zss.png", "icons/generate.png"} <= set(names)
+    core_sources = {p.name for p in (REPO / "zss_core").glob("*.py")}
+    assert core_sources <= {n.split("/", 1)[1] for n in names if n.startswith("zss_core/")}
+    forbidden = ("tests/", "bench/", "tools/", "docs/", ".venv/", "dist/", ".git/", "Makefile", "pyproject.toml")
+    assert not [n for n in names if n.startswith(forbidden) or "__pycache__" in n or n.endswith(".pyc")
+                or "/." in "/" + n]
+
+
+def test_install_enable_uninstall(built_zip, tmp_path):
+    env = dict(os.environ)
+    for var in ("BLENDER_USER_RESOURCES", "XDG_CACHE_HOME"):
+        env[var] = str(tmp_path / var.lower())
+    result = subprocess.run([sys.executable, "-c", INSTALL_SCRIPT, built_zip], capture_output=True, text=True,
+                            env=env, timeout=180)
+    lines = [line for line in result.stdout.splitlines() if line.startswith("REPORT ")]
+    assert result.returncode == 0 and lines, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(lines[-1][len("REPORT "):])
+    assert report["enabled"] and all(report["ops"]) and report["scene_zss"] and all(report["panels"])
+    assert report["prefs"] == 768 and report["core"] == 1
+    assert report["directory"].startswith(str(tmp_path))
+    assert not report["after_enabled"] and not report["after_scene_zss"]
+    assert not report["after_ops"] and not report["after_panels"]

@@ -1,0 +1,136 @@
+"""Import: animated material texture (verified by rendering two frames) and sequencer strip."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytestmark = pytest.mark.blender
+
+FRAMES = 6
+START = 5
+COLORS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255), (255, 0, 255)]
+
+
+@pytest.fixture
+def clip(tmp_path):
+    """A fake finished job: a folder of solid-colour frames and its job dict."""
+    job_dir = tmp_path / "zss" / "20260101-000000-abcdef"
+    job_dir.mkdir(parents=True)
+    frames = []
+    for i, color in enumerate(COLORS, start=1):
+        path = job_dir / f"frame_{i:04d}.png"
+        Image.new("RGB", (32, 16), color).save(path)
+        frames.append(str(path))
+    job = {"id": job_dir.name, "prompt": "a  very long prompt about a glowing jellyfish in the deep blue sea",
+           "negative_prompt": "blurry", "frames": FRAMES, "width": 32, "height": 16, "steps": 4,
+           "guidance": 7.5, "seed": 42, "lam": [0.0, 0.01, 0.02, 0.03, 0.04, 0.05], "mu": 0.98,
+           "noise": "dependency", "model": "tiny", "output_dir": str(job_dir.parent)}
+    return job, str(job_dir), frames
+
+
+def render_pixel(bpy, scene, frame, path):
+    """Render `frame` with Cycles at a tiny size and return the centre pixel (RGB)."""
+    scene.frame_set(frame)
+    scene.render.filepath = path
+    bpy.ops.render.render(write_still=True)
+    image = bpy.data.images.load(path, check_existing=False)
+    w, h = image.size
+    pixels = np.empty(w * h * 4, dtype=np.float32)
+    image.pixels.foreach_get(pixels)
+    bpy.data.images.remove(image)
+    return pixels.reshape(h, w, 4)[h // 2, w // 2, :3]
+
+
+def test_material_texture_animates(zb, clip, tmp_path):
+    import bpy
+
+    job, job_dir, frames = clip
+    scene = bpy.context.scene
+    cube = bpy.data.objects["Cube"]
+    material, image, objects = zb.importers.import_material(
+        scene, scene.collection, frames, job, job_dir, START, [cube.name], use_emission=True)
+
+    assert objects == [cube] and cube.active_material == material
+    assert image.source == 'SEQUENCE'
+    node = next(n for n in material.node_tree.nodes if n.type == 'TEX_IMAGE')
+    assert node.image == image
+    user = node.image_user
+    assert (user.frame_duration, user.frame_start, user.frame_offset) == (FRAMES, START, 0)
+    assert user.use_cyclic and user.use_auto_refresh
+    assert material.name.startswith("ZS² a very long prompt") and len(material.name) <= 48
+    for datablock in (image, material):
+        assert datablock["zss_job_id"] == job["id"] and datablock["zss_seed"] == 42
+        assert datablock["zss_prompt"] == job["prompt"] and datablock["zss_model"] == "tiny"
+        assert list(datablock["zss_lam"]) == pytest.approx(job["lam"]) and datablock["zss_mu"] == pytest.approx(0.98)
+        assert datablock["zss_job_dir"] == job_dir and datablock["zss_frame_start"] == START
+        assert json.loads(datablock["zss_job"])["steps"] == 4
+
+    # Render the cube (emission = the texture) at two frames: the texture must change with the frame.
+    scene.render.engine = 'CYCLES'
+    scene.cycles.samples = 1
+    scene.cycles.use_denoising = False
+    scene.render.resolution_x = scene.render.resolution_y = 24
+    scene.render.resolution_percentage = 100
+    scene.view_settings.view_transform = 'Standard'
+    scene.render.image_settings.file_format = 'OPEN_EXR'
+    bpy.data.objects["Light"].hide_render = True
+    scene.world = None
+    first = render_pixel(bpy, scene, START, str(tmp_path / "a.exr"))
+    third = render_pixel(bpy, scene, START + 2, str(tmp_path / "b.exr"))
+    assert first[0] > first[2] + 0.2  # red frame_0001
+    assert third[2] > third[0] + 0.2  # blue frame_0003
+    cyclic = render_pixel(bpy, scene, START + FRAMES, str(tmp_path / "c.exr"))
+    assert cyclic[0] > cyclic[2] + 0.2  # loops back to frame_0001
+
+
+def test_new_plane_faces_camera_when_nothing_selected(zb, clip):
+    import bpy
+
+    job, job_dir, frames = clip
+    scene = bpy.context.scene
+    _material, _image, objects = zb.importers.import_material(
+        scene, scene.collection, frames, job, job_dir, START, [], use_emission=False)
+    (plane,) = objects
+    assert plane.name.startswith("ZS²") and plane.data.uv_layers
+    xs = [v.co.x for v in plane.data.vertices]
+    ys = [v.co.y for v in plane.data.vertices]
+    assert (max(xs) - min(xs)) / (max(ys) - min(ys)) == pytest.approx(2.0)  # the clip's 32×16 aspect
+    normal = (plane.matrix_world.to_3x3() @ plane.data.polygons[0].normal).normalized()
+    to_camera = (scene.camera.matrix_world.translation - plane.matrix_world.translation).normalized()
+    assert normal.dot(to_camera) > 0.99
+
+
+def test_strip_on_free_channel(zb, clip):
+    import bpy
+
+    job, job_dir, frames = clip
+    scene = bpy.context.scene
+    editor = scene.sequence_editor_create()
+    strips = editor.strips if hasattr(editor, "strips") else editor.sequences
+    blocker = strips.new_image("blocker", frames[0], 1, START + 2, fit_method='FIT')  # channel 1 is busy
+    strip = zb.importers.import_strip(scene, frames, None, job, job_dir, START)
+    assert strip.channel == 2 and blocker.channel == 1
+    assert strip.frame_final_start == START and strip.frame_final_duration == FRAMES
+    assert len(strip.elements) == FRAMES
+    assert [e.filename for e in strip.elements] == [os.path.basename(f) for f in frames]
+    assert os.path.normpath(bpy.path.abspath(strip.directory)) == os.path.normpath(job_dir)
+    assert strip["zss_job_id"] == job["id"] and strip["zss_seed"] == 42
+    # Later in the timeline channel 1 is free again.
+    later = zb.importers.import_strip(scene, frames, None, job, job_dir, START + 100)
+    assert later.channel == 1
+
+
+def test_paths_relative_to_saved_blend(zb, clip, tmp_path):
+    import bpy
+
+    job, job_dir, frames = clip
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "scene.blend"))
+    scene = bpy.context.scene
+    _material, image, _objects = zb.importers.import_material(
+        scene, scene.collection, frames, job, job_dir, START, ["Cube"])
+    strip = zb.importers.import_strip(scene, frames, None, job, job_dir, START)
+    assert image.filepath.startswith("//zss/") and strip.directory.startswith("//zss/")
+    assert os.path.normpath(bpy.path.abspath(image.filepath)) == os.path.normpath(frames[0])
