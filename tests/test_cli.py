@@ -69,3 +69,12 @@ def test_bad_input_exits_nonzero_and_writes_nothing(tmp_path, capsys, args, mess
     err = capsys.readouterr().err
     assert message in err and err.startswith("zss: error:")
     assert not out.exists()
+
+
+def test_loop_tile_and_prompt_travel_reach_the_manifest(tmp_path):
+    code = main(["generate", "a forest", "--prompt-at", "3", "a desert", "--loop", "--tile", "x", "--frames", "4",
+                 "--size", "64x64", "--steps", "2", "--out", str(tmp_path), "--id", "t"])
+    assert code == 0
+    job = json.loads((tmp_path / "t" / "job.json").read_text())["job"]
+    assert job["loop"] is True and job["tile_x"] is True and job["tile_y"] is False
+    assert job["prompts"] == [{"frame": 3, "prompt": "a desert"}]

@@ -388,3 +388,33 @@ def test_per_frame_rejects_wrong_length_on_a_hand_built_job(good_job):
     job = p.Job(**{**good_job, "frames": 4, "lam": [0.1, 0.2]})
     with pytest.raises(ValueError, match="lam"):
         job.lam_per_frame()
+
+
+# ------------------------------------------------- loops, tiling, prompt travel
+
+@pytest.mark.parametrize("extra, field", [
+    ({"loop": "yes"}, "loop"),
+    ({"tile_x": 1}, "tile_x"),
+    ({"tile_y": None}, "tile_y"),
+    ({"prompt_interpolation": "cubic"}, "prompt_interpolation"),
+    ({"prompts": []}, "prompts"),
+    ({"prompts": "a"}, "prompts"),
+    ({"prompts": [{"frame": 8, "prompt": "x"}]}, "prompts[0].frame"),
+    ({"prompts": [{"frame": -1, "prompt": "x"}]}, "prompts[0].frame"),
+    ({"prompts": [{"frame": 2, "prompt": ""}]}, "prompts[0].prompt"),
+    ({"prompts": [{"frame": 2, "prompt": "a"}, {"frame": 2, "prompt": "b"}]}, "prompts[1].frame"),
+    ({"prompts": [{"frame": 2, "text": "a"}]}, "prompts[0].text"),
+    ({"prompts": ["a"]}, "prompts[0]"),
+])
+def test_loop_tile_and_travel_fields_are_validated(good_job, extra, field):
+    problems = p.validate_job({**good_job, **extra})
+    assert field in [q.field for q in problems], problems
+
+
+def test_prompt_schedule(good_job):
+    assert _job(good_job).prompt_schedule() == [(0, "a red brick wall")]
+    job = _job(good_job, frames=8, prompts=[{"frame": 6, "prompt": "sea"}, {"frame": 3, "prompt": "sand"}])
+    assert job.prompt_schedule() == [(0, "a red brick wall"), (3, "sand"), (6, "sea")]
+    job = _job(good_job, prompts=[{"frame": 0, "prompt": "first"}])
+    assert job.prompt_schedule() == [(0, "first")]
+    assert p.Job.from_dict(job.to_dict()) == job

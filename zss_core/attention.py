@@ -33,6 +33,17 @@ def _mu_list(mu: float | Sequence[float], frames: int) -> list[float]:
     return values
 
 
+def loop_mu_list(mu: float | Sequence[float], frames: int) -> list[float]:
+    """μ per frame for loop mode, where entry 0 is the wrap transition (frame m − 1 → frame 0):
+    ``mu[0]`` for a list of length ``frames``, else the mean of the other transitions."""
+    values = _mu_list(mu, frames)
+    if isinstance(mu, Sequence) and len(mu) == frames:
+        values[0] = float(mu[0])
+    elif frames > 1:
+        values[0] = sum(values[1:]) / (frames - 1)
+    return values
+
+
 def recurrence_weights(mu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Closed form of the momentum recurrence over n frames with a carried-in state.
 
@@ -63,6 +74,24 @@ def momentum_weights(frames: int, mu: float | Sequence[float]) -> torch.Tensor:
     return w
 
 
+def cyclic_momentum_weights(frames: int, mu: float | Sequence[float]) -> torch.Tensor:
+    """W for loop mode: the momentum recurrence run around a ring until it is periodic.
+
+    x̄ᵢ = μᵢ·x̄ᵢ₋₁ + (1 − μᵢ)·xᵢ with x̄₋₁ = x̄ₘ₋₁, i.e. W = (I − diag(μ)·S)⁻¹·diag(1 − μ), S the cyclic
+    shift. Rows sum to 1 (a constant sequence is a fixed point); with one μ for every frame, W is
+    circulant, W[i, j] = (1 − μ)·μ^((i − j) mod m) / (1 − μᵐ), so frame 0 carries momentum from the end
+    of the clip exactly as frame 1 carries it from frame 0. μ = 0 is the identity; μ = 1 everywhere
+    (no unique periodic state) is taken as its limit, the uniform average. ``mu`` entry 0 is the wrap
+    transition (m − 1 → 0); a list of length m − 1 reuses their mean for it.
+    """
+    values = torch.tensor(loop_mu_list(mu, frames), dtype=torch.float64)
+    if torch.all(values >= 1.0):
+        return torch.full((frames, frames), 1.0 / frames, dtype=torch.float64)
+    shift = torch.roll(torch.eye(frames, dtype=torch.float64), 1, dims=0)  # (S·x)ᵢ = xᵢ₋₁
+    system = torch.eye(frames, dtype=torch.float64) - values[:, None] * shift
+    return torch.linalg.solve(system, torch.diag(1.0 - values))
+
+
 @dataclass
 class TemporalState:
     """What the current UNet call holds: set by the sampler before each chunk, read by processors.
@@ -76,12 +105,20 @@ class TemporalState:
     start: int = 0
     count: int = 0
     step: int = 0
+    loop: bool = False
 
-    def chunk_mu(self, device, dtype) -> torch.Tensor:
+    @property
+    def frames(self) -> int:
+        return len(self.mu)
+
+    def chunk_mu(self, device, dtype, carried: bool) -> torch.Tensor:
         values = torch.tensor(self.mu[self.start : self.start + self.count], dtype=torch.float64)
-        if self.start == 0:
+        if self.start == 0 and not carried:
             values[0] = 0.0  # the clip's first frame starts the recurrence
         return values.to(device=device, dtype=dtype)
+
+    def cyclic_weights(self, device, dtype) -> torch.Tensor:
+        return cyclic_momentum_weights(self.frames, self.mu).to(device=device, dtype=dtype)
 
 
 class TemporalMomentumAttnProcessor:
@@ -105,17 +142,34 @@ class TemporalMomentumAttnProcessor:
         if frames <= 0 or batch % frames:
             raise RuntimeError(f"TMA: batch of {batch} does not hold whole groups of {frames} frames")
         groups = hidden.view(batch // frames, frames, *hidden.shape[1:])
-        mu = state.chunk_mu(hidden.device, torch.float32)
+        if state.loop and frames == state.frames:  # the whole loop at once: exact cyclic momentum
+            w = state.cyclic_weights(hidden.device, hidden.dtype)
+            return torch.einsum("ij,gj...->gi...", w, groups).reshape(hidden.shape)
+        carry = self._incoming_carry()
+        mu = state.chunk_mu(hidden.device, torch.float32, carried=carry is not None)
         w, c = recurrence_weights(mu)
         mixed = torch.einsum("ij,gj...->gi...", w.to(hidden.dtype), groups)
-        carry_key = (state.step, state.start)
-        if state.start > 0:
-            if self._carry is None or self._carry_key != carry_key:
-                raise RuntimeError("TMA: chunks must be processed in frame order within a denoising step")
-            mixed = mixed + c.to(hidden.dtype).view(1, frames, *[1] * (hidden.dim() - 1)) * self._carry.unsqueeze(1)
+        if carry is not None:
+            mixed = mixed + c.to(hidden.dtype).view(1, frames, *[1] * (hidden.dim() - 1)) * carry.unsqueeze(1)
         self._carry = mixed[:, -1].detach()
         self._carry_key = (state.step, state.start + frames)
         return mixed.reshape(hidden.shape)
+
+    def _incoming_carry(self) -> torch.Tensor | None:
+        """The momentum state entering this chunk: the previous chunk's last frame.
+
+        Loop mode in chunks: the first chunk takes the wrap state (the clip's last frame) from the
+        previous denoising step, since this step's is not computed yet: exact except for that one-step
+        lag on the wrap term, and memory stays bounded by the chunk (none at the very first step).
+        """
+        state = self.state
+        if state.start > 0:
+            if self._carry is None or self._carry_key != (state.step, state.start):
+                raise RuntimeError("TMA: chunks must be processed in frame order within a denoising step")
+            return self._carry
+        if state.loop and self._carry is not None and self._carry_key == (state.step - 1, state.frames):
+            return self._carry
+        return None
 
     def reset(self) -> None:
         self._carry, self._carry_key = None, None

@@ -40,6 +40,14 @@ def _control_images(spec: str) -> list[str]:
     return sorted(glob.glob(spec))
 
 
+def _int_or_text(text: str):
+    """A frame number, or the text itself so that validation names the bad value."""
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
 def new_job_id() -> str:
     """Sortable, unique, safe as a folder name: 20261127-142501-ab12cd."""
     return f"{datetime.datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
@@ -73,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--no-mp4", action="store_true")
     gen.add_argument("--out", default="zss-out", help="parent folder; the clip goes into OUT/<job id>/")
     gen.add_argument("--id", default=None, help="job id (default: timestamp + random)")
+    gen.add_argument("--loop", action="store_true", help="seamless loop: the last frame flows into the first")
+    gen.add_argument("--tile", choices=("x", "y", "xy"), default=None, help="frames tile seamlessly on these axes")
+    gen.add_argument("--prompt-at", nargs=2, action="append", metavar=("FRAME", "PROMPT"), default=[],
+                     help="prompt travel key at a 0-based frame (repeatable); PROMPT holds at frame 0")
+    gen.add_argument("--prompt-interpolation", choices=("linear", "slerp"), default="linear")
 
     sub.add_parser("worker", help="run the generator process (JSON lines on stdin/stdout)")
 
@@ -90,7 +103,11 @@ def job_from_args(args) -> dict:
         "search": args.search, "model": args.model, "chunk": args.chunk, "scheduler": args.scheduler,
         "device": args.device, "dtype": args.dtype, "output_dir": os.path.abspath(args.out), "fps": args.fps,
         "outputs": {"frames": True, "mp4": not args.no_mp4, "contact_sheet": True},
+        "loop": args.loop, "tile_x": "x" in (args.tile or ""), "tile_y": "y" in (args.tile or ""),
+        "prompt_interpolation": args.prompt_interpolation,
     }
+    if args.prompt_at:
+        job["prompts"] = [{"frame": _int_or_text(frame), "prompt": text} for frame, text in args.prompt_at]
     if args.control_depth is not None:
         job["control"] = {"type": "depth", "images": _control_images(args.control_depth), "scale": args.control_scale}
         job["controlnet_model"] = args.controlnet or ("tiny" if args.model == "tiny" else None)

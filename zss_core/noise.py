@@ -32,6 +32,7 @@ class NoiseStats:
     target: list[float] = field(default_factory=list)  # λᵢ asked for (frame 0: 0.0, it has no predecessor)
     alpha: list[float] = field(default_factory=list)  # mixing coefficient used per frame (frame 0: 0.0)
     divergence: list[float] = field(default_factory=list)  # achieved D(εⁱ, εⁱ⁻¹) (frame 0: 0.0)
+    wrap_divergence: float | None = None  # D(ε⁰, εᵐ⁻¹) in loop mode
 
     @property
     def max_error(self) -> float:
@@ -40,7 +41,10 @@ class NoiseStats:
         return max(errors, default=0.0)
 
     def to_dict(self) -> dict:
-        return {"target": self.target, "alpha": self.alpha, "divergence": self.divergence}
+        out = {"target": self.target, "alpha": self.alpha, "divergence": self.divergence}
+        if self.wrap_divergence is not None:
+            out["wrap_divergence"] = self.wrap_divergence
+        return out
 
 
 def noise_divergence(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -250,6 +254,60 @@ def independent_noise(frames, shape, lam=None, *, generator=None, device=None, d
     return _build(frames, shape, 0.0, generator, device, dtype, return_stats, make_frame)
 
 
+def _periodic_correlation(frames: int, r: float) -> torch.Tensor:
+    """Correlation by frame distance of an AR(1) process wrapped onto a ring of ``frames`` frames.
+
+    c(d) = (rᵈ + rᵐ⁻ᵈ) / (1 + rᵐ): the sum of the AR(1) correlations over every winding, so the
+    circulant matrix it defines is positive semi-definite and c(0) = 1.
+    """
+    d = torch.arange(frames, dtype=torch.float64)
+    return (r**d + r ** (frames - d)) / (1.0 + r**frames)
+
+
+def _ring_parameter(frames: int, rho: float) -> float:
+    """The r whose wrapped correlation at distance 1 equals ``rho`` (bisection; c(1) rises with r)."""
+    if frames < 2 or rho <= 0.0:
+        return 0.0
+    lo, hi = 0.0, 1.0
+    for _ in range(80):
+        mid = (lo + hi) / 2
+        if float(_periodic_correlation(frames, mid)[1]) < rho:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def loop_noise(frames, shape, lam, *, generator=None, device=None, dtype=torch.float32, return_stats=False):
+    """A closed noise path for seamless loops: frame m−1 flows into frame 0 like any neighbours.
+
+    Construction: the frames are a stationary Gaussian process on a ring. Their correlation matrix is
+    circulant, c(d) = (rᵈ + rᵐ⁻ᵈ)/(1 + rᵐ) (an AR(1) wrapped onto the ring, positive semi-definite),
+    with r chosen so that neighbours (including m−1 → 0) correlate with ρ = 1 − λ/√e, the correlation
+    at which dependency noise has expected divergence λ. Frames are drawn as L·Z with C = L·Lᵀ (eigen-
+    decomposition) and Z standard normal, so every frame is exactly N(0, I) marginally and every
+    neighbouring pair has expected divergence λ; a single pair deviates by sampling noise only (there
+    is no per-pair search as in ``dependency_noise``: a closed path cannot also pin each pair exactly).
+    A per-frame λ list is averaged: a seamless loop needs one stationary rate of change.
+    """
+    targets = per_frame(lam, frames, "lam")
+    mean_lam = sum(targets[1:]) / (frames - 1) if frames > 1 else 0.0
+    rho = min(max(1.0 - mean_lam / SQRT_E, 0.0), 1.0)
+    r = _ring_parameter(frames, rho)
+    corr = _periodic_correlation(frames, r)
+    circulant = torch.stack([corr.roll(i) for i in range(frames)])
+    eigenvalues, vectors = torch.linalg.eigh(circulant)
+    mix = (vectors * eigenvalues.clamp(min=0).sqrt()).to(torch.float32)
+    numel = math.prod(shape)
+    z = _randn((numel,), generator, device, count=frames)
+    noise = (mix.to(z.device) @ z).view(frames, *shape)
+    stats = NoiseStats(target=[0.0] + [mean_lam] * (frames - 1), alpha=[0.0] + [rho**2] * (frames - 1))
+    stats.divergence = [0.0] + [float(d) for d in noise_divergence(noise[1:], noise[:-1])]
+    stats.wrap_divergence = float(noise_divergence(noise[0], noise[-1])) if frames > 1 else 0.0
+    noise = noise.to(dtype)
+    return (noise, stats) if return_stats else noise
+
+
 NOISE_MODELS = {
     "dependency": dependency_noise,
     "mixed": mixed_noise,
@@ -258,10 +316,18 @@ NOISE_MODELS = {
 }
 
 
-def make_noise(model: str, frames: int, shape, lam, **kwargs):
-    """Dispatch by name; options a model does not take (candidates, search) are dropped for it."""
+def make_noise(model: str, frames: int, shape, lam, *, loop: bool = False, **kwargs):
+    """Dispatch by name; options a model does not take (candidates, search) are dropped for it.
+
+    ``loop``: the chain models (dependency, progressive) become ``loop_noise``, a closed path; the
+    mixed and independent models already treat the wrap pair like any other pair.
+    """
     if model not in NOISE_MODELS:
         raise ValueError(f"noise model must be one of {tuple(NOISE_MODELS)}, got {model!r}")
+    if loop and model in ("dependency", "progressive"):
+        kwargs.pop("candidates", None)
+        kwargs.pop("search", None)
+        return loop_noise(frames, shape, lam, **kwargs)
     if model != "dependency":
         kwargs.pop("candidates", None)
         kwargs.pop("search", None)

@@ -26,6 +26,7 @@ SEARCHES = ("exact", "paper")
 SCHEDULERS = ("ddim", "euler", "euler_a", "dpmpp", "pndm", "lms", "unipc")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 CONTROL_TYPES = ("depth",)
+INTERPOLATIONS = ("linear", "slerp")
 STAGES = ("load", "denoise", "decode")
 ERROR_CODES = (
     "bad_request",
@@ -112,6 +113,18 @@ class Job:
     dtype: str = "auto"
     outputs: Outputs = dataclasses.field(default_factory=Outputs)
     fps: float = 24.0
+    loop: bool = False
+    tile_x: bool = False
+    tile_y: bool = False
+    prompts: list | None = None  # prompt travel: [{"frame": 0-based index, "prompt": str}, ...]
+    prompt_interpolation: str = "linear"
+
+    def prompt_schedule(self):
+        """[(frame, prompt), …] sorted: the ``prompts`` keys, with ``prompt`` at frame 0 unless a key
+        is already there. Without keys it is the single prompt — the simple case."""
+        keys = {int(k["frame"]): k["prompt"] for k in self.prompts or ()}
+        keys.setdefault(0, self.prompt)
+        return sorted(keys.items())
 
     @classmethod
     def from_dict(cls, d):
@@ -288,6 +301,29 @@ class _Checker:
         elif not os.access(parent, os.W_OK | os.X_OK):
             self.add("output_dir", f"output_dir {path} cannot be created: {parent} is not writable")
 
+    def prompts(self, keys, frames):
+        """Prompt travel keys: a list of {"frame": 0-based index, "prompt": text}, frames unique."""
+        if not isinstance(keys, list) or not keys:
+            self.add("prompts", 'prompts must be null or a non-empty list of {"frame": N, "prompt": "..."}, '
+                                f"got {_show(keys)}")
+            return
+        if len(keys) > MAX_LIST:
+            self.add("prompts", f"prompts must have at most {MAX_LIST} keys, got {len(keys)}")
+            return
+        seen = set()
+        for i, key in enumerate(keys):
+            field = f"prompts[{i}]"
+            if not isinstance(key, dict):
+                self.add(field, f'{field} must be an object {{"frame": N, "prompt": "..."}}, got {_show(key)}')
+                continue
+            self.unknown_keys([k for k in key if k not in ("frame", "prompt")], ("frame", "prompt"), field + ".")
+            hi = frames - 1 if frames is not None else MAX_LIST - 1
+            if self.integer(f"{field}.frame", key.get("frame"), 0, hi, extra=" (0-based frame index)"):
+                if key["frame"] in seen:
+                    self.add(f"{field}.frame", f"{field}.frame: two prompts are keyed at frame {key['frame']}")
+                seen.add(key["frame"])
+            self.text(f"{field}.prompt", key.get("prompt"), MAX_TEXT, allow_empty=False)
+
     def control(self, c, frames):
         if not isinstance(c, dict):
             self.add("control", f"control must be null or an object "
@@ -374,6 +410,13 @@ def validate_job(d):
             ck.add("controlnet_model", "controlnet_model is required when control is set "
                                        "(a ControlNet folder, .safetensors file or hub id)")
         ck.control(d["control"], frames)
+
+    for name in ("loop", "tile_x", "tile_y"):
+        if not isinstance(d.get(name, False), bool):
+            ck.add(name, f"{name} must be true or false, got {_show(d[name])}")
+    ck.choice("prompt_interpolation", d.get("prompt_interpolation", "linear"), INTERPOLATIONS)
+    if d.get("prompts") is not None:
+        ck.prompts(d["prompts"], frames)
 
     outputs = d.get("outputs", {})
     names = tuple(f.name for f in dataclasses.fields(Outputs))

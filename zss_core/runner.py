@@ -135,7 +135,8 @@ def run_job(job: Job, pipe, callbacks: JobCallbacks | None = None, *, model_load
     try:
         control = load_control_images(job, job_dir)
         result = sample_video(
-            pipe, job.prompt, negative_prompt=job.negative_prompt, frames=job.frames, width=job.width,
+            pipe, job.prompt_schedule(), negative_prompt=job.negative_prompt, loop=job.loop, tile_x=job.tile_x,
+            tile_y=job.tile_y, prompt_interpolation=job.prompt_interpolation, frames=job.frames, width=job.width,
             height=job.height, steps=job.steps, guidance=job.guidance, seed=job.seed, lam=job.lam, mu=job.mu,
             noise=job.noise, search=job.search, candidates=job.candidates, control_images=control,
             control_scale=job.control.scale if job.control else 1.0, chunk=job.chunk,

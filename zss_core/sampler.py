@@ -23,8 +23,10 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .attention import TemporalState, _mu_list, temporal_momentum_attention
+from .attention import TemporalState, _mu_list, loop_mu_list, temporal_momentum_attention
 from .noise import NoiseStats, make_noise
+from .prompts import encode_schedule, normalize_schedule
+from .tiling import seamless_tiling
 
 
 class SamplingCancelled(Exception):
@@ -58,10 +60,25 @@ def _prepare_control(pipe, images, frames, width, height, device, dtype) -> torc
     return tensor.to(device=device, dtype=dtype)
 
 
+def _decode(pipe, latents, chunks, output_type, cancelled, on_frame) -> list:
+    """Decode chunk by chunk (the VAE is per frame, so this is exact), handing frames out as they come."""
+    out = []
+    for start, end in chunks:
+        if cancelled():
+            raise SamplingCancelled("cancelled while decoding")
+        images = pipe.vae.decode(latents[start:end] / pipe.vae.config.scaling_factor, return_dict=False)[0]
+        images = pipe.image_processor.postprocess(images, output_type=output_type, do_denormalize=[True] * (end - start))
+        for offset, image in enumerate(images):
+            out.append(image)
+            if on_frame is not None:
+                on_frame(start + offset, image)
+    return out
+
+
 @torch.no_grad()
 def sample_video(
     pipe,
-    prompt: str,
+    prompt: str | Sequence[tuple[int, str]],
     *,
     frames: int = 8,
     width: int = 512,
@@ -79,6 +96,10 @@ def sample_video(
     control_images: Sequence | None = None,
     control_scale: float = 1.0,
     chunk: int | None = None,
+    loop: bool = False,
+    tile_x: bool = False,
+    tile_y: bool = False,
+    prompt_interpolation: str = "linear",
     latents: torch.Tensor | None = None,
     output_type: str = "pil",
     progress: Callable[[int, int], None] | None = None,
@@ -88,6 +109,10 @@ def sample_video(
     """Sample a clip of ``frames`` frames with ZS². Returns the frames and the noise statistics.
 
     ``lam``/``mu``: a number or per-frame lists (length ``frames``, entry 0 unused, or ``frames − 1``).
+    ``prompt``: a string, or a schedule of (frame, prompt) keys (0-based frames) whose text embeddings
+    are interpolated per frame (``prompt_interpolation``: ``linear`` or ``slerp``).
+    ``loop``: a seamless loop — closed noise path and cyclic momentum (frame 0 also carries momentum
+    from the clip's end). ``tile_x``/``tile_y``: frames that tile seamlessly on those axes.
     ``noise``: ``dependency`` (ZS²), ``mixed``, ``progressive`` or ``independent``. ``tma=False`` keeps
     the model's own attention (for baselines). ``latents``: initial noise (frames, 4, H/8, W/8) to use
     instead of drawing it (unscaled, like the stock pipeline's ``latents``). The initial noise is drawn
@@ -113,7 +138,7 @@ def sample_video(
     generator = torch.Generator("cpu").manual_seed(int(seed))
     if latents is None:
         latents, stats = make_noise(noise, frames, shape, lam, generator=generator, candidates=candidates,
-                                    search=search, return_stats=True)
+                                    search=search, loop=loop, return_stats=True)
     else:
         if tuple(latents.shape) != (frames, *shape):
             raise ValueError(f"latents must have shape {(frames, *shape)}, got {tuple(latents.shape)}")
@@ -122,7 +147,12 @@ def sample_video(
 
     # 2. Prompt, control images, timesteps: the stock pipeline's own components and helpers.
     do_cfg = guidance > 1.0 and unet.config.time_cond_proj_dim is None
-    prompt_embeds, negative_embeds = pipe.encode_prompt(prompt, device, 1, do_cfg, negative_prompt)
+    schedule = normalize_schedule(prompt, frames)
+    if len(schedule) == 1:
+        prompt_embeds, negative_embeds = pipe.encode_prompt(schedule[0][1], device, 1, do_cfg, negative_prompt)
+    else:
+        prompt_embeds, negative_embeds = encode_schedule(pipe, schedule, frames, device, prompt_interpolation,
+                                                         do_cfg, negative_prompt)
     control = None
     if _is_controlnet(pipe):
         control = _prepare_control(pipe, control_images, frames, width, height, device, controlnet.dtype)
@@ -132,8 +162,8 @@ def sample_video(
     latents = latents.to(device=device, dtype=prompt_embeds.dtype) * scheduler.init_noise_sigma
     extra_step_kwargs = pipe.prepare_extra_step_kwargs(generator, 0.0)
 
-    mu_values = _mu_list(mu, frames) if tma else [0.0] * frames
-    state = TemporalState(mu=mu_values)
+    mu_values = (loop_mu_list(mu, frames) if loop else _mu_list(mu, frames)) if tma else [0.0] * frames
+    state = TemporalState(mu=mu_values, loop=loop)
     chunks = _chunks(frames, chunk)
     groups = 2 if do_cfg else 1
 
@@ -142,7 +172,10 @@ def sample_video(
         state.start, state.count = start, count
         model_input = torch.cat([latent_chunk] * groups) if do_cfg else latent_chunk
         model_input = scheduler.scale_model_input(model_input, t)
-        embeds = prompt_embeds.expand(count, -1, -1)
+        if prompt_embeds.shape[0] == 1:
+            embeds = prompt_embeds.expand(count, -1, -1)
+        else:
+            embeds = prompt_embeds[start:end]
         if do_cfg:
             embeds = torch.cat([negative_embeds.expand(count, -1, -1), embeds])
         residuals = {}
@@ -159,33 +192,24 @@ def sample_video(
         return pred
 
     # 3. Denoising: every step runs all chunks in frame order, then one scheduler step on the clip.
+    #    Tiling (circular padding) stays on through decoding: the VAE's convolutions must wrap too.
     t0 = time.perf_counter()
     models = [unet, controlnet] if tma else []
-    with temporal_momentum_attention(models, state):
-        for step_index, t in enumerate(timesteps):
-            state.step = step_index
-            noise_pred = torch.empty_like(latents)
-            for start, end in chunks:
-                if cancelled():
-                    raise SamplingCancelled(f"cancelled at step {step_index + 1} of {len(timesteps)}")
-                noise_pred[start:end] = predict_noise(latents[start:end], t, start, end)
-            latents = scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]
-            if progress is not None:
-                progress(step_index + 1, len(timesteps))
-    timings["denoise_seconds"] = time.perf_counter() - t0
-
-    # 4. Decode chunk by chunk (the VAE is per frame, so this is exact), handing frames out as they come.
-    t0 = time.perf_counter()
-    out = []
-    for start, end in chunks:
-        if cancelled():
-            raise SamplingCancelled("cancelled while decoding")
-        images = pipe.vae.decode(latents[start:end] / pipe.vae.config.scaling_factor, return_dict=False)[0]
-        images = pipe.image_processor.postprocess(images, output_type=output_type, do_denormalize=[True] * (end - start))
-        for offset, image in enumerate(images):
-            out.append(image)
-            if on_frame is not None:
-                on_frame(start + offset, image)
+    with seamless_tiling([unet, controlnet, pipe.vae], tile_x, tile_y):
+        with temporal_momentum_attention(models, state):
+            for step_index, t in enumerate(timesteps):
+                state.step = step_index
+                noise_pred = torch.empty_like(latents)
+                for start, end in chunks:
+                    if cancelled():
+                        raise SamplingCancelled(f"cancelled at step {step_index + 1} of {len(timesteps)}")
+                    noise_pred[start:end] = predict_noise(latents[start:end], t, start, end)
+                latents = scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]
+                if progress is not None:
+                    progress(step_index + 1, len(timesteps))
+        timings["denoise_seconds"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        out = _decode(pipe, latents, chunks, output_type, cancelled, on_frame)
     timings["decode_seconds"] = time.perf_counter() - t0
     timings["total_seconds"] = time.perf_counter() - started
     if output_type == "np":

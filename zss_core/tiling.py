@@ -1,0 +1,58 @@
+"""Seamless tiling: circular padding in the convolutions of the UNet, ControlNet and VAE.
+
+A frame tiles left↔right (``x``) and/or top↔bottom (``y``) when every convolution sees the opposite
+edge instead of zeros across the image border. Each padded ``Conv2d`` gets a forward pre-hook that
+pads its input itself (circular on the tiled axes, zeros on the others) while its own padding is
+set to 0; leaving the context removes the hooks and puts the padding back, so the model is unchanged
+for the next job. Attention is global over the image already, so nothing else needs to change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterable, Iterator
+
+import torch
+import torch.nn.functional as F
+
+
+def _pad_hook(tile_x: bool, tile_y: bool, pad_h: int, pad_w: int):
+    def hook(module, args):
+        (x, *rest) = args
+        if pad_w:
+            x = F.pad(x, (pad_w, pad_w, 0, 0), mode="circular" if tile_x else "constant")
+        if pad_h:
+            x = F.pad(x, (0, 0, pad_h, pad_h), mode="circular" if tile_y else "constant")
+        return (x, *rest)
+
+    return hook
+
+
+@contextlib.contextmanager
+def seamless_tiling(models: Iterable[torch.nn.Module | None], tile_x: bool = False,
+                    tile_y: bool = False) -> Iterator[int]:
+    """Make every padded 2-D convolution of ``models`` wrap around on the chosen axes.
+
+    Yields the number of convolutions changed; restores them on exit (also on errors). A no-op
+    when neither axis is tiled.
+    """
+    changed: list[tuple[torch.nn.Conv2d, object, object]] = []
+    try:
+        if tile_x or tile_y:
+            for model in models:
+                if model is None:
+                    continue
+                for conv in model.modules():
+                    if not isinstance(conv, torch.nn.Conv2d) or conv.padding_mode != "zeros":
+                        continue
+                    if isinstance(conv.padding, str) or conv.padding == (0, 0):
+                        continue
+                    pad_h, pad_w = conv.padding
+                    handle = conv.register_forward_pre_hook(_pad_hook(tile_x, tile_y, pad_h, pad_w))
+                    changed.append((conv, conv.padding, handle))
+                    conv.padding = (0, 0)
+        yield len(changed)
+    finally:
+        for conv, padding, handle in changed:
+            handle.remove()
+            conv.padding = padding
