@@ -187,7 +187,7 @@ def import_strip(scene, frames, video, job, job_dir, frame_start, use_movie=Fals
     editor = scene.sequence_editor or scene.sequence_editor_create()
     strips = _top_level_strips(editor)
     start = frame_start
-    channel = free_channel(strips, start, len(frames))
+    channel = free_channel(strips, start, job["frames"])
     name = clip_name(job["prompt"])
     if use_movie and video:
         strip = strips.new_movie(name, video, channel, start, fit_method='FIT')

@@ -139,6 +139,10 @@ class ZSS_OT_check_generator(bpy.types.Operator):
         except LookupError as e:
             self.report({'ERROR'}, str(e))
             return {'CANCELLED'}
+        if jobs.is_running():  # never restart the worker under a running job
+            ready = jobs.state.ready
+            self.report({'INFO'}, ready_summary(ready) if ready else "The generator is busy starting a clip")
+            return {'FINISHED'}
         problem = checks.python_problem(prefs.python_path)
         if problem:
             self.report({'ERROR'}, problem)

@@ -90,6 +90,11 @@ def test_generate_with_depth_imports_material_and_strip(zb, clip_settings, prefs
     assert len(os.listdir(os.path.join(job_dir, "control"))) == 8
     assert not os.path.exists(os.path.join(prefs.output_dir, ".staging", job["id"]))  # staging removed
 
+    # The MP4 imports as a movie strip of the same length.
+    movie = zb.importers.import_strip(bpy.context.scene, [], os.path.join(job_dir, "clip.mp4"), job, job_dir, 1,
+                                      use_movie=True)
+    assert movie.type == 'MOVIE' and movie.frame_final_duration == 8 and movie.channel != strip.channel
+
     # Vary seed: same settings, a new seed, read back from the selected object's material.
     bpy.context.view_layer.objects.active = cube
     assert bpy.ops.zss.vary_seed() == {'FINISHED'}
