@@ -24,6 +24,7 @@ import numpy as np
 NEAR_PERCENTILE = 1.0  # robust near/far: ignore the nearest and farthest 1 % of foreground pixels
 FAR_PERCENTILE = 99.0
 SAMPLE_BUDGET = 2_000_000  # foreground depths kept for the percentiles (spread over all frames)
+MEMORY_BUDGET = 512 * 2**20  # bytes of depth kept between the two passes; longer clips re-read the EXRs
 
 
 class DepthError(RuntimeError):
@@ -109,11 +110,12 @@ def _configure_render(ov, scene, view_layer, width, height, material):
     ov.set(view_layer, "material_override", material)
     ov.set(view_layer, "samples", 0)  # a per-view-layer sample override would otherwise win
     _set_image_format(ov, render.image_settings, "IMAGE", "OPEN_EXR", "RGBA", "32")
-    ov.set(render.image_settings, "exr_codec", "ZIP")
+    ov.set(render.image_settings, "exr_codec", "NONE")  # temporary files: faster uncompressed
 
 
 def _read_exr(path, width, height):
-    """(depth, foreground mask) of one rendered frame, rows bottom-up as Blender stores them."""
+    """Planar depth of one rendered frame, +inf where no geometry was hit; rows bottom-up as Blender
+    stores them."""
     img = bpy.data.images.load(path, check_existing=False)
     img.colorspace_settings.name = "Non-Color"  # raw values, no colour conversion
     if tuple(img.size) != (width, height):
@@ -125,9 +127,9 @@ def _read_exr(path, width, height):
     img.pixels.foreach_get(rgba)
     bpy.data.images.remove(img)
     rgba = rgba.reshape(height, width, 4)
-    depth = rgba[..., 0]
-    mask = (rgba[..., 3] > 0.5) & np.isfinite(depth) & (depth > 0.0)
-    return depth, mask
+    depth = np.ascontiguousarray(rgba[..., 0])
+    depth[~((rgba[..., 3] > 0.5) & np.isfinite(depth) & (depth > 0.0))] = np.inf
+    return depth
 
 
 def clip_range(samples):
@@ -141,13 +143,10 @@ def clip_range(samples):
     return near, far
 
 
-def normalize(depth, mask, near, far):
-    """Disparity scaled to 0…1 between far (0) and near (1); background 0."""
-    disparity = np.divide(1.0, depth, out=np.zeros_like(depth), where=mask)
+def normalize(depth, near, far):
+    """Disparity scaled to 0…1 between far (0) and near (1); background (+inf) 0."""
     lo, hi = 1.0 / far, 1.0 / near
-    value = np.clip((disparity - lo) / (hi - lo), 0.0, 1.0)
-    value[~mask] = 0.0
-    return value
+    return np.clip((1.0 / depth - lo) / (hi - lo), 0.0, 1.0)
 
 
 def render_depth_maps(scene, view_layer, frame_start, count, width, height, out_dir):
@@ -176,10 +175,13 @@ def render_depth_maps(scene, view_layer, frame_start, count, width, height, out_
             raw_paths.append(raw)
 
         stride = max(1, (count * width * height) // SAMPLE_BUDGET)
-        samples = []
+        keep = count * width * height * 4 <= MEMORY_BUDGET
+        samples, kept = [], []
         for raw in raw_paths:
-            depth, mask = _read_exr(raw, width, height)
-            samples.append(depth[mask][::stride])
+            depth = _read_exr(raw, width, height)
+            samples.append(depth[np.isfinite(depth)][::stride])
+            if keep:
+                kept.append(depth)
         near_far = clip_range(np.concatenate(samples))
         if near_far is None:
             raise DepthError("The camera sees no geometry in any frame of the clip — aim the camera at the "
@@ -191,8 +193,8 @@ def render_depth_maps(scene, view_layer, frame_start, count, width, height, out_
         rgba = np.ones((height, width, 4), dtype=np.float32)
         paths = []
         for i, raw in enumerate(raw_paths):
-            depth, mask = _read_exr(raw, width, height)
-            rgba[..., :3] = normalize(depth, mask, *near_far)[..., None]
+            depth = kept[i] if keep else _read_exr(raw, width, height)
+            rgba[..., :3] = normalize(depth, *near_far)[..., None]
             png_image.pixels.foreach_set(rgba.ravel())
             path = os.path.join(out_dir, f"depth_{i + 1:04d}.png")
             png_image.save_render(path, scene=scene)

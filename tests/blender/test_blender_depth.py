@@ -119,9 +119,8 @@ def test_depth_maps_share_one_range_and_restore_settings(zb, tmp_path):
 
 def test_normalize_is_disparity_between_near_and_far(zb):
     depth = zb.depth
-    z = np.array([[2.0, 4.0], [8.0, 1e10]], dtype=np.float32)
-    mask = np.array([[True, True], [True, False]])
-    v = depth.normalize(z, mask, 2.0, 8.0)
+    z = np.array([[2.0, 4.0], [8.0, np.inf]], dtype=np.float32)
+    v = depth.normalize(z, 2.0, 8.0)
     expected_mid = (1 / 4 - 1 / 8) / (1 / 2 - 1 / 8)
     assert v[0, 0] == pytest.approx(1.0) and v[1, 0] == pytest.approx(0.0) and v[1, 1] == 0.0
     assert v[0, 1] == pytest.approx(expected_mid)
