@@ -34,3 +34,8 @@ def icon(name):
     if _previews is None or name not in _previews:
         return 0
     return _previews[name].icon_id
+
+
+def loaded():
+    """Names of the icons that loaded (for tests: icon ids stay 0 in background mode)."""
+    return set(_previews.keys()) if _previews is not None else set()
