@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--prompt-interpolation", choices=("linear", "slerp"), default="linear")
 
     sub.add_parser("worker", help="run the generator process (JSON lines on stdin/stdout)")
+    sub.add_parser("setup-env", help="create, check or repair a generator environment (see --help)", add_help=False)
 
     tiny = sub.add_parser("make-tiny-model", help="write the tiny random-weight SD (+ ControlNet) model")
     tiny.add_argument("directory")
@@ -153,6 +154,11 @@ def cmd_generate(args) -> int:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["setup-env"]:  # stdlib-only module with its own options
+        from .setup_env import main as setup_main
+
+        return setup_main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "generate":
         return cmd_generate(args)

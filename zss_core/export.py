@@ -112,7 +112,7 @@ def library_versions() -> dict[str, str]:
     import importlib.metadata as md
 
     versions = {"python": platform.python_version()}
-    for name in ("torch", "diffusers", "transformers", "zss-blender"):
+    for name in ("torch", "diffusers", "transformers"):
         try:
             versions[name] = md.version(name)
         except md.PackageNotFoundError:

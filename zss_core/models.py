@@ -41,6 +41,12 @@ class ModelNotFound(ModelError):
     code = "model_not_found"
 
 
+class ModelIncompatible(ModelError):
+    """Loads, but is not an SD1.x model (SDXL, SD2, inpainting, a LoRA, a mismatched ControlNet)."""
+
+    code = "model_incompatible"
+
+
 # ---------------------------------------------------------------------------------------------
 # Device and precision
 
@@ -189,33 +195,47 @@ def _looks_like_path(spec: str) -> bool:
         spec.lower().endswith((".safetensors",) + PICKLE_SUFFIXES) or (os.altsep is not None and os.altsep in spec)
 
 
-def _check_file(path: Path, what: str) -> None:
+def _check_file(path: Path, what: str, allow_pickle: bool) -> None:
+    """Refuse pickle checkpoints unless allowed, and recognise non-SD1.x files from their header."""
+    from .model_check import ModelMismatch, inspect_checkpoint
+
     suffix = path.suffix.lower()
     if suffix in PICKLE_SUFFIXES:
+        if allow_pickle:
+            log.warning("loading pickle checkpoint %s with weights-only unpickling", path)
+            return
         raise ModelError(
             f"{what} '{path}' is a pickle-based checkpoint ({suffix}), which can run arbitrary code when loaded.",
-            "Use the .safetensors version of the model, or a diffusers folder.")
+            "Use the .safetensors version of the model, or enable 'Allow legacy pickle checkpoints' in the "
+            "preferences if you trust its source (it is then loaded with weights-only unpickling).")
     if suffix != ".safetensors":
         raise ModelError(f"{what} '{path}' is not a .safetensors checkpoint.",
                          "Give a diffusers model folder, a .safetensors file or a Hugging Face hub id.")
+    try:
+        inspect_checkpoint(path)
+    except ModelMismatch as exc:
+        raise ModelIncompatible(exc.message, exc.hint) from exc
+    except (ValueError, OSError) as exc:
+        raise ModelError(f"{what} '{path}' is not a valid .safetensors file: {exc}.",
+                         "The file may be incomplete or corrupt: download it again.") from exc
 
 
-def _load(cls, spec: str, what: str, field: str, **kwargs):
+def _load(cls, spec: str, what: str, field: str, allow_pickle: bool = False, **kwargs):
     """Load ``cls`` from a folder, a .safetensors file or a hub id with one set of clear errors."""
     try:
-        return _load_unchecked(cls, spec, what, **kwargs)
+        return _load_unchecked(cls, spec, what, allow_pickle, **kwargs)
     except ModelError as exc:
         exc.field = field
         raise
 
 
-def _load_unchecked(cls, spec: str, what: str, **kwargs):
+def _load_unchecked(cls, spec: str, what: str, allow_pickle: bool, **kwargs):
     path = Path(spec).expanduser()
     try:
         if path.is_dir():
             return cls.from_pretrained(str(path), local_files_only=True, **kwargs)
         if path.is_file():
-            _check_file(path, what)
+            _check_file(path, what, allow_pickle)
             return cls.from_single_file(str(path), local_files_only=_offline(), **kwargs)
         if _looks_like_path(spec):
             raise ModelNotFound(f"{what} '{spec}' does not exist.",
@@ -251,11 +271,34 @@ class PipelineKey:
     dtype: str
 
 
+@dataclass(frozen=True)
+class MemoryOptions:
+    """Ways to trade speed for GPU memory (diffusers/accelerate features), part of the pipeline key."""
+
+    attention_slicing: bool = False
+    vae_tiling: bool = False
+    cpu_offload: bool = False
+
+
+def check_sd1(pipe) -> None:
+    """Raise ModelIncompatible unless ``pipe`` is an SD1.x-class model (and matching ControlNet)."""
+    from .model_check import ModelMismatch, check_controlnet_config, check_pipeline_config
+
+    try:
+        check_pipeline_config(pipe.unet.config, pipe.text_encoder.config.hidden_size, pipe.vae.config.latent_channels)
+        if getattr(pipe, "controlnet", None) is not None:
+            check_controlnet_config(pipe.controlnet.config, pipe.unet.config)
+    except ModelMismatch as exc:
+        raise ModelIncompatible(exc.message, exc.hint, exc.field) from exc
+
+
 def load_pipeline(model: str, controlnet: str | None = None, *, device: str = "auto", dtype: str = "auto",
-                  scheduler: str = "ddim"):
+                  scheduler: str = "ddim", allow_pickle: bool = False, memory: MemoryOptions | None = None):
     """A ready pipeline on its device: SD (text → clip) or SD + ControlNet when ``controlnet`` is given.
 
     ``model``/``controlnet``: ``"tiny"``, a diffusers folder, a ``.safetensors`` checkpoint or a hub id.
+    Pickle checkpoints (.ckpt/.pt/.bin) are refused unless ``allow_pickle``. The model is checked to be
+    SD1.x-class (``check_sd1``) before it is returned.
     """
     from diffusers import ControlNetModel, StableDiffusionControlNetPipeline, StableDiffusionPipeline
 
@@ -274,11 +317,21 @@ def load_pipeline(model: str, controlnet: str | None = None, *, device: str = "a
             raise ModelError("The tiny ControlNet only works with the tiny test model.",
                              "Choose a depth ControlNet for SD1.x, e.g. 'lllyasviel/control_v11f1p_sd15_depth'.",
                              "controlnet_model")
-        common = dict(torch_dtype=torch_dtype)
+        common = dict(torch_dtype=torch_dtype, allow_pickle=allow_pickle)
         pipe = _load(StableDiffusionPipeline, model, "Model", "model", safety_checker=None, requires_safety_checker=False, **common)
+        check_sd1(pipe)
         if controlnet:
             cnet = _load(ControlNetModel, controlnet, "ControlNet model", "controlnet_model", **common)
             pipe = StableDiffusionControlNetPipeline(**pipe.components, controlnet=cnet, requires_safety_checker=False)
+    check_sd1(pipe)
     set_scheduler(pipe, scheduler)
     pipe.set_progress_bar_config(disable=True)
+    memory = memory or MemoryOptions()
+    if memory.attention_slicing:
+        pipe.enable_attention_slicing()  # cross-attention only: TMA replaces attn1 while sampling
+    if memory.vae_tiling:
+        pipe.vae.enable_tiling()
+    if memory.cpu_offload and torch_device.type == "cuda":
+        pipe.enable_model_cpu_offload(device=torch_device)  # accelerate moves each model in when used
+        return pipe
     return pipe.to(torch_device)

@@ -34,6 +34,7 @@ ERROR_CODES = (
     "duplicate_job",
     "model_not_found",
     "model_load_failed",
+    "model_incompatible",
     "control_image_invalid",
     "output_exists",
     "output_not_writable",
@@ -118,6 +119,10 @@ class Job:
     tile_y: bool = False
     prompts: list | None = None  # prompt travel: [{"frame": 0-based index, "prompt": str}, ...]
     prompt_interpolation: str = "linear"
+    allow_pickle: bool = False  # load .ckpt/.pt/.bin checkpoints (weights-only unpickling)
+    attention_slicing: bool = False
+    vae_tiling: bool = False
+    cpu_offload: bool = False
 
     def prompt_schedule(self):
         """[(frame, prompt), …] sorted: the ``prompts`` keys, with ``prompt`` at frame 0 unless a key
@@ -398,8 +403,8 @@ def validate_job(d):
     if not isinstance(device, str) or not _DEVICE_PATTERN.fullmatch(device):
         ck.add("device", f"device must be auto, cpu, cuda, cuda:N or mps; got {_show(device)}")
     chunk = d.get("chunk")
-    if chunk is not None:
-        ck.integer("chunk", chunk, 1, MAX_LIST, extra=" (or null for all frames at once)")
+    if chunk is not None and chunk != "auto":
+        ck.integer("chunk", chunk, 1, MAX_LIST, extra=' (or null for all frames at once, or "auto")')
     ck.number("fps", d.get("fps", 24.0), 1, 240)
 
     controlnet = d.get("controlnet_model")
@@ -411,7 +416,7 @@ def validate_job(d):
                                        "(a ControlNet folder, .safetensors file or hub id)")
         ck.control(d["control"], frames)
 
-    for name in ("loop", "tile_x", "tile_y"):
+    for name in ("loop", "tile_x", "tile_y", "allow_pickle", "attention_slicing", "vae_tiling", "cpu_offload"):
         if not isinstance(d.get(name, False), bool):
             ck.add(name, f"{name} must be true or false, got {_show(d[name])}")
     ck.choice("prompt_interpolation", d.get("prompt_interpolation", "linear"), INTERPOLATIONS)
@@ -530,6 +535,7 @@ class Done(Message):
     manifest: str
     seconds: float
     model_load_seconds: float
+    notes: list[str] = dataclasses.field(default_factory=list)  # e.g. an out-of-memory retry that succeeded
 
 
 @dataclasses.dataclass

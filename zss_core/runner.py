@@ -10,6 +10,7 @@ ambiguous, even after a crash: a ``running`` manifest means the process died mid
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import shutil
 import time
@@ -19,6 +20,8 @@ from typing import Callable
 
 from . import export
 from .protocol import Job
+
+log = logging.getLogger(__name__)
 
 
 class JobError(Exception):
@@ -115,9 +118,63 @@ def free_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def run_job(job: Job, pipe, callbacks: JobCallbacks | None = None, *, model_load_seconds: float = 0.0) -> JobOutcome:
-    """Sample ``job`` with ``pipe`` into a fresh job folder; raises ``JobError`` on failures."""
-    from .sampler import SamplingCancelled, sample_video
+def auto_chunk(free_bytes: int | None, per_frame_bytes: int | None, frames: int, headroom: float = 0.8) -> int | None:
+    """The largest chunk whose estimated memory fits ``headroom`` of the free memory (≥ 1).
+
+    Without a measurement (CPU: no fixed budget to fit) the whole clip is one chunk (None).
+    """
+    if not free_bytes or not per_frame_bytes:
+        return None
+    return max(1, min(frames, int(free_bytes * headroom // per_frame_bytes)))
+
+
+def measure_frame_memory(pipe, job: Job) -> int | None:
+    """Peak GPU bytes one frame adds to a denoising step at the job's size (one probe step), or None.
+
+    Measured, not guessed: attention memory depends on the model, the resolution and the kernels.
+    """
+    import torch
+    from PIL import Image
+
+    from .sampler import sample_video
+
+    device = pipe._execution_device
+    if device.type != "cuda":
+        return None
+    torch.cuda.synchronize(device)
+    base = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    blank = [Image.new("RGB", (job.width, job.height))] * 2 if getattr(pipe, "controlnet", None) is not None else None
+    sample_video(pipe, job.prompt, frames=2, width=job.width, height=job.height, steps=1, guidance=job.guidance,
+                 control_images=blank, chunk=2, output_type="latent")
+    peak = torch.cuda.max_memory_allocated(device) - base
+    free_memory()
+    return max(1, peak // 2)
+
+
+def _peak_memory(pipe) -> int | None:
+    import torch
+
+    device = pipe._execution_device
+    return int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None
+
+
+def _reset_peak_memory(pipe) -> None:
+    import torch
+
+    device = pipe._execution_device
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def run_job(job: Job, pipe, callbacks: JobCallbacks | None = None, *, model_load_seconds: float = 0.0,
+            free_bytes: int | None = None) -> JobOutcome:
+    """Sample ``job`` with ``pipe`` into a fresh job folder; raises ``JobError`` on failures.
+
+    ``chunk="auto"`` picks the largest chunk that fits ``free_bytes`` (measured per frame on CUDA).
+    An out-of-memory error is retried once with half the chunk; the manifest records what was tried.
+    """
+    from .sampler import SamplingCancelled
 
     callbacks = callbacks or JobCallbacks()
     started = time.perf_counter()
@@ -134,14 +191,29 @@ def run_job(job: Job, pipe, callbacks: JobCallbacks | None = None, *, model_load
 
     try:
         control = load_control_images(job, job_dir)
-        result = sample_video(
-            pipe, job.prompt_schedule(), negative_prompt=job.negative_prompt, loop=job.loop, tile_x=job.tile_x,
-            tile_y=job.tile_y, prompt_interpolation=job.prompt_interpolation, frames=job.frames, width=job.width,
-            height=job.height, steps=job.steps, guidance=job.guidance, seed=job.seed, lam=job.lam, mu=job.mu,
-            noise=job.noise, search=job.search, candidates=job.candidates, control_images=control,
-            control_scale=job.control.scale if job.control else 1.0, chunk=job.chunk,
-            progress=callbacks.progress, should_cancel=callbacks.should_cancel, on_frame=on_frame,
-        )
+        chunk = job.chunk
+        if chunk == "auto":
+            chunk = auto_chunk(free_bytes, measure_frame_memory(pipe, job), job.frames)
+        attempts: list[dict] = []
+        while True:
+            _reset_peak_memory(pipe)
+            try:
+                result = _sample(job, pipe, control, chunk, callbacks, on_frame)
+                break
+            except Exception as exc:
+                smaller = max(1, (chunk or job.frames) // 2)
+                if not is_out_of_memory(exc):
+                    raise
+                free_memory()
+                if attempts or smaller == (chunk or job.frames):
+                    raise _oom_error(job, attempts, chunk) from exc
+                attempts.append({"chunk": chunk or job.frames, "error": "out of memory"})
+                log.warning("job %s: out of memory at chunk %s, retrying with chunk %s", job.id, chunk, smaller)
+                chunk = smaller
+        peak = _peak_memory(pipe)
+        memory = {"chunk": chunk or job.frames, "retries": attempts, "peak_bytes": peak,
+                  "peak_bytes_per_frame": peak // (chunk or job.frames) if peak else None}
+        notes = [f"Ran out of memory with {a['chunk']} frames per chunk; finished with {chunk}." for a in attempts]
         video = sheet = None
         if job.outputs.mp4:
             video = str(export.write_mp4(job_dir / export.VIDEO_NAME, result.frames, job.fps))
@@ -153,7 +225,7 @@ def run_job(job: Job, pipe, callbacks: JobCallbacks | None = None, *, model_load
         return JobOutcome("cancelled", str(job_dir), export.existing_frames(job_dir, job.frames),
                           manifest=str(manifest_path), seconds=time.perf_counter() - started)
     except BaseException as exc:
-        error = _as_job_error(exc, job)
+        error = _as_job_error(exc)
         details = ({"code": error.code, "message": error.message} if isinstance(error, JobError)
                    else {"code": "interrupted", "message": repr(error)})
         export.write_manifest(manifest_path, _manifest(job, "failed", job_dir, **common, error=details))
@@ -168,18 +240,36 @@ def run_job(job: Job, pipe, callbacks: JobCallbacks | None = None, *, model_load
     seconds = time.perf_counter() - started
     export.write_manifest(manifest_path, _manifest(
         job, "done", job_dir, **common, seconds=seconds, seed=result.seed, video=video and os.path.basename(video),
-        contact_sheet=sheet and os.path.basename(sheet), noise=result.noise_stats.to_dict(), timings=result.timings))
-    return JobOutcome("done", str(job_dir), frames, video, sheet, str(manifest_path), seconds)
+        contact_sheet=sheet and os.path.basename(sheet), noise=result.noise_stats.to_dict(), timings=result.timings,
+        memory=memory, notes=notes))
+    return JobOutcome("done", str(job_dir), frames, video, sheet, str(manifest_path), seconds, {"notes": notes})
 
 
-def _as_job_error(exc: BaseException, job: Job) -> BaseException:
+def _sample(job: Job, pipe, control, chunk, callbacks: JobCallbacks, on_frame):
+    from .sampler import sample_video
+
+    return sample_video(
+        pipe, job.prompt_schedule(), negative_prompt=job.negative_prompt, loop=job.loop, tile_x=job.tile_x,
+        tile_y=job.tile_y, prompt_interpolation=job.prompt_interpolation, frames=job.frames, width=job.width,
+        height=job.height, steps=job.steps, guidance=job.guidance, seed=job.seed, lam=job.lam, mu=job.mu,
+        noise=job.noise, search=job.search, candidates=job.candidates, control_images=control,
+        control_scale=job.control.scale if job.control else 1.0, chunk=chunk,
+        progress=callbacks.progress, should_cancel=callbacks.should_cancel, on_frame=on_frame,
+    )
+
+
+def _oom_error(job: Job, attempts: list[dict], chunk) -> JobError:
+    tried = [a["chunk"] for a in attempts] + [chunk or job.frames]
+    return JobError("out_of_memory",
+                    f"The GPU ran out of memory at {job.width}×{job.height} with "
+                    f"{' and then '.join(str(c) for c in tried)} frames per chunk.",
+                    "Lower 'chunk' (frames processed together) or the resolution, use float16, or turn on "
+                    "model CPU offload in the preferences.", "chunk")
+
+
+def _as_job_error(exc: BaseException) -> BaseException:
     """Map an exception to a JobError the user can act on (KeyboardInterrupt etc. pass through)."""
     if isinstance(exc, JobError) or not isinstance(exc, Exception):
         return exc
-    if is_out_of_memory(exc):
-        free_memory()
-        return JobError("out_of_memory", f"The GPU ran out of memory at {job.width}×{job.height}, "
-                        f"{job.chunk or job.frames} frames per chunk.",
-                        "Lower 'chunk' (frames processed together), the resolution, or use float16.", "chunk")
     return JobError("internal", f"Generation failed: {type(exc).__name__}: {exc}",
                     "This is likely a bug; the generator log has the details.")

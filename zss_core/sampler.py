@@ -35,7 +35,7 @@ class SamplingCancelled(Exception):
 
 @dataclass
 class ClipResult:
-    frames: list  # PIL images, or float arrays (H, W, 3) in [0, 1] with output_type="np"
+    frames: list  # PIL images; float arrays (H, W, 3) in [0, 1] with output_type="np"; latents with "latent"
     noise_stats: NoiseStats
     seed: int
     timings: dict = field(default_factory=dict)
@@ -209,7 +209,8 @@ def sample_video(
                     progress(step_index + 1, len(timesteps))
         timings["denoise_seconds"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        out = _decode(pipe, latents, chunks, output_type, cancelled, on_frame)
+        out = list(latents) if output_type == "latent" else _decode(pipe, latents, chunks, output_type, cancelled,
+                                                                    on_frame)
     timings["decode_seconds"] = time.perf_counter() - t0
     timings["total_seconds"] = time.perf_counter() - started
     if output_type == "np":

@@ -69,13 +69,18 @@ class PipelineCache:
         """(pipeline, seconds spent loading: 0.0 when reused)."""
         from .models import set_scheduler
 
-        key = (job.model, job.controlnet_model if job.control else None, job.device, job.dtype)
+        from .models import MemoryOptions
+
+        memory = MemoryOptions(job.attention_slicing, job.vae_tiling, job.cpu_offload)
+        key = (job.model, job.controlnet_model if job.control else None, job.device, job.dtype, job.allow_pickle,
+               memory)
         if key == self.key:
             set_scheduler(self.pipe, job.scheduler)
             return self.pipe, 0.0
         self.release()
         started = time.perf_counter()
-        self.pipe = self._loader(key[0], key[1], device=key[2], dtype=key[3], scheduler=job.scheduler)
+        self.pipe = self._loader(key[0], key[1], device=key[2], dtype=key[3], scheduler=job.scheduler,
+                                 allow_pickle=job.allow_pickle, memory=memory)
         self.key = key
         return self.pipe, time.perf_counter() - started
 
@@ -199,7 +204,7 @@ class Worker:
                 self.events.send(protocol.Cancelled(id=job.id, frames=[]))
                 return
             outcome = run_job(job, pipe, JobCallbacks(progress, frame, queued.cancel.is_set),
-                              model_load_seconds=load_seconds)
+                              model_load_seconds=load_seconds, free_bytes=free_gpu_bytes(pipe))
         except ModelError as exc:
             self.cache.release()
             self.events.send(protocol.Error(id=job.id, code=exc.code, message=exc.message, hint=exc.hint,
@@ -222,7 +227,16 @@ class Worker:
             self.events.send(protocol.Done(id=job.id, frames=outcome.frames, video=outcome.video,
                                            contact_sheet=outcome.contact_sheet, manifest=outcome.manifest,
                                            seconds=round(outcome.seconds, 3),
-                                           model_load_seconds=round(load_seconds, 3)))
+                                           model_load_seconds=round(load_seconds, 3),
+                                           notes=outcome.extra.get("notes", [])))
+
+
+def free_gpu_bytes(pipe) -> int | None:
+    """Free memory on the pipeline's GPU right now (what an automatic chunk size must fit), or None."""
+    import torch
+
+    device = pipe._execution_device
+    return int(torch.cuda.mem_get_info(device)[0]) if device.type == "cuda" else None
 
 
 def ready_event() -> protocol.Ready:

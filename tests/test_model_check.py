@@ -1,0 +1,93 @@
+"""SD1.x checks: what is accepted, what is refused with which message (issue 5)."""
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from zss_core.model_check import ModelMismatch, inspect_checkpoint, read_safetensors_header
+from zss_core.models import ModelError, ModelIncompatible, build_tiny_pipeline, load_pipeline
+
+
+def save_variant(tmp_path, name, **unet_overrides):
+    """The tiny model with some UNet config changed, saved as a diffusers folder."""
+    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+
+    pipe = build_tiny_pipeline()
+    config = {**pipe.unet.config, **unet_overrides}
+    unet = UNet2DConditionModel.from_config(config)
+    variant = StableDiffusionPipeline(**{**pipe.components, "unet": unet}, requires_safety_checker=False)
+    variant.save_pretrained(tmp_path / name, safe_serialization=True)
+    return str(tmp_path / name)
+
+
+def test_tiny_sd1_shaped_model_is_accepted(tiny_model_dir):
+    pipe = load_pipeline(str(tiny_model_dir), str(tiny_model_dir / "controlnet"), device="cpu")
+    assert pipe.unet.config.in_channels == 4
+
+
+def test_wrong_cross_attention_width_is_refused(tmp_path):
+    path = save_variant(tmp_path, "wide", cross_attention_dim=64)
+    with pytest.raises(ModelIncompatible, match=r"cross-attention width \(64\) does not match the text encoder \(32\)") as info:
+        load_pipeline(path, device="cpu")
+    assert info.value.code == "model_incompatible" and "1.x" in info.value.hint
+
+
+def test_inpainting_channels_are_refused(tmp_path):
+    path = save_variant(tmp_path, "inpaint", in_channels=9)
+    with pytest.raises(ModelIncompatible, match="inpainting"):
+        load_pipeline(path, device="cpu")
+
+
+def test_wrong_latent_channels_are_refused(tmp_path):
+    path = save_variant(tmp_path, "eight", in_channels=8, out_channels=8)
+    with pytest.raises(ModelIncompatible, match="8 UNet input"):
+        load_pipeline(path, device="cpu")
+
+
+def test_mismatched_controlnet_is_refused(tmp_path, tiny_model_dir):
+    from diffusers import ControlNetModel
+
+    cnet = ControlNetModel(block_out_channels=(32, 64), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                           cross_attention_dim=48, layers_per_block=1, attention_head_dim=8, norm_num_groups=16,
+                           conditioning_embedding_out_channels=(16, 16, 16, 16))
+    cnet.save_pretrained(tmp_path / "cn48")
+    with pytest.raises(ModelIncompatible, match="ControlNet does not match") as info:
+        load_pipeline(str(tiny_model_dir), str(tmp_path / "cn48"), device="cpu")
+    assert info.value.field == "controlnet_model"
+
+
+def test_pickle_checkpoint_refused_by_default_and_explained(tmp_path):
+    path = tmp_path / "model.ckpt"
+    torch.save({"state_dict": {}}, path)
+    with pytest.raises(ModelError, match="pickle") as info:
+        load_pipeline(str(path), device="cpu")
+    assert "Allow legacy pickle checkpoints" in info.value.hint
+
+
+def fake_checkpoint(path, tensors):
+    save_file({name: torch.zeros(shape) for name, shape in tensors.items()}, str(path))
+    return path
+
+
+@pytest.mark.parametrize("tensors, message", [
+    ({"lora_unet_down_blocks_0_attentions_0.lora_down.weight": (4, 320)}, "LoRA"),
+    ({"conditioner.embedders.0.transformer.text_model.embeddings.position_ids": (1, 77)}, "SDXL"),
+    ({"model.diffusion_model.input_blocks.0.0.weight": (320, 9, 3, 3)}, "inpainting"),
+    ({"model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": (320, 1024)}, "2.x"),
+])
+def test_single_file_checkpoints_are_classified_from_their_header(tmp_path, tensors, message):
+    path = fake_checkpoint(tmp_path / "x.safetensors", tensors)
+    with pytest.raises(ModelMismatch, match=message):
+        inspect_checkpoint(path)
+    with pytest.raises(ModelIncompatible, match=message):
+        load_pipeline(str(path), device="cpu")
+
+
+def test_sd1_single_file_header_passes(tmp_path):
+    path = fake_checkpoint(tmp_path / "sd1.safetensors", {
+        "model.diffusion_model.input_blocks.0.0.weight": (320, 4, 3, 3),
+        "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": (320, 768),
+    })
+    assert inspect_checkpoint(path) == "sd1"
+    assert set(read_safetensors_header(path)) == {"model.diffusion_model.input_blocks.0.0.weight",
+                                                  "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"}
