@@ -41,7 +41,7 @@ def job_params(job, job_dir, frame_start):
     record["control_scale"] = control["scale"] if control else None
     return {
         "zss_job_id": job["id"],
-        "zss_job_dir": job_dir,
+        "zss_job_dir": blend_path(job_dir),
         "zss_prompt": job["prompt"],
         "zss_negative_prompt": job.get("negative_prompt", ""),
         "zss_seed": job["seed"],

@@ -49,7 +49,6 @@ class Running:
     use_emission: bool
     use_movie: bool
     staging: str
-    cancelling: bool = False
 
 
 state = State()
@@ -128,7 +127,6 @@ def cancel():
         _finish(error=f"The generator is not running: {e}",
                 hint="Generate again to restart it.")
         return True
-    _running.cancelling = True
     state.status = "Cancelling…"
     return True
 
@@ -238,7 +236,7 @@ def remove_staging(path):
 def _redraw():
     for wm in bpy.data.window_managers:
         for window in wm.windows:
-            for area in window.screen.areas:
+            for area in window.screen.areas if window.screen else ():
                 if area.type in {'VIEW_3D', 'SEQUENCE_EDITOR'}:
                     area.tag_redraw()
 

@@ -133,4 +133,5 @@ def test_paths_relative_to_saved_blend(zb, clip, tmp_path):
         scene, scene.collection, frames, job, job_dir, START, ["Cube"])
     strip = zb.importers.import_strip(scene, frames, None, job, job_dir, START)
     assert image.filepath.startswith("//zss/") and strip.directory.startswith("//zss/")
+    assert image["zss_job_dir"].startswith("//zss/") and strip["zss_job_dir"] == image["zss_job_dir"]
     assert os.path.normpath(bpy.path.abspath(image.filepath)) == os.path.normpath(frames[0])
