@@ -27,10 +27,6 @@ else:
         os.environ[_var] = os.path.join(_SANDBOX, _sub)
 
 
-def sandbox():
-    return _SANDBOX
-
-
 def load_addon():
     """Import the repository root as package ADDON and enable it like Blender enables an add-on."""
     import addon_utils
