@@ -418,3 +418,11 @@ def test_prompt_schedule(good_job):
     job = _job(good_job, prompts=[{"frame": 0, "prompt": "first"}])
     assert job.prompt_schedule() == [(0, "first")]
     assert p.Job.from_dict(job.to_dict()) == job
+
+
+def test_fields_with_default_factories_may_be_omitted_on_the_wire():
+    done = p.message_from_json('{"type": "done", "id": "a", "frames": [], "video": null, "contact_sheet": null, '
+                               '"manifest": "m", "seconds": 1, "model_load_seconds": 0}')
+    assert done.notes == [] and done.seconds == 1.0
+    assert p.message_from_json(p.Done(id="a", frames=[], video=None, contact_sheet=None, manifest="m", seconds=1.0,
+                                      model_load_seconds=0.0, notes=["retried"]).to_json()).notes == ["retried"]

@@ -605,7 +605,7 @@ def message_from_dict(d, expect=None):
     kwargs = {}
     for name, f in fields.items():
         if name not in d:
-            if f.default is dataclasses.MISSING:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise ProtocolError(f"{kind} is missing the field {name!r}", name)
             continue
         kwargs[name] = _convert(d[name], f.type, name)
