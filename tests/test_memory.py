@@ -130,3 +130,32 @@ def test_worker_survives_out_of_memory_and_keeps_serving(oom_pipe, tmp_path):
     for t in threads:
         t.join(30)
     assert not any(t.is_alive() for t in threads)
+
+
+def test_download_request_is_queued_and_answered(tmp_path):
+    requests = queue.Queue()
+    stream = io.StringIO()
+    fetched = []
+
+    def downloader(model):
+        fetched.append(model)
+        return str(tmp_path / "cache" / model.replace("/", "--"))
+
+    worker = Worker(EventWriter(stream), iter(requests.get, None), Cache(None), downloader=downloader)
+    threads = [threading.Thread(target=worker.read_requests), threading.Thread(target=worker.run)]
+    for t in threads:
+        t.start()
+    requests.put(protocol.Download(id="d1", model="org/model").to_json())
+    requests.put(protocol.Ping(id="x").to_json())
+    import time
+
+    deadline = time.monotonic() + 30
+    while "downloaded" not in stream.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    requests.put(None)
+    for t in threads:
+        t.join(30)
+    events = [protocol.message_from_json(line) for line in stream.getvalue().splitlines()]
+    done = [e for e in events if e.type == "downloaded"]
+    assert fetched == ["org/model"] and done[0].model == "org/model" and done[0].path.endswith("org--model")
+    assert [e.type for e in events if e.id == "d1"] == ["accepted", "progress", "downloaded"]

@@ -426,3 +426,11 @@ def test_fields_with_default_factories_may_be_omitted_on_the_wire():
     assert done.notes == [] and done.seconds == 1.0
     assert p.message_from_json(p.Done(id="a", frames=[], video=None, contact_sheet=None, manifest="m", seconds=1.0,
                                       model_load_seconds=0.0, notes=["retried"]).to_json()).notes == ["retried"]
+
+
+def test_download_messages_round_trip():
+    for message in (p.Download(id="d1", model="org/name"),
+                    p.Downloaded(id="d1", model="org/name", path="/cache/x", seconds=2.5)):
+        assert p.message_from_json(message.to_json()) == message
+    with pytest.raises(p.ProtocolError):
+        p.message_from_json('{"type": "download", "id": "d1"}', expect="request")

@@ -205,3 +205,19 @@ def test_stdout_carries_only_protocol(tmp_path):
     lines += proc.stdout.readlines()
     kinds = [protocol.message_from_json(line, expect="event").type for line in lines]
     assert kinds[0] == "ready" and "pong" in kinds and kinds[-1] == "done"
+
+
+def test_download_of_an_unknown_model_offline_is_an_error_and_the_worker_lives(tmp_path):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
+    client = WorkerClient(sys.executable, env=env)
+    client.start(timeout=120)
+    try:
+        client.download("nobody/no-such-model-zss", "dl1")
+        events = events_until_end(client, "dl1")
+        assert [e.type for e in events][:2] == ["accepted", "progress"] and events[1].stage == "download"
+        assert events[-1].type == "error" and events[-1].code == "download_failed"
+        assert "online access" in events[-1].hint and events[-1].field == "model"
+        client.ping("after")
+        assert client.wait_for(lambda e: e.type == "pong", 30).id == "after"
+    finally:
+        client.stop()

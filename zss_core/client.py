@@ -13,13 +13,13 @@ import threading
 import time
 
 from . import protocol
-from .protocol import Cancel, Error, Generate, Job, Ping, Ready, Shutdown
+from .protocol import Cancel, Download, Error, Generate, Job, Ping, Ready, Shutdown
 
 # The folder that holds the zss_core package: put on the child's PYTHONPATH so the worker
 # imports from the repository or from the installed Blender extension without pip install.
 PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-_ENDING_EVENTS = ("done", "error", "cancelled")
+_ENDING_EVENTS = ("done", "error", "cancelled", "downloaded")
 _STDERR_LINES = 200
 
 
@@ -251,6 +251,17 @@ class WorkerClient:
         self._send(Generate(job=d))
         self._pending.append(job_id)
         return job_id
+
+    def download(self, model, task_id):
+        """Ask the worker to fetch hub model ``model`` into the local cache; returns the task id.
+
+        Answered by ``accepted``, ``progress`` (stage "download"), then ``downloaded`` or ``error``.
+        """
+        if not protocol.JOB_ID_PATTERN.fullmatch(task_id) or task_id in self._pending:
+            raise ValueError(f"task id must be new and match {protocol.JOB_ID_PATTERN.pattern}, got {task_id!r}")
+        self._send(Download(id=task_id, model=model))
+        self._pending.append(task_id)
+        return task_id
 
     def cancel(self, job_id):
         self._send(Cancel(id=job_id))

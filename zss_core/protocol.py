@@ -27,7 +27,7 @@ SCHEDULERS = ("ddim", "euler", "euler_a", "dpmpp", "pndm", "lms", "unipc")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 CONTROL_TYPES = ("depth",)
 INTERPOLATIONS = ("linear", "slerp")
-STAGES = ("load", "denoise", "decode")
+STAGES = ("load", "denoise", "decode", "download")
 ERROR_CODES = (
     "bad_request",
     "unknown_job",
@@ -35,6 +35,7 @@ ERROR_CODES = (
     "model_not_found",
     "model_load_failed",
     "model_incompatible",
+    "download_failed",
     "control_image_invalid",
     "output_exists",
     "output_not_writable",
@@ -485,6 +486,15 @@ class Shutdown(Message):
 
 
 @dataclasses.dataclass
+class Download(Message):
+    """Fetch a hub model into the local Hugging Face cache (queued like a job; answered by downloaded)."""
+
+    type: ClassVar[str] = "download"
+    id: str
+    model: str
+
+
+@dataclasses.dataclass
 class Ready(Message):
     type: ClassVar[str] = "ready"
     protocol: int
@@ -559,13 +569,22 @@ class Cancelled(Message):
 
 
 @dataclasses.dataclass
+class Downloaded(Message):
+    type: ClassVar[str] = "downloaded"
+    id: str
+    model: str
+    path: str
+    seconds: float
+
+
+@dataclasses.dataclass
 class Pong(Message):
     type: ClassVar[str] = "pong"
     id: str | None = None
 
 
-REQUESTS = {cls.type: cls for cls in (Generate, Cancel, Ping, Shutdown)}
-EVENTS = {cls.type: cls for cls in (Ready, Accepted, Progress, Frame, Done, Error, Cancelled, Pong)}
+REQUESTS = {cls.type: cls for cls in (Generate, Cancel, Ping, Shutdown, Download)}
+EVENTS = {cls.type: cls for cls in (Ready, Accepted, Progress, Frame, Done, Error, Cancelled, Pong, Downloaded)}
 MESSAGES = {**REQUESTS, **EVENTS}
 
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false",

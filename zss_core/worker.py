@@ -51,8 +51,15 @@ def take_over_stdout():
 
 @dataclass
 class QueuedJob:
-    job: Job
+    """A queued generation job, or a model download (``download`` set, ``job`` None)."""
+
+    job: Job | None
     cancel: threading.Event = field(default_factory=threading.Event)
+    download: protocol.Download | None = None
+
+    @property
+    def id(self) -> str:
+        return self.download.id if self.download else self.job.id
 
 
 class PipelineCache:
@@ -92,8 +99,9 @@ class PipelineCache:
 
 
 class Worker:
-    def __init__(self, events: EventWriter, requests, cache: PipelineCache | None = None):
+    def __init__(self, events: EventWriter, requests, cache: PipelineCache | None = None, downloader=None):
         self.events = events
+        self.downloader = downloader or download_model
         self.requests = requests
         self.cache = cache or PipelineCache()
         self.queue: collections.deque[QueuedJob] = collections.deque()
@@ -117,7 +125,7 @@ class Worker:
             if isinstance(message, protocol.Shutdown):
                 break
             handler = {protocol.Generate: self.on_generate, protocol.Cancel: self.on_cancel,
-                       protocol.Ping: self.on_ping}[type(message)]
+                       protocol.Ping: self.on_ping, protocol.Download: self.on_download}[type(message)]
             handler(message)
         with self.wakeup:
             self.closing = True
@@ -135,25 +143,34 @@ class Worker:
         if problems:
             self.events.send(protocol.error_for_problems(job_id, problems))
             return
-        job = Job.from_dict(raw)
+        self._enqueue(QueuedJob(Job.from_dict(raw)))
+
+    def on_download(self, message: protocol.Download) -> None:
+        if not protocol.JOB_ID_PATTERN.fullmatch(message.id):
+            self.events.send(protocol.Error(code="bad_request", field="id", message=f"bad task id {message.id!r}",
+                                            hint="Use letters, digits, '_', '.' or '-'."))
+            return
+        self._enqueue(QueuedJob(None, download=message))
+
+    def _enqueue(self, task: QueuedJob) -> None:
         with self.wakeup:
-            if any(q.job.id == job.id for q in self._active()):
-                self.events.send(protocol.Error(id=job.id, code="duplicate_job", field="id",
-                                                message=f"A job with id '{job.id}' is already queued or running.",
+            if any(q.id == task.id for q in self._active()):
+                self.events.send(protocol.Error(id=task.id, code="duplicate_job", field="id",
+                                                message=f"A job with id '{task.id}' is already queued or running.",
                                                 hint="Give every job a new id."))
                 return
             position = len(self.queue) + (self.current is not None)
-            self.queue.append(QueuedJob(job))
-            self.events.send(protocol.Accepted(id=job.id, queue_position=position))
+            self.queue.append(task)
+            self.events.send(protocol.Accepted(id=task.id, queue_position=position))
             self.wakeup.notify_all()
 
     def on_cancel(self, message: protocol.Cancel) -> None:
         with self.wakeup:
-            if self.current is not None and self.current.job.id == message.id:
+            if self.current is not None and self.current.id == message.id:
                 self.current.cancel.set()  # the job loop reports `cancelled` within one step
                 return
             for queued in self.queue:
-                if queued.job.id == message.id:
+                if queued.id == message.id:
                     self.queue.remove(queued)
                     self.events.send(protocol.Cancelled(id=message.id, frames=[]))
                     return
@@ -174,10 +191,30 @@ class Worker:
                     return
                 self.current = self.queue.popleft()
             try:
-                self.run_job(self.current)
+                if self.current.download is not None:
+                    self.run_download(self.current.download)
+                else:
+                    self.run_job(self.current)
             finally:
                 with self.wakeup:
                     self.current = None
+
+    def run_download(self, request: protocol.Download) -> None:
+        started = time.perf_counter()
+        self.events.send(protocol.Progress(id=request.id, step=0, total=1, fraction=0.0, elapsed=0.0, eta=None,
+                                           stage="download"))
+        try:
+            path = self.downloader(request.model)
+        except Exception as exc:  # hub errors come in many types; each is reported, none kills the worker
+            log.exception("download of %s failed", request.model)
+            offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+            hint = ("Downloads are off (online access is disabled): allow online access and try again."
+                    if offline else "Check the hub id's spelling and the network connection.")
+            self.events.send(protocol.Error(id=request.id, code="download_failed", field="model", hint=hint,
+                                            message=f"Could not download '{request.model}': {type(exc).__name__}: {exc}"))
+            return
+        self.events.send(protocol.Downloaded(id=request.id, model=request.model, path=path,
+                                             seconds=round(time.perf_counter() - started, 3)))
 
     def run_job(self, queued: QueuedJob) -> None:
         from .models import ModelError
@@ -229,6 +266,13 @@ class Worker:
                                            seconds=round(outcome.seconds, 3),
                                            model_load_seconds=round(load_seconds, 3),
                                            notes=outcome.extra.get("notes", [])))
+
+
+def download_model(model: str) -> str:
+    """Fetch a hub model's diffusers files into the Hugging Face cache; returns the local folder."""
+    from diffusers import DiffusionPipeline
+
+    return str(DiffusionPipeline.download(model))
 
 
 def free_gpu_bytes(pipe) -> int | None:
