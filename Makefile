@@ -38,6 +38,8 @@ bench: venv
 	$(PY) bench/memory.py
 	$(PY) bench/coherence.py
 	$(PY) bench/worker.py
+	$(PY) bench/loop_tile.py
+	$(PY) bench/blender.py
 
 zip: venv
 	$(PY) tools/build_extension.py --output-dir dist
