@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# GPU check for ZS² at Stable Diffusion 1.5 size (random weights, fp16): speed vs a plain batch and
+# Text2Video-Zero, peak memory vs frames with/without chunking. See bench/gpu_check.py.
+#
+# For a machine with torch, transformers, accelerate, safetensors and pillow but no diffusers and no
+# network: the diffusers wheel is installed from a folder (or file) given as $1, else from
+# ./wheels/diffusers-*.whl, with --no-deps --no-index. Nothing is downloaded.
+#
+#   bash bench/gpu_check.sh [WHEEL_DIR_OR_FILE] [gpu_check.py options...]
+#   bash bench/gpu_check.sh wheels --repeats 2          # e.g.
+#
+# Results are printed and, if $OUT is set, written to $OUT/gpu_check.json (and the log to
+# $OUT/gpu_check.log).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+PYTHON="${PYTHON:-python3}"
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python
+
+WHEEL_SOURCE=""
+if [[ $# -gt 0 && ( -d "$1" || "$1" == *.whl ) ]]; then
+    WHEEL_SOURCE="$1"
+    shift
+fi
+
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+export TQDM_DISABLE=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
+
+if "$PYTHON" -c "import diffusers" >/dev/null 2>&1; then
+    echo "diffusers already importable: $("$PYTHON" -c 'import diffusers; print(diffusers.__version__, diffusers.__file__)')"
+else
+    if [[ -z "$WHEEL_SOURCE" ]]; then
+        WHEEL_SOURCE="$ROOT/wheels"
+    fi
+    if [[ -d "$WHEEL_SOURCE" ]]; then
+        WHEEL="$(ls -1 "$WHEEL_SOURCE"/diffusers-*.whl 2>/dev/null | sort -V | tail -n 1 || true)"
+    else
+        WHEEL="$WHEEL_SOURCE"
+    fi
+    if [[ -z "${WHEEL:-}" || ! -f "$WHEEL" ]]; then
+        echo "ERROR: diffusers is not installed and no diffusers-*.whl was found in '$WHEEL_SOURCE'." >&2
+        echo "Give the wheel's folder or file as the first argument, or put it in ./wheels/." >&2
+        exit 2
+    fi
+    echo "installing $WHEEL (--no-deps --no-index)"
+    if ! "$PYTHON" -m pip install --quiet --no-deps --no-index "$WHEEL"; then
+        # No write access to site-packages: install into a private folder instead.
+        TARGET="${TMPDIR:-/tmp}/zss-diffusers"
+        echo "pip install failed; installing into $TARGET instead"
+        "$PYTHON" -m pip install --quiet --no-deps --no-index --target "$TARGET" "$WHEEL"
+        export PYTHONPATH="$TARGET:$PYTHONPATH"
+    fi
+fi
+
+# Fail early with a clear message if something diffusers needs at import time is missing.
+"$PYTHON" - <<'EOF'
+import importlib, sys
+missing = []
+for name in ("torch", "transformers", "safetensors", "PIL", "numpy", "diffusers"):
+    try:
+        importlib.import_module(name)
+    except Exception as exc:  # noqa: BLE001
+        missing.append(f"{name}: {type(exc).__name__}: {exc}")
+if missing:
+    sys.exit("ERROR: cannot import:\n  " + "\n  ".join(missing))
+import torch
+print(f"torch {torch.__version__}, CUDA available: {torch.cuda.is_available()}"
+      + (f" ({torch.cuda.get_device_name()})" if torch.cuda.is_available() else ""))
+EOF
+
+if [[ -n "${OUT:-}" ]]; then
+    mkdir -p "$OUT"
+    "$PYTHON" -u bench/gpu_check.py "$@" 2>&1 | tee "$OUT/gpu_check.log"
+else
+    "$PYTHON" -u bench/gpu_check.py "$@"
+fi

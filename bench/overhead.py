@@ -1,0 +1,148 @@
+"""Speed of ZS² against the same frames sampled as one plain batch, and against Text2Video-Zero.
+
+Candidates (same model, prompt, frames, size, steps, guidance 7.5, DDIM, seed 0):
+
+* zs2        ``sample_video`` with dependency noise (λ=0.01, exact search) + TMA (μ=0.98)
+* plain      ``sample_video`` with independent noise and tma=False: one batch of all frames, the
+             stock attention. The baseline of every ratio.
+* dnm only / tma only: one ZS² ingredient at a time, to see where extra time goes
+* stock SD   ``StableDiffusionPipeline.__call__`` with num_images_per_prompt=frames (the library's
+             own loop, for reference)
+* t2v-zero   diffusers' TextToVideoZeroPipeline from the same components. It does other work: it
+             denoises frame 0 alone down to t1, warps its latent with a global motion field
+             (motion_field_strength 12, 12: the defaults), re-noises it from t0 to t1 (DDPM forward)
+             and then denoises all frames from t1 with cross-frame attention to frame 0. t0/t1 are
+             its defaults (44, 47) at ≥ 48 steps, scaled to the step count below that.
+
+All candidates are warmed up, then run round-robin; the table shows the median of the repeats.
+The last line is ``overhead zs2/plain = X.XX`` (target ≤ 1.05).
+"""
+
+from __future__ import annotations
+
+import time
+
+import common
+
+
+def instrumented_tma_cost(pipe, kwargs) -> dict:
+    """Run ZS² once with TMA's extra work timed: the K/V mixing (``_mix``) and, inside it, the
+    closed-form weights (``recurrence_weights``). Patched here only; zss_core is untouched."""
+    from zss_core import attention
+    from zss_core.sampler import sample_video
+
+    totals = {"mix": 0.0, "weights": 0.0, "calls": 0}
+    original_weights, original_mix = attention.recurrence_weights, attention.TemporalMomentumAttnProcessor._mix
+
+    def weights(mu):
+        start = time.perf_counter()
+        try:
+            return original_weights(mu)
+        finally:
+            totals["weights"] += time.perf_counter() - start
+
+    def mix(self, hidden):
+        start = time.perf_counter()
+        try:
+            return original_mix(self, hidden)
+        finally:
+            totals["mix"] += time.perf_counter() - start
+            totals["calls"] += 1
+
+    attention.recurrence_weights, attention.TemporalMomentumAttnProcessor._mix = weights, mix
+    try:
+        seconds, result = common.timed(lambda: sample_video(pipe, **kwargs), pipe._execution_device)
+    finally:
+        attention.recurrence_weights, attention.TemporalMomentumAttnProcessor._mix = original_weights, original_mix
+    return dict(totals, seconds=seconds, timings=result.timings)
+
+
+def main(argv=None) -> int:
+    p = common.parser(__doc__.splitlines()[0])
+    p.add_argument("--frames", type=int, default=8)
+    p.add_argument("--size", type=int, default=128, help="width = height in pixels")
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--no-t2vz", action="store_true", help="skip Text2Video-Zero")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.size, args.steps = min(args.size, 64), min(args.steps, 5)
+
+    from zss_core.sampler import sample_video
+
+    common.header("overhead: ZS² vs plain batch vs Text2Video-Zero", args,
+                  f", {args.frames} frames {args.size}x{args.size}, {args.steps} steps, "
+                  f"median of {args.repeats} after 1 warm-up, round-robin")
+    pipe = common.load_from_args(args)
+    print(common.describe_pipeline(pipe, args.model, args.bench_size))
+    device = pipe._execution_device
+    base = dict(prompt=common.PROMPT, frames=args.frames, width=args.size, height=args.size, steps=args.steps,
+                guidance=7.5, seed=0, output_type="np")
+    configs = {
+        "zs2": dict(noise="dependency", lam=0.01, tma=True, mu=0.98),
+        "plain": dict(noise="independent", tma=False),
+        "dnm only": dict(noise="dependency", lam=0.01, tma=False),
+        "tma only": dict(noise="independent", tma=True, mu=0.98),
+    }
+    last_timings: dict[str, dict] = {}
+
+    def sampler(name):
+        def run():
+            last_timings[name] = sample_video(pipe, **base, **configs[name]).timings
+        return run
+
+    def stock():
+        import torch
+
+        pipe(common.PROMPT, num_images_per_prompt=args.frames, width=args.size, height=args.size,
+             num_inference_steps=args.steps, guidance_scale=7.5, output_type="np",
+             generator=torch.Generator("cpu").manual_seed(0))
+
+    fns = {name: sampler(name) for name in configs}
+    fns["stock SD"] = stock
+    t2vz_note = ""
+    if not args.no_t2vz:
+        t2vz = common.text2video_zero(pipe)
+        t0, t1 = common.t2vz_times(args.steps)
+        default = (t0, t1) == (common.T2VZ_T0, common.T2VZ_T1)
+        t2vz_note = (f"t0={t0}, t1={t1} ({'defaults' if default else 'defaults 44/47 scaled to the step count'}), "
+                     f"motion_field_strength_x=y=12 (defaults); "
+                     f"UNet work: {common.t2vz_unet_work(args.steps, args.frames)}")
+        fns["t2v-zero"] = lambda: common.run_text2video_zero(
+            t2vz, common.PROMPT, frames=args.frames, width=args.size, height=args.size, steps=args.steps)
+        print(f"text2video-zero: {t2vz_note}")
+
+    times = common.time_interleaved(fns, repeats=args.repeats, warmup=1, device=device)
+    med = {name: common.median(values) for name, values in times.items()}
+    plain = med["plain"]
+    work = {name: f"{args.steps} steps x {args.frames} frames" for name in fns}
+    if "t2v-zero" in fns:
+        work["t2v-zero"] = common.t2vz_unet_work(args.steps, args.frames)
+    rows = [[name, med[name], common.spread(times[name]), med[name] / plain, med[name] / args.frames, work[name]]
+            for name in fns]
+    common.print_table(["candidate", "median s", "min-max s", "x plain", "s/frame", "UNet work (x2 under CFG)"],
+                       rows, title="Wall time per clip")
+
+    breakdown = [[name, last_timings[name]["noise_seconds"] * 1e3, last_timings[name]["denoise_seconds"],
+                  last_timings[name]["decode_seconds"]] for name in configs]
+    common.print_table(["candidate", "noise ms", "denoise s", "decode s"], breakdown,
+                       title="Where the time goes (sample_video's timings, last run)")
+
+    cost = instrumented_tma_cost(pipe, dict(base, **configs["zs2"]))
+    calls = cost["calls"]
+    print(f"\nTMA extra work in one instrumented ZS² run ({cost['seconds']:.3f} s, {calls} self-attention calls):")
+    print(f"  _mix (K/V momentum mixing, whole):  {cost['mix'] * 1e3:8.1f} ms  "
+          f"({100 * cost['mix'] / cost['seconds']:.2f}% of the run, {1e3 * cost['mix'] / max(calls, 1):.3f} ms/call)")
+    print(f"  of which recurrence_weights:        {cost['weights'] * 1e3:8.1f} ms  "
+          f"({100 * cost['weights'] / cost['seconds']:.2f}% of the run; rebuilt in every layer call, "
+          f"though it depends only on the chunk's μ)")
+    print(f"  zs2 - plain (medians):              {(med['zs2'] - plain) * 1e3:8.1f} ms")
+
+    if "t2v-zero" in med:
+        print(f"t2vz/plain = {med['t2v-zero'] / plain:.2f}")
+    print(f"overhead zs2/plain = {med['zs2'] / plain:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
