@@ -11,6 +11,7 @@ from ..zss_core import protocol
 from . import jobs, jobspec
 
 PREFS = "Edit ▸ Preferences ▸ Add-ons ▸ ZS² Video Textures"
+SNIPPET = 30  # characters of a prompt quoted in a message
 
 
 def python_problem(text):
@@ -25,6 +26,31 @@ def python_problem(text):
     if not os.access(path, os.X_OK):
         return f"The generator Python {path} is not executable — point {PREFS} ▸ Generator Python at a python executable"
     return None
+
+
+def _quote(text):
+    text = " ".join(text.split())
+    return "“" + (text if len(text) <= SNIPPET else text[:SNIPPET - 1] + "…") + "”"
+
+
+def prompt_key_problems(settings, frame_start, count):
+    """The schedule rows that cannot be sent: outside the clip, empty, or two at one frame."""
+    found = []
+    last = frame_start + count - 1
+    seen = {}
+    for number, key in enumerate(settings.prompt_keys, start=1):
+        if not frame_start <= key.frame <= last:
+            found.append(("prompts", f"Prompt key {number} (frame {key.frame}, {_quote(key.prompt)}) is outside the "
+                                     f"clip (frames {frame_start}–{last}) — move the key into the clip's frame range "
+                                     "or remove it (Prompt Schedule list)"))
+        if not key.prompt.strip():
+            found.append(("prompts", f"Prompt key {number} (frame {key.frame}) has an empty prompt — type a prompt "
+                                     "for it or remove the key"))
+        if key.frame in seen:
+            found.append(("prompts", f"Prompt keys {seen[key.frame]} and {number} are both at frame {key.frame} — "
+                                     "give each key its own frame, or remove one"))
+        seen.setdefault(key.frame, number)
+    return found
 
 
 def problems(scene, prefs):
@@ -61,6 +87,7 @@ def problems(scene, prefs):
             found.append((name, f"{name.capitalize()} {value} is not a multiple of 8 from {jobspec.MIN_SIZE} to "
                                 f"{jobspec.MAX_SIZE} — change it in the ZS² panel, or set 0 to follow the "
                                 "render resolution"))
+    found.extend(prompt_key_problems(settings, frame_start, count))
     return found
 
 

@@ -3,6 +3,9 @@
 Runs from the job poller (a timer), so it uses the data API only (no bpy.ops, no context).
 Every datablock gets the job's parameters as custom properties so the clip can be regenerated or
 varied later (zss.regenerate / zss.vary_seed read them back).
+A tileable clip (job tile_x / tile_y) gets a repeating Image Texture fed by a Mapping node named
+TILING_NODE (UV in, Scale exposed) so the texture can be repeated over a surface; a looped clip plays
+cyclically like every clip (for a looped one the wrap is seamless).
 """
 
 import json
@@ -14,6 +17,7 @@ from mathutils import Matrix, Vector
 
 NAME_LIMIT = 40  # datablock names are at most 63 bytes; keep room for Blender's ".001"
 PLANE_HEIGHT = 2.0  # when no camera frames it
+TILING_NODE = "ZS² Tiling"  # the Mapping node of a tileable clip: scale it to repeat the texture
 
 
 def clip_name(prompt):
@@ -34,6 +38,12 @@ def blend_path(path):
         return path
 
 
+def tile_setting(job):
+    """The job's tile_x / tile_y as Scene.zss.tile (NONE, X, Y, XY)."""
+    x, y = bool(job.get("tile_x")), bool(job.get("tile_y"))
+    return {(False, False): "NONE", (True, False): "X", (False, True): "Y", (True, True): "XY"}[(x, y)]
+
+
 def job_params(job, job_dir, frame_start):
     """The custom properties stored on every imported datablock."""
     record = {k: v for k, v in job.items() if k != "control"}
@@ -49,6 +59,9 @@ def job_params(job, job_dir, frame_start):
         "zss_mu": job["mu"],
         "zss_model": job["model"],
         "zss_frame_start": frame_start,
+        "zss_loop": bool(job.get("loop")),
+        "zss_tile": tile_setting(job),
+        "zss_prompts": json.dumps(job.get("prompts") or []),  # 0-based clip frames
         "zss_job": json.dumps(record),  # the whole request, for regenerate
     }
 
@@ -67,7 +80,21 @@ def _sequence_image(frames, name, params):
     return image
 
 
-def _material(name, image, frame_start, frame_count, use_emission, params):
+def _tiling(tree, texture):
+    """Texture Coordinate (UV) → Mapping "ZS² Tiling" → the clip's texture, which repeats."""
+    texture.extension = 'REPEAT'
+    coords = tree.nodes.new("ShaderNodeTexCoord")
+    coords.location = (texture.location.x - 450, texture.location.y)
+    mapping = tree.nodes.new("ShaderNodeMapping")
+    mapping.name = mapping.label = TILING_NODE
+    mapping.vector_type = 'POINT'
+    mapping.location = (texture.location.x - 250, texture.location.y)
+    tree.links.new(coords.outputs["UV"], mapping.inputs["Vector"])
+    tree.links.new(mapping.outputs["Vector"], texture.inputs["Vector"])
+    return mapping
+
+
+def _material(name, image, frame_start, frame_count, use_emission, params, tile=False):
     material = bpy.data.materials.new(name)
     if bpy.app.version < (5, 0, 0):
         material.use_nodes = True
@@ -89,6 +116,8 @@ def _material(name, image, frame_start, frame_count, use_emission, params):
     user.use_cyclic = True
     user.use_auto_refresh = True
     tree.links.new(texture.outputs["Color"], bsdf.inputs["Base Color"])
+    if tile:
+        _tiling(tree, texture)
     if use_emission:
         socket = bsdf.inputs.get("Emission Color") or bsdf.inputs.get("Emission")  # 4.0+ / older name
         tree.links.new(texture.outputs["Color"], socket)
@@ -156,7 +185,8 @@ def import_material(scene, collection, frames, job, job_dir, frame_start, object
     params = job_params(job, job_dir, frame_start)
     name = clip_name(job["prompt"])
     image = _sequence_image(frames, name, params)
-    material = _material(name, image, frame_start, len(frames), use_emission, params)
+    material = _material(name, image, frame_start, len(frames), use_emission, params,
+                         tile=bool(job.get("tile_x") or job.get("tile_y")))
     objects = [bpy.data.objects.get(n) for n in object_names]
     objects = [o for o in objects if o is not None and o.type == 'MESH' and scene in o.users_scene]
     if not objects:

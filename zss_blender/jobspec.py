@@ -1,7 +1,8 @@
 """Scene.zss + preferences → a protocol job dict (docs/protocol.md).
 
-The one place that resolves the "auto" settings (frames = 0, width/height = 0), evaluates keyframed
-λ/μ, and decides where the output goes, so validation, depth rendering and the job agree on the numbers.
+The one place that resolves the "auto" settings (frames = 0, width/height = 0), evaluates
+keyframed λ/μ, turns the prompt schedule's scene frames into clip indices, and decides where the output
+goes, so validation, depth rendering and the job agree on the numbers.
 """
 
 import os
@@ -93,6 +94,15 @@ def per_frame(scene, name, frame_start, count, lo, hi):
     return animation.per_frame_values(scene, f"zss.{name}", getattr(scene.zss, name), frame_start, count, lo, hi)
 
 
+def prompt_keys(settings, frame_start):
+    """The schedule rows as the job's prompts (0-based clip frames, sorted), or None when empty.
+
+    Rows outside the clip give out-of-range indices here; checks.prompt_key_problems reports them.
+    """
+    keys = [{"frame": key.frame - frame_start, "prompt": key.prompt} for key in settings.prompt_keys]
+    return sorted(keys, key=lambda k: k["frame"]) or None
+
+
 def build(scene, prefs, job_id, root, control_images=None, overrides=None):
     """The protocol job dict. With depth on and no control_images yet, control is left out
     (controlnet_model is kept) so the job can be validated before rendering depth.
@@ -121,6 +131,11 @@ def build(scene, prefs, job_id, root, control_images=None, overrides=None):
         "dtype": prefs.precision.lower(),
         "output_dir": root,
         "fps": scene_fps(scene),
+        "loop": settings.loop,
+        "tile_x": settings.tile in {"X", "XY"},
+        "tile_y": settings.tile in {"Y", "XY"},
+        "prompts": prompt_keys(settings, frame_start),
+        "prompt_interpolation": settings.prompt_interpolation.lower(),
     }
     if settings.use_depth:
         job["controlnet_model"] = model_reference(prefs.controlnet_model)

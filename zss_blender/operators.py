@@ -1,4 +1,5 @@
-"""Operators: generate (validate → depth → send → return at once), cancel, check, open, seeds.
+"""Operators: generate (validate → depth → send → return at once), cancel, check, open, seeds, and the
+prompt schedule's list (add / remove / move).
 
 Generate never waits for the model: it sends the job and returns {'FINISHED'}; jobs.poll (a timer)
 follows the job and imports the result.
@@ -11,7 +12,7 @@ import random
 import bpy
 
 from ..zss_core import client as worker_client
-from . import checks, depth, jobs, jobspec, preferences
+from . import checks, depth, importers, jobs, jobspec, preferences
 
 SEED_MAX = 2**31 - 1  # IntProperty range
 
@@ -187,6 +188,102 @@ class ZSS_OT_randomize_seed(bpy.types.Operator):
         return {'FINISHED'}
 
 
+def _active_key(settings):
+    index = settings.prompt_key_index
+    return index if 0 <= index < len(settings.prompt_keys) else None
+
+
+class ZSS_OT_prompt_key_add(bpy.types.Operator):
+    """Add a prompt at the current frame (prompt travel: the clip moves towards it)"""
+
+    bl_idname = "zss.prompt_key_add"
+    bl_label = "Add Prompt Key"
+    bl_options = {'REGISTER', 'UNDO'}
+
+    def execute(self, context):
+        scene = context.scene
+        settings = scene.zss
+        key = settings.prompt_keys.add()
+        key.frame = scene.frame_current
+        key.prompt = settings.prompt
+        settings.prompt_key_index = len(settings.prompt_keys) - 1
+        return {'FINISHED'}
+
+
+class ZSS_OT_prompt_key_remove(bpy.types.Operator):
+    """Remove the selected prompt key"""
+
+    bl_idname = "zss.prompt_key_remove"
+    bl_label = "Remove Prompt Key"
+    bl_options = {'REGISTER', 'UNDO'}
+
+    @classmethod
+    def poll(cls, context):
+        return _active_key(context.scene.zss) is not None
+
+    def execute(self, context):
+        settings = context.scene.zss
+        index = _active_key(settings)
+        if index is None:
+            return {'CANCELLED'}
+        settings.prompt_keys.remove(index)
+        settings.prompt_key_index = max(0, min(index, len(settings.prompt_keys) - 1))
+        return {'FINISHED'}
+
+
+class ZSS_OT_prompt_key_move(bpy.types.Operator):
+    """Move the selected prompt key up or down in the list (its frame decides when it plays)"""
+
+    bl_idname = "zss.prompt_key_move"
+    bl_label = "Move Prompt Key"
+    bl_options = {'REGISTER', 'UNDO'}
+
+    direction: bpy.props.EnumProperty(items=(('UP', "Up", ""), ('DOWN', "Down", "")), default='UP')
+
+    @classmethod
+    def poll(cls, context):
+        return _active_key(context.scene.zss) is not None
+
+    def execute(self, context):
+        settings = context.scene.zss
+        index = _active_key(settings)
+        target = index - 1 if self.direction == 'UP' else index + 1
+        if index is None or not 0 <= target < len(settings.prompt_keys):
+            return {'CANCELLED'}
+        settings.prompt_keys.move(index, target)
+        settings.prompt_key_index = target
+        return {'FINISHED'}
+
+
+class ZSS_OT_open_output(bpy.types.Operator):
+    """Open the last clip's folder (or the output folder) in the file browser"""
+
+    bl_idname = "zss.open_output"
+    bl_label = "Open Output Folder"
+
+    def execute(self, context):
+        folder = jobs.state.output_dir
+        if not folder or not os.path.isdir(folder):
+            folder = jobspec.output_root(preferences.get(context))
+        if not folder or not os.path.isdir(folder):
+            self.report({'ERROR'}, hints.message("no_output", "There is no output folder yet"))
+            return {'CANCELLED'}
+        bpy.ops.wm.path_open(filepath=folder)
+        return {'FINISHED'}
+
+
+class ZSS_OT_randomize_seed(bpy.types.Operator):
+    """Pick a new random seed"""
+
+    bl_idname = "zss.randomize_seed"
+    bl_label = "Randomize Seed"
+    bl_options = {'REGISTER', 'UNDO'}
+
+    def execute(self, context):
+        context.scene.zss.seed = random.randint(0, SEED_MAX)
+        return {'FINISHED'}
+
+
 def stored_source(context):
     """The datablock or strip holding a clip's parameters: the active strip in the sequencer, else the
     active object's material (or its clip image); None when there is none."""
@@ -231,6 +328,15 @@ def apply_stored(scene, source, seed=None):
     settings.noise = job["noise"].upper()
     settings.chunk = job.get("chunk") or 0
     settings.seed = job["seed"] if seed is None else seed
+    settings.loop = bool(job.get("loop"))
+    settings.tile = importers.tile_setting(job)
+    settings.prompt_interpolation = job.get("prompt_interpolation", "linear").upper()
+    settings.prompt_keys.clear()
+    for key in job.get("prompts") or ():
+        row = settings.prompt_keys.add()
+        row.frame = settings.frame_start + int(key["frame"])
+        row.prompt = key["prompt"]
+    settings.prompt_key_index = 0
     settings.use_depth = job.get("control_scale") is not None
     if settings.use_depth:
         settings.control_scale = job["control_scale"]
@@ -279,4 +385,5 @@ class ZSS_OT_vary_seed(_StoredClipOperator, bpy.types.Operator):
 
 
 CLASSES = (ZSS_OT_generate, ZSS_OT_cancel, ZSS_OT_check_generator, ZSS_OT_open_output, ZSS_OT_randomize_seed,
-           ZSS_OT_regenerate, ZSS_OT_vary_seed)
+           ZSS_OT_regenerate, ZSS_OT_vary_seed, ZSS_OT_prompt_key_add, ZSS_OT_prompt_key_remove,
+           ZSS_OT_prompt_key_move)

@@ -1,4 +1,5 @@
-"""Sidebar panels (3D View and Sequencer) sharing one draw function; drawing only, no logic."""
+"""Sidebar panels (3D View and Sequencer) sharing one draw function, and the prompt schedule list;
+drawing only, no logic."""
 
 import bpy
 
@@ -57,6 +58,8 @@ def draw_zss(layout, context):
     col.prop(settings, "noise")
     col.prop(settings, "chunk")
 
+    _loop_tile_schedule(layout, settings)
+
     col = layout.column(align=True)
     col.use_property_split = True
     col.prop(settings, "use_depth")
@@ -90,6 +93,52 @@ def draw_zss(layout, context):
     layout.operator("zss.open_output", icon='FILE_FOLDER')
 
 
+def _section(layout, idname, title, default_closed=True):
+    """A collapsible section (layout panels, Blender 4.1+), else a plain box; None when collapsed."""
+    if hasattr(layout, "panel"):
+        header, body = layout.panel(idname, default_closed=default_closed)
+        header.label(text=title)
+        return body
+    box = layout.box()
+    box.label(text=title)
+    return box
+
+
+def _loop_tile_schedule(layout, settings):
+    body = _section(layout, "zss_loop_tile_schedule", "Loop, Tiling, Prompt Travel",
+                    default_closed=not (settings.loop or settings.tile != 'NONE' or len(settings.prompt_keys)))
+    if body is None:
+        return
+    col = body.column(align=True)
+    col.use_property_split = True
+    col.prop(settings, "loop")
+    col.prop(settings, "tile")
+    body.label(text="Prompt Schedule (empty: the Prompt for every frame)")
+    row = body.row()
+    row.template_list("ZSS_UL_prompt_keys", "", settings, "prompt_keys", settings, "prompt_key_index", rows=3)
+    side = row.column(align=True)
+    side.operator("zss.prompt_key_add", text="", icon='ADD')
+    side.operator("zss.prompt_key_remove", text="", icon='REMOVE')
+    side.separator()
+    side.operator("zss.prompt_key_move", text="", icon='TRIA_UP').direction = 'UP'
+    side.operator("zss.prompt_key_move", text="", icon='TRIA_DOWN').direction = 'DOWN'
+    if len(settings.prompt_keys):
+        col = body.column()
+        col.use_property_split = True
+        col.prop(settings, "prompt_interpolation")
+
+
+class ZSS_UL_prompt_keys(bpy.types.UIList):
+    """Prompt schedule rows: scene frame, prompt."""
+
+    bl_idname = "ZSS_UL_prompt_keys"
+
+    def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index=0):
+        row = layout.split(factor=0.25, align=True)
+        row.prop(item, "frame", text="", emboss=False)
+        row.prop(item, "prompt", text="", emboss=False)
+
+
 class _ZSSPanel:
     bl_region_type = 'UI'
     bl_category = "ZS²"
@@ -112,4 +161,4 @@ class ZSS_PT_sequencer(_ZSSPanel, bpy.types.Panel):
     bl_space_type = 'SEQUENCE_EDITOR'
 
 
-CLASSES = (ZSS_PT_main, ZSS_PT_sequencer)
+CLASSES = (ZSS_UL_prompt_keys, ZSS_PT_main, ZSS_PT_sequencer)

@@ -6,12 +6,16 @@ Two "auto" conventions keep the defaults in step with the scene without handlers
 - width = 0 or height = 0 means "from the render resolution", snapped to multiples of 8 and scaled
   down to the max_resolution preference.
 Both are resolved when a job is built (jobspec.py), so the job always gets the actual numbers.
+The prompt schedule (prompt travel) is a list of (scene frame, prompt) rows; an empty list means the
+single prompt. Rows hold scene frames so they stay put when the clip range changes; jobspec turns them
+into 0-based clip indices.
 Runtime state (progress, errors, the running job) is not stored here: it lives in jobs.state, so a
 saved .blend never holds a stale "running" job.
 """
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
+from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty,
+                       StringProperty)
 
 NOISE_ITEMS = (
     ("DEPENDENCY", "Dependency", "ZS² dependency noise: each frame's noise depends on the previous one"),
@@ -25,6 +29,26 @@ TARGET_ITEMS = (
     ("STRIP", "Strip", "Image strip in the video sequencer"),
     ("BOTH", "Both", "Material texture and sequencer strip"),
 )
+
+TILE_ITEMS = (
+    ("NONE", "None", "Frames do not tile"),
+    ("X", "X", "Frames tile seamlessly left to right"),
+    ("Y", "Y", "Frames tile seamlessly top to bottom"),
+    ("XY", "X and Y", "Frames tile seamlessly in both directions (a tileable texture)"),
+)
+
+INTERPOLATION_ITEMS = (
+    ("LINEAR", "Linear", "Blend the prompt embeddings linearly between keys"),
+    ("SLERP", "Spherical", "Blend along the sphere between keys (keeps the embedding's length)"),
+)
+
+
+class ZSSPromptKey(bpy.types.PropertyGroup):
+    """One row of the prompt schedule: from this scene frame on, the clip travels towards this prompt."""
+
+    frame: IntProperty(name="Frame", default=1,
+                       description="Scene frame where this prompt is reached (inside the clip's range)")
+    prompt: StringProperty(name="Prompt", description="What the clip shows at this frame")
 
 
 class ZSSSceneSettings(bpy.types.PropertyGroup):
@@ -67,6 +91,21 @@ class ZSSSceneSettings(bpy.types.PropertyGroup):
     chunk: IntProperty(
         name="Chunk", default=0, min=0, max=1024,
         description="Frames per UNet batch to bound GPU memory; 0 = all at once (the result is the same)")
+    loop: BoolProperty(
+        name="Seamless Loop", default=False,
+        description="The last frame flows into the first, so the clip loops without a jump")
+    tile: EnumProperty(
+        name="Tileable", items=TILE_ITEMS, default="NONE",
+        description="Make every frame tile seamlessly (a repeating texture); the material gets a "
+                    "'ZS² Tiling' Mapping node to scale it")
+    prompt_keys: CollectionProperty(
+        type=ZSSPromptKey, name="Prompt Schedule",
+        description="Prompt travel: the clip moves from one prompt to the next at these frames; empty = "
+                    "the Prompt above for the whole clip")
+    prompt_key_index: IntProperty(name="Active Prompt Key", default=0, min=0)
+    prompt_interpolation: EnumProperty(
+        name="Blend", items=INTERPOLATION_ITEMS, default="LINEAR",
+        description="How prompts are blended between schedule keys")
     target: EnumProperty(name="Import As", items=TARGET_ITEMS, default="MATERIAL",
                          description="Where the finished clip goes")
     use_emission: BoolProperty(
@@ -74,7 +113,7 @@ class ZSSSceneSettings(bpy.types.PropertyGroup):
         description="Also feed the clip into the material's emission so it shows unlit")
 
 
-CLASSES = (ZSSSceneSettings,)
+CLASSES = (ZSSPromptKey, ZSSSceneSettings)
 
 
 def register():

@@ -155,3 +155,27 @@ def test_killed_worker_reports_error_and_restarts(zb, clip_settings):
     poll_until_idle(zb.jobs)
     assert zb.jobs.state.error == ""
     assert len(imported(bpy)[0]) == 1
+
+
+def test_loop_tile_and_prompt_travel_end_to_end(zb, clip_settings, prefs):
+    """The worker accepts what the panel builds: a looped, tileable clip travelling between prompts."""
+    import json
+
+    import bpy
+
+    scene = bpy.context.scene
+    clip_settings.frame_start = 1
+    clip_settings.loop = True
+    clip_settings.tile = 'XY'
+    scene.frame_current = 5
+    assert bpy.ops.zss.prompt_key_add() == {'FINISHED'}
+    clip_settings.prompt_keys[0].prompt = "a mossy stone wall"
+    assert bpy.ops.zss.generate() == {'FINISHED'}
+    job_id = zb.jobs.running_job().job["id"]
+    poll_until_idle(zb.jobs)
+    assert zb.jobs.state.error == "", (zb.jobs.state.error, zb.jobs.state.hint)
+    (material,), _strips = imported(bpy)
+    assert material.node_tree.nodes["ZS² Clip"].extension == 'REPEAT' and "ZS² Tiling" in material.node_tree.nodes
+    manifest = json.loads(open(os.path.join(prefs.output_dir, job_id, "job.json"), encoding="utf-8").read())
+    text = json.dumps(manifest)
+    assert '"loop": true' in text and '"tile_x": true' in text and "a mossy stone wall" in text

@@ -6,19 +6,53 @@ import pytest
 pytestmark = pytest.mark.blender
 
 
-class Layout:
-    """Records what a draw function asks for; fails on unknown properties or operators."""
+class OperatorProperties:
+    """What layout.operator returns: setting a property the operator does not have fails."""
 
-    def __init__(self, log):
+    def __init__(self, idname, log):
+        import bpy
+
+        category, name = idname.split(".")
+        object.__setattr__(self, "_rna", getattr(getattr(bpy.ops, category), name).get_rna_type())
+        object.__setattr__(self, "_log", log)
+        object.__setattr__(self, "_idname", idname)
+
+    def __setattr__(self, name, value):
+        assert name in self._rna.properties, f"{self._idname} has no property {name!r}"
+        self._log.append(("operator_prop", self._idname, name, value))
+
+
+class Layout:
+    """Records what a draw function asks for; fails on unknown properties, operators, lists or menus."""
+
+    def __init__(self, log, open_panels=True):
         self.log = log
+        self.open_panels = open_panels
 
     def __setattr__(self, name, value):
         object.__setattr__(self, name, value)
 
     def _child(self, *args, **kwargs):
-        return Layout(self.log)
+        return Layout(self.log, self.open_panels)
 
     column = row = box = split = _child
+
+    def panel(self, idname, default_closed=False):
+        self.log.append(("panel", idname))
+        return Layout(self.log, self.open_panels), (Layout(self.log, self.open_panels) if self.open_panels else None)
+
+    def template_list(self, list_type, list_id, data, propname, active_data, active_propname, **kwargs):
+        import bpy
+
+        assert hasattr(bpy.types, list_type), f"no UIList {list_type}"
+        assert propname in data.bl_rna.properties and active_propname in active_data.bl_rna.properties
+        self.log.append(("list", list_type, propname))
+
+    def menu(self, menu, **kwargs):
+        import bpy
+
+        assert hasattr(bpy.types, menu), f"no menu {menu}"
+        self.log.append(("menu", menu))
 
     def prop(self, data, name, **kwargs):
         assert name in data.bl_rna.properties, f"{type(data).__name__} has no property {name!r}"
@@ -31,6 +65,7 @@ class Layout:
         assert hasattr(getattr(bpy.ops, category), name) and getattr(getattr(bpy.ops, category), name).idname()
         assert kwargs.get("icon_value", 0) >= 0
         self.log.append(("operator", idname))
+        return OperatorProperties(idname, self.log)
 
     def label(self, text="", **kwargs):
         self.log.append(("label", text))
@@ -69,6 +104,26 @@ def test_running_and_error_panel(zb, prefs, monkeypatch):
     state.error, state.hint = "The generator process stopped unexpectedly", "line one\nline two"
     log = draw(zb)
     assert ("label", "The generator process stopped unexpectedly") in log and ("label", "line two") in log
+
+
+def test_schedule_section(zb, prefs):
+    import bpy
+
+    settings = bpy.context.scene.zss
+    log = draw(zb)
+    assert ("prop", "loop") in log and ("prop", "tile") in log
+    assert ("list", "ZSS_UL_prompt_keys", "prompt_keys") in log
+    assert ("operator_prop", "zss.prompt_key_move", "direction", "DOWN") in log
+    assert ("prop", "prompt_interpolation") not in log  # only with keys
+    bpy.ops.zss.prompt_key_add()
+    log = draw(zb)
+    assert ("prop", "prompt_interpolation") in log
+
+    # The list rows draw frame and prompt.
+    rows = []
+    zb.panels.ZSS_UL_prompt_keys.draw_item(None, bpy.context, Layout(rows), settings, settings.prompt_keys[0],
+                                           0, settings, "prompt_key_index", 0)
+    assert rows == [("prop", "frame"), ("prop", "prompt")]
 
 
 def test_preferences_draw(zb, prefs):

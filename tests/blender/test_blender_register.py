@@ -5,7 +5,9 @@ import pytest
 pytestmark = pytest.mark.blender
 
 NAMES = ("ZSS_OT_generate", "ZSS_OT_cancel", "ZSS_OT_check_generator", "ZSS_OT_open_output",
-         "ZSS_OT_randomize_seed", "ZSS_OT_regenerate", "ZSS_OT_vary_seed", "ZSS_PT_main", "ZSS_PT_sequencer")
+         "ZSS_OT_randomize_seed", "ZSS_OT_regenerate", "ZSS_OT_vary_seed", "ZSS_OT_prompt_key_add",
+         "ZSS_OT_prompt_key_remove", "ZSS_OT_prompt_key_move", "ZSS_UL_prompt_keys", "ZSS_PT_main",
+         "ZSS_PT_sequencer")
 
 
 def test_disable_and_enable_again(zb, addon):
@@ -21,7 +23,8 @@ def test_disable_and_enable_again(zb, addon):
         assert not [name for name in NAMES if hasattr(bpy.types, name)]
         assert not bpy.app.timers.is_registered(jobs.poll)
         assert jobs.client() is None and not zb.icons.loaded()
-        assert not zb.properties.ZSSSceneSettings.is_registered and not zb.preferences.ZSSPreferences.is_registered
+        assert not zb.properties.ZSSSceneSettings.is_registered and not zb.properties.ZSSPromptKey.is_registered
+        assert not zb.preferences.ZSSPreferences.is_registered
     finally:
         addon_utils.enable(addon.__name__, default_set=True)
     assert all(hasattr(bpy.types, name) for name in NAMES)
