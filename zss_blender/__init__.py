@@ -8,7 +8,7 @@ import atexit
 
 import bpy
 
-from . import icons, jobs, operators, panels, preferences, properties
+from . import environment, icons, jobs, operators, panels, preferences, properties
 
 _CLASSES = (*properties.CLASSES, *preferences.CLASSES, *operators.CLASSES, *panels.CLASSES)
 
@@ -19,10 +19,13 @@ def register():
         bpy.utils.register_class(cls)
     properties.register()
     atexit.register(jobs.stop_worker)  # Blender quitting must not leave the generator running
+    atexit.register(environment.stop_process)  # nor a half-done setup (pip) behind
 
 
 def unregister():
+    atexit.unregister(environment.stop_process)
     atexit.unregister(jobs.stop_worker)
+    environment.shutdown()  # setup timer and process
     jobs.shutdown()  # timer and worker
     properties.unregister()
     for cls in reversed(_CLASSES):

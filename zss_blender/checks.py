@@ -1,16 +1,17 @@
 """Everything that would make a Generate fail, found before anything is rendered or sent.
 
-Each problem is (field, "what is wrong — what to do"). The add-on's own checks speak in terms of
-Blender settings; protocol.validate_job then checks the built job, and its problems are reported too
-unless one of ours already covers the same field.
+Each problem is (field, "what is wrong — what to do"); the "what to do" half comes from hints.FIXES
+(the README's troubleshooting table). The add-on's own checks speak in terms of Blender settings;
+protocol.validate_job then checks the built job, and its problems are reported too unless one of ours
+already covers the same field.
 """
 
 import os
 
 from ..zss_core import protocol
-from . import jobs, jobspec
+from . import hints, jobs, jobspec
 
-PREFS = "Edit ▸ Preferences ▸ Add-ons ▸ ZS² Video Textures"
+PREFS = hints.PREFS
 SNIPPET = 30  # characters of a prompt quoted in a message
 
 
@@ -18,13 +19,11 @@ def python_problem(text):
     """Why the generator Python preference is unusable, or None."""
     path = jobspec.user_path(text)
     if not path:
-        return (f"No generator Python is set — set {PREFS} ▸ Generator Python to the python executable "
-                "of an environment with torch and diffusers")
+        return hints.message("python", "No generator Python is set")
     if not os.path.isfile(path):
-        return (f"The generator Python {path} does not exist — fix {PREFS} ▸ Generator Python "
-                "(for example <venv>/bin/python)")
+        return hints.message("python", f"The generator Python {path} does not exist")
     if not os.access(path, os.X_OK):
-        return f"The generator Python {path} is not executable — point {PREFS} ▸ Generator Python at a python executable"
+        return hints.message("python", f"The generator Python {path} is not executable")
     return None
 
 
@@ -40,15 +39,15 @@ def prompt_key_problems(settings, frame_start, count):
     seen = {}
     for number, key in enumerate(settings.prompt_keys, start=1):
         if not frame_start <= key.frame <= last:
-            found.append(("prompts", f"Prompt key {number} (frame {key.frame}, {_quote(key.prompt)}) is outside the "
-                                     f"clip (frames {frame_start}–{last}) — move the key into the clip's frame range "
-                                     "or remove it (Prompt Schedule list)"))
+            found.append(("prompts", hints.message(
+                "prompt_key_outside", f"Prompt key {number} (frame {key.frame}, {_quote(key.prompt)}) is outside "
+                                      f"the clip (frames {frame_start}–{last})")))
         if not key.prompt.strip():
-            found.append(("prompts", f"Prompt key {number} (frame {key.frame}) has an empty prompt — type a prompt "
-                                     "for it or remove the key"))
+            found.append(("prompts", hints.message(
+                "prompt_key_empty", f"Prompt key {number} (frame {key.frame}) has an empty prompt")))
         if key.frame in seen:
-            found.append(("prompts", f"Prompt keys {seen[key.frame]} and {number} are both at frame {key.frame} — "
-                                     "give each key its own frame, or remove one"))
+            found.append(("prompts", hints.message(
+                "prompt_key_duplicate", f"Prompt keys {seen[key.frame]} and {number} are both at frame {key.frame}")))
         seen.setdefault(key.frame, number)
     return found
 
@@ -58,35 +57,32 @@ def problems(scene, prefs):
     settings = scene.zss
     found = []
     if jobs.is_running():
-        found.append(("running", "A ZS² clip is already being generated — wait for it to finish or press Cancel"))
+        found.append(("running", hints.message("running", "A ZS² clip is already being generated")))
     if not settings.prompt.strip():
-        found.append(("prompt", "The prompt is empty — describe the clip in the ZS² panel's Prompt field"))
+        found.append(("prompt", hints.message("prompt", "The prompt is empty")))
     message = python_problem(prefs.python_path)
     if message:
         found.append(("python", message))
     if not prefs.model.strip():
-        found.append(("model", f"No model is set — set {PREFS} ▸ Model to a Stable Diffusion 1.x folder, "
-                               ".safetensors file or hub id"))
+        found.append(("model", hints.message("model", "No model is set")))
     if settings.use_depth:
         if scene.camera is None:
-            found.append(("camera", "Depth Control is on but the scene has no active camera — add a camera "
-                                    "and make it active (Ctrl Numpad 0), or turn Depth Control off"))
+            found.append(("camera", hints.message("camera", "Depth Control is on but the scene has no active camera")))
         if not prefs.controlnet_model.strip():
-            found.append(("controlnet_model", f"Depth Control needs a depth ControlNet — set {PREFS} ▸ "
-                                              "Depth ControlNet, or turn Depth Control off"))
+            found.append(("controlnet_model", hints.message("controlnet_model",
+                                                            "Depth Control needs a depth ControlNet")))
     if not jobspec.output_root(prefs):
-        found.append(("output_dir", "The .blend file is not saved and no output folder is set — save the file "
-                                    f"(clips go to //zss/ next to it) or set {PREFS} ▸ Output Folder"))
+        found.append(("output_dir", hints.message("output_dir",
+                                                  "The .blend file is not saved and no output folder is set")))
     frame_start, count = jobspec.frame_range(settings, scene)
     if not 1 <= count <= jobspec.MAX_FRAMES:
-        found.append(("frames", f"The clip would have {count} frames (from frame {frame_start}) — ZS² makes 1 to "
-                                f"{jobspec.MAX_FRAMES}; set Frames in the ZS² panel or the scene's frame range"))
+        found.append(("frames", hints.message("frames", f"The clip would have {count} frames (from frame "
+                                                        f"{frame_start})")))
     for name in ("width", "height"):
         value = getattr(settings, name)
         if value and (value % 8 or value < jobspec.MIN_SIZE):
-            found.append((name, f"{name.capitalize()} {value} is not a multiple of 8 from {jobspec.MIN_SIZE} to "
-                                f"{jobspec.MAX_SIZE} — change it in the ZS² panel, or set 0 to follow the "
-                                "render resolution"))
+            found.append((name, hints.message("size", f"{name.capitalize()} {value} is not a multiple of 8 from "
+                                                      f"{jobspec.MIN_SIZE} to {jobspec.MAX_SIZE}")))
     found.extend(prompt_key_problems(settings, frame_start, count))
     return found
 
@@ -102,6 +98,5 @@ def job_problems(job, covered=()):
     for problem in protocol.validate_job(job):
         if _root_field(problem.field) in covered:
             continue
-        messages.append((problem.field, f"The job is invalid: {problem.message} — fix this setting in the ZS² "
-                                        "panel or the add-on preferences"))
+        messages.append((problem.field, hints.message("job", f"The job is invalid: {problem.message}")))
     return messages

@@ -1,6 +1,6 @@
 """Scene.zss + preferences → a protocol job dict (docs/protocol.md).
 
-The one place that resolves the "auto" settings (frames = 0, width/height = 0), evaluates
+The one place that resolves the "auto" settings (frames = 0, width/height = 0, chunk = -1), evaluates
 keyframed λ/μ, turns the prompt schedule's scene frames into clip indices, and decides where the output
 goes, so validation, depth rendering and the job agree on the numbers.
 """
@@ -94,6 +94,20 @@ def per_frame(scene, name, frame_start, count, lo, hi):
     return animation.per_frame_values(scene, f"zss.{name}", getattr(scene.zss, name), frame_start, count, lo, hi)
 
 
+def chunk_value(chunk):
+    """Scene.zss.chunk → the job's chunk: -1 → "auto", 0 → None (all at once), N → N."""
+    if chunk < 0:
+        return "auto"
+    return chunk or None
+
+
+def chunk_setting(value):
+    """A job's chunk back to Scene.zss.chunk (regenerate)."""
+    if value == "auto":
+        return -1
+    return int(value or 0)
+
+
 def prompt_keys(settings, frame_start):
     """The schedule rows as the job's prompts (0-based clip frames, sorted), or None when empty.
 
@@ -126,7 +140,7 @@ def build(scene, prefs, job_id, root, control_images=None, overrides=None):
         "mu": per_frame(scene, "mu", frame_start, count, 0.0, 1.0),
         "noise": settings.noise.lower(),
         "model": model_reference(prefs.model),
-        "chunk": settings.chunk or None,
+        "chunk": chunk_value(settings.chunk),
         "device": prefs.device.lower(),
         "dtype": prefs.precision.lower(),
         "output_dir": root,
@@ -136,6 +150,10 @@ def build(scene, prefs, job_id, root, control_images=None, overrides=None):
         "tile_y": settings.tile in {"Y", "XY"},
         "prompts": prompt_keys(settings, frame_start),
         "prompt_interpolation": settings.prompt_interpolation.lower(),
+        "allow_pickle": prefs.allow_pickle,
+        "attention_slicing": prefs.attention_slicing,
+        "vae_tiling": prefs.vae_tiling,
+        "cpu_offload": prefs.cpu_offload,
     }
     if settings.use_depth:
         job["controlnet_model"] = model_reference(prefs.controlnet_model)

@@ -1,20 +1,23 @@
-"""Operators: generate (validate → depth → send → return at once), cancel, check, open, seeds, and the
-prompt schedule's list (add / remove / move).
+"""Operators: generate (validate → depth → send → return at once), cancel, check, open, seeds, the prompt
+schedule, and the generator environment (set up / repair / rebuild / cancel, download, recent models).
 
 Generate never waits for the model: it sends the job and returns {'FINISHED'}; jobs.poll (a timer)
-follows the job and imports the result.
+follows the job and imports the result. Setting up the generator likewise returns at once;
+environment.poll follows it.
 """
 
 import json
 import os
 import random
+import time
 
 import bpy
 
 from ..zss_core import client as worker_client
-from . import checks, depth, importers, jobs, jobspec, preferences
+from . import checks, depth, environment, hints, importers, jobs, jobspec, preferences
 
 SEED_MAX = 2**31 - 1  # IntProperty range
+ready_summary = jobs.ready_summary
 
 
 def validation_problems(context, overrides=None):
@@ -23,7 +26,7 @@ def validation_problems(context, overrides=None):
     try:
         prefs = preferences.get(context)
     except LookupError as e:
-        return [("addon", str(e))]
+        return [("addon", hints.message("addon", str(e).split(" — ")[0]))]
     found = checks.problems(scene, prefs)
     root = jobspec.output_root(prefs) or ""
     job = jobspec.build(scene, prefs, "validation", root, overrides=overrides)
@@ -57,7 +60,7 @@ def start_generation(context, operator, overrides=None):
                                                         job["width"], job["height"], staging)
         except (depth.DepthError, RuntimeError, OSError) as e:  # bpy.ops.render raises RuntimeError
             jobs.remove_staging(staging)
-            operator.report({'ERROR'}, f"Rendering depth maps failed: {e} — fix the scene or turn Depth Control off")
+            operator.report({'ERROR'}, hints.message("depth", f"Rendering depth maps failed: {e}"))
             return {'CANCELLED'}
         job = jobspec.build(scene, prefs, job_id, root, control_images=images, overrides=overrides)
         late = checks.job_problems(job)
@@ -78,8 +81,7 @@ def start_generation(context, operator, overrides=None):
         jobs.submit(job, running)
     except (worker_client.WorkerStartError, worker_client.WorkerNotRunning) as e:
         jobs.remove_staging(staging)
-        operator.report({'ERROR'}, f"Could not start the generator: {e} — check {checks.PREFS} ▸ Generator Python "
-                                   "and press Check Generator")
+        operator.report({'ERROR'}, hints.message("worker_start", f"Could not start the generator: {e}"))
         return {'CANCELLED'}
     operator.report({'INFO'}, f"Generating {count} frames at {job['width']}×{job['height']} (job {job_id})")
     return {'FINISHED'}
@@ -111,23 +113,9 @@ class ZSS_OT_cancel(bpy.types.Operator):
         return {'FINISHED'}
 
 
-def _format_bytes(value):
-    return f"{value / 2**30:.1f} GiB" if value else "?"
-
-
-def ready_summary(ready):
-    """One line about the generator: versions, device, GPU memory."""
-    versions = ready.versions or {}
-    parts = [f"{name} {versions[name]}" for name in ("python", "torch", "diffusers", "transformers", "zss")
-             if versions.get(name)]
-    memory = ""
-    if ready.gpu_total_bytes:
-        memory = f", GPU memory {_format_bytes(ready.gpu_free_bytes)} free of {_format_bytes(ready.gpu_total_bytes)}"
-    return f"Generator ready on {ready.device} ({ready.dtype}){memory}: {', '.join(parts)}"
-
-
 class ZSS_OT_check_generator(bpy.types.Operator):
-    """Start the generator (if needed) and show its versions, device and GPU memory"""
+    """Check the generator environment (every package it needs imports), start the generator and show its
+    versions, device and GPU memory"""
 
     bl_idname = "zss.check_generator"
     bl_label = "Check Generator"
@@ -140,51 +128,157 @@ class ZSS_OT_check_generator(bpy.types.Operator):
         except LookupError as e:
             self.report({'ERROR'}, str(e))
             return {'CANCELLED'}
-        if jobs.is_running():  # never restart the worker under a running job
+        if jobs.is_running() or jobs.download_running():  # never restart the worker under a running task
             ready = jobs.state.ready
-            self.report({'INFO'}, ready_summary(ready) if ready else "The generator is busy starting a clip")
+            self.report({'INFO'}, ready_summary(ready) if ready else "The generator is busy starting a clip or download")
             return {'FINISHED'}
         problem = checks.python_problem(prefs.python_path)
         if problem:
             self.report({'ERROR'}, problem)
             return {'CANCELLED'}
+        python = jobspec.user_path(prefs.python_path)
+        c = jobs.client()
+        warm = c is not None and c.is_alive() and c.ready is not None and c.python_executable == python
+        if not warm:  # a running generator proves its environment; otherwise check it while it starts
+            try:
+                jobs.ensure_worker(python)
+            except worker_client.WorkerStartError:
+                pass  # the check says why
+            health = environment.check(prefs, python, timeout=max(self.timeout, 1.0))
+            environment.state.health = health
+            if not health.get("ok"):
+                jobs.stop_worker()
+                self.report({'ERROR'}, environment.health_problem(health))
+                return {'CANCELLED'}
         try:
-            ready = jobs.wait_ready(jobspec.user_path(prefs.python_path), timeout=self.timeout)
+            ready = jobs.wait_ready(python, timeout=self.timeout)
         except worker_client.WorkerStartError as e:
-            self.report({'ERROR'}, f"{e} — check that {checks.PREFS} ▸ Generator Python has torch and diffusers "
-                                   "installed (see the system console for the log)")
+            self.report({'ERROR'}, hints.message("worker_start", str(e)))
             return {'CANCELLED'}
         jobs.state.status = ready_summary(ready)
+        environment.state.health = {**(environment.state.health or {}), "ok": True}
         self.report({'INFO'}, jobs.state.status)
         return {'FINISHED'}
 
 
-class ZSS_OT_open_output(bpy.types.Operator):
-    """Open the last clip's folder (or the output folder) in the file browser"""
+class ZSS_OT_setup_generator(bpy.types.Operator):
+    """Create (or repair) the generator environment — torch, diffusers and friends — in the add-on's
+    folder, then point Generator Python at it. Downloads about 2–5 GB; runs in the background"""
 
-    bl_idname = "zss.open_output"
-    bl_label = "Open Output Folder"
+    bl_idname = "zss.setup_generator"
+    bl_label = "Set Up Generator"
+
+    rebuild: bpy.props.BoolProperty(
+        name="Rebuild", default=False, options={'SKIP_SAVE'},
+        description="Delete the add-on's environment and install it again from scratch")
+    repair: bpy.props.BoolProperty(
+        name="Repair", default=False, options={'SKIP_SAVE'},
+        description="Install what is missing into the environment Generator Python belongs to")
+
+    def invoke(self, context, event):
+        if self.rebuild:
+            return context.window_manager.invoke_confirm(self, event)
+        return self.execute(context)
 
     def execute(self, context):
-        folder = jobs.state.output_dir
-        if not folder or not os.path.isdir(folder):
-            folder = jobspec.output_root(preferences.get(context))
-        if not folder or not os.path.isdir(folder):
-            self.report({'ERROR'}, "There is no output folder yet — generate a clip first")
+        try:
+            prefs = preferences.get(context)
+            folder = environment.start(prefs, rebuild=self.rebuild, repair=self.repair)
+        except (LookupError, environment.SetupRefused) as e:
+            self.report({'ERROR'}, str(e))
             return {'CANCELLED'}
-        bpy.ops.wm.path_open(filepath=folder)
+        self.report({'INFO'}, f"Setting up the generator in {folder} (progress in the add-on's preferences)")
         return {'FINISHED'}
 
 
-class ZSS_OT_randomize_seed(bpy.types.Operator):
-    """Pick a new random seed"""
+class ZSS_OT_setup_cancel(bpy.types.Operator):
+    """Stop setting up the generator (what was installed is kept; Set Up continues from there)"""
 
-    bl_idname = "zss.randomize_seed"
-    bl_label = "Randomize Seed"
-    bl_options = {'REGISTER', 'UNDO'}
+    bl_idname = "zss.setup_cancel"
+    bl_label = "Cancel Setup"
+
+    @classmethod
+    def poll(cls, context):
+        return environment.state.busy
 
     def execute(self, context):
-        context.scene.zss.seed = random.randint(0, SEED_MAX)
+        environment.cancel()
+        return {'FINISHED'}
+
+
+class ZSS_OT_download_model(bpy.types.Operator):
+    """Download the hub model named in Model into the local cache now (the generator loads it from there,
+    also with online access off later)"""
+
+    bl_idname = "zss.download_model"
+    bl_label = "Download"
+
+    @classmethod
+    def poll(cls, context):
+        if not preferences.online_access():
+            cls.poll_message_set("Online access is off (Preferences ▸ System ▸ Network)")
+            return False
+        if jobs.download_running():
+            cls.poll_message_set("A download is running")
+            return False
+        return True
+
+    def execute(self, context):
+        try:
+            prefs = preferences.get(context)
+        except LookupError as e:
+            self.report({'ERROR'}, str(e))
+            return {'CANCELLED'}
+        model = prefs.model.strip()
+        if not preferences.online_access():
+            self.report({'ERROR'}, hints.message("download_offline", "Downloads are disabled: online access is off"))
+            return {'CANCELLED'}
+        if not preferences.is_hub_id(model):
+            self.report({'ERROR'}, hints.message("download_not_hub", f"“{model}” is not a hub id"))
+            return {'CANCELLED'}
+        problem = checks.python_problem(prefs.python_path)
+        if problem:
+            self.report({'ERROR'}, problem)
+            return {'CANCELLED'}
+        task_id = "download-" + time.strftime("%Y%m%d-%H%M%S") + f"-{random.randrange(16**6):06x}"
+        try:
+            jobs.start_download(jobspec.user_path(prefs.python_path), model, task_id)
+        except (worker_client.WorkerStartError, worker_client.WorkerNotRunning) as e:
+            self.report({'ERROR'}, hints.message("worker_start", f"Could not start the generator: {e}"))
+            return {'CANCELLED'}
+        self.report({'INFO'}, f"Downloading {model} (progress in the add-on's preferences)")
+        return {'FINISHED'}
+
+
+class ZSS_OT_use_recent_model(bpy.types.Operator):
+    """Use this model again"""
+
+    bl_idname = "zss.use_recent_model"
+    bl_label = "Use Recent Model"
+    bl_options = {'INTERNAL'}
+
+    model: bpy.props.StringProperty(name="Model", options={'SKIP_SAVE'})
+
+    def execute(self, context):
+        if not self.model:
+            return {'CANCELLED'}
+        preferences.get(context).model = self.model
+        return {'FINISHED'}
+
+
+class ZSS_OT_report(bpy.types.Operator):
+    """Show a message in the status bar (used by the add-on's timers, which have no operator)"""
+
+    bl_idname = "zss.report"
+    bl_label = "ZS² Report"
+    bl_options = {'INTERNAL'}
+
+    kind: bpy.props.EnumProperty(items=(('INFO', "Info", ""), ('WARNING', "Warning", ""), ('ERROR', "Error", "")),
+                                 default='INFO', options={'SKIP_SAVE'})
+    message: bpy.props.StringProperty(options={'SKIP_SAVE'})
+
+    def execute(self, context):
+        self.report({self.kind}, self.message)
         return {'FINISHED'}
 
 
@@ -326,7 +420,7 @@ def apply_stored(scene, source, seed=None):
     settings.steps = job["steps"]
     settings.guidance = job["guidance"]
     settings.noise = job["noise"].upper()
-    settings.chunk = job.get("chunk") or 0
+    settings.chunk = jobspec.chunk_setting(job.get("chunk"))
     settings.seed = job["seed"] if seed is None else seed
     settings.loop = bool(job.get("loop"))
     settings.tile = importers.tile_setting(job)
@@ -360,7 +454,7 @@ class _StoredClipOperator:
     def execute(self, context):
         source = stored_source(context)
         if source is None:
-            self.report({'ERROR'}, "No ZS² clip is selected — select an object with a ZS² material or a ZS² strip")
+            self.report({'ERROR'}, hints.message("no_clip", "No ZS² clip is selected"))
             return {'CANCELLED'}
         overrides = apply_stored(context.scene, source, seed=self.new_seed(source.get("zss_seed", 0)))
         return start_generation(context, self, overrides=overrides)
@@ -385,5 +479,6 @@ class ZSS_OT_vary_seed(_StoredClipOperator, bpy.types.Operator):
 
 
 CLASSES = (ZSS_OT_generate, ZSS_OT_cancel, ZSS_OT_check_generator, ZSS_OT_open_output, ZSS_OT_randomize_seed,
-           ZSS_OT_regenerate, ZSS_OT_vary_seed, ZSS_OT_prompt_key_add, ZSS_OT_prompt_key_remove,
+           ZSS_OT_regenerate, ZSS_OT_vary_seed, ZSS_OT_setup_generator, ZSS_OT_setup_cancel, ZSS_OT_download_model,
+           ZSS_OT_use_recent_model, ZSS_OT_report, ZSS_OT_prompt_key_add, ZSS_OT_prompt_key_remove,
            ZSS_OT_prompt_key_move)

@@ -1,9 +1,9 @@
-"""Sidebar panels (3D View and Sequencer) sharing one draw function, and the prompt schedule list;
-drawing only, no logic."""
+"""Sidebar panels (3D View and Sequencer) sharing one draw function, the prompt schedule list, the
+recent models menu and the add-on preferences' layout; drawing only, no logic."""
 
 import bpy
 
-from . import icons, jobs, jobspec, preferences
+from . import environment, icons, jobs, jobspec, preferences
 
 
 def _progress(layout, fraction, text):
@@ -57,6 +57,8 @@ def draw_zss(layout, context):
     col.prop(settings, "mu")
     col.prop(settings, "noise")
     col.prop(settings, "chunk")
+    if settings.chunk < 0:
+        col.label(text="Chunk: Auto (what fits the GPU)", icon='INFO')
 
     _loop_tile_schedule(layout, settings)
 
@@ -84,6 +86,8 @@ def draw_zss(layout, context):
         _progress(layout, state.fraction, state.status or "Working…")
     elif state.status and not state.error:
         layout.label(text=state.status, icon='CHECKMARK')
+    for note in state.notes:
+        layout.label(text=note, icon='INFO')
     if state.error:
         box = layout.box()
         box.alert = True
@@ -139,6 +143,123 @@ class ZSS_UL_prompt_keys(bpy.types.UIList):
         row.prop(item, "prompt", text="", emboss=False)
 
 
+class ZSS_MT_recent_models(bpy.types.Menu):
+    """Models that finished a clip, newest first"""
+
+    bl_idname = "ZSS_MT_recent_models"
+    bl_label = "Recent Models"
+
+    def draw(self, context):
+        models = preferences.recent_models(preferences.get(context))
+        if not models:
+            self.layout.label(text="No clip has finished yet")
+        for model in models:
+            self.layout.operator("zss.use_recent_model", text=model).model = model
+
+
+def _setup_status(layout, setup):
+    """Progress, the last log lines and the outcome of Set Up / Repair / Rebuild."""
+    if setup.busy:
+        row = layout.row(align=True)
+        _progress(row, setup.fraction, setup.message or "Working…")
+        row.operator("zss.setup_cancel", text="", icon='CANCEL')
+    elif setup.phase in ("done", "cancelled") and setup.message:
+        layout.label(text=setup.message, icon='CHECKMARK' if setup.phase == "done" else 'INFO')
+    if setup.error:
+        box = layout.box()
+        box.alert = True
+        box.label(text=setup.error, icon='ERROR')
+    if setup.log and (setup.busy or setup.error):
+        box = layout.box()
+        col = box.column(align=True)
+        col.scale_y = 0.7
+        for line in setup.log:
+            col.label(text=line)
+
+
+def _generator(layout, prefs):
+    setup = environment.state
+    online = preferences.online_access()
+    box = layout.box()
+    box.label(text="Generator", icon='CONSOLE')
+    col = box.column()
+    col.prop(prefs, "python_path")
+    row = box.row(align=True)
+    sub = row.row(align=True)
+    sub.enabled = online and not setup.busy
+    sub.operator("zss.setup_generator", icon='IMPORT')
+    row.operator("zss.check_generator", icon='CHECKMARK')
+    if not online:
+        box.label(text="Online access is off (Preferences ▸ System ▸ Network): Set Up cannot download", icon='INFO')
+    if setup.broken and not setup.busy:
+        alert = box.column()
+        alert.alert = True
+        alert.label(text=environment.health_problem(setup.health), icon='ERROR')
+        row = box.row(align=True)
+        row.enabled = online
+        row.operator("zss.setup_generator", text="Repair", icon='TOOL_SETTINGS').repair = True
+        row.operator("zss.setup_generator", text="Rebuild", icon='FILE_REFRESH').rebuild = True
+    _setup_status(box, setup)
+    options = _section(box, "zss_setup_options", "Setup Options")
+    if options is not None:
+        col = options.column()
+        col.prop(prefs, "generator_dir")
+        if not prefs.generator_dir.strip():
+            col.label(text=f"Default: {environment.default_directory()}")
+        col.prop(prefs, "setup_python")
+        col.prop(prefs, "setup_torch_spec")
+        col.prop(prefs, "setup_pip_args")
+
+
+def _model(layout, prefs):
+    state = jobs.state
+    online = preferences.online_access()
+    box = layout.box()
+    box.label(text="Model", icon='FILE_3D')
+    row = box.row(align=True)
+    row.prop(prefs, "model")
+    row.menu("ZSS_MT_recent_models", text="", icon='TIME')
+    if preferences.is_hub_id(prefs.model):
+        row = box.row(align=True)
+        row.enabled = online and not jobs.download_running()
+        row.operator("zss.download_model", icon='IMPORT')
+        if not online:
+            box.label(text="Download needs online access (Preferences ▸ System ▸ Network)", icon='INFO')
+    if jobs.download_running():
+        _progress(box, state.download_fraction, state.download_status or "Downloading…")
+    elif state.download_status and not state.download_error:
+        box.label(text=state.download_status, icon='CHECKMARK')
+    if state.download_error:
+        alert = box.column()
+        alert.alert = True
+        alert.label(text=state.download_error, icon='ERROR')
+        for line in state.download_hint.splitlines()[:4]:
+            alert.label(text=line)
+    box.prop(prefs, "controlnet_model")
+    box.prop(prefs, "allow_pickle")
+
+
+def draw_preferences(layout, prefs):
+    """The add-on preferences: generator environment, model, memory, output."""
+    layout.use_property_split = True
+    _generator(layout, prefs)
+    _model(layout, prefs)
+    box = layout.box()
+    box.label(text="Device and Memory", icon='MEMORY')
+    col = box.column()
+    col.prop(prefs, "device")
+    col.prop(prefs, "precision")
+    col.prop(prefs, "attention_slicing")
+    col.prop(prefs, "vae_tiling")
+    col.prop(prefs, "cpu_offload")
+    box = layout.box()
+    box.label(text="Output", icon='FILE_FOLDER')
+    col = box.column()
+    col.prop(prefs, "output_dir")
+    col.prop(prefs, "max_resolution")
+    col.prop(prefs, "strip_source")
+
+
 class _ZSSPanel:
     bl_region_type = 'UI'
     bl_category = "ZS²"
@@ -161,4 +282,4 @@ class ZSS_PT_sequencer(_ZSSPanel, bpy.types.Panel):
     bl_space_type = 'SEQUENCE_EDITOR'
 
 
-CLASSES = (ZSS_UL_prompt_keys, ZSS_PT_main, ZSS_PT_sequencer)
+CLASSES = (ZSS_UL_prompt_keys, ZSS_MT_recent_models, ZSS_PT_main, ZSS_PT_sequencer)

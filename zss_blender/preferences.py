@@ -1,7 +1,14 @@
-"""Add-on preferences: where the generator lives and what it loads (per machine, not per .blend)."""
+"""Add-on preferences: where the generator lives and what it loads (per machine, not per .blend).
+
+Drawing is in panels.draw_preferences (kept with the other UI). online_access() is the one place that
+reads Blender's "Allow Online Access" (tests replace it: bpy.app.online_access is read-only).
+"""
+
+import json
+import os
 
 import bpy
-from bpy.props import EnumProperty, IntProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
 # The extension's package (the repository root in a checkout, bl_ext.<repo>.zs2_video when installed):
 # Blender keys add-on preferences by it.
@@ -21,6 +28,8 @@ PRECISION_ITEMS = (
     ("BFLOAT16", "BFloat16", "Brain float (recent GPUs and CPUs)"),
 )
 
+RECENT_MODELS = 8  # distinct models remembered after a finished clip
+
 STRIP_SOURCE_ITEMS = (
     ("IMAGES", "Image Sequence", "Sequencer strip from the PNG frames (exact pixels)"),
     ("MOVIE", "Movie", "Sequencer strip from the MP4 (one file)"),
@@ -35,11 +44,46 @@ class ZSSPreferences(bpy.types.AddonPreferences):
     python_path: StringProperty(
         name="Generator Python", subtype='FILE_PATH',
         description="Python executable of the environment with torch and diffusers "
-                    "(for example <venv>/bin/python or <venv>\\Scripts\\python.exe)")
+                    "(for example <venv>/bin/python or <venv>\\Scripts\\python.exe); Set Up Generator fills "
+                    "it in")
+    generator_dir: StringProperty(
+        name="Environment Folder", subtype='DIR_PATH',
+        description="Where Set Up Generator creates the generator environment; empty = the add-on's own "
+                    "user folder")
+    setup_python: StringProperty(
+        name="Base Python", subtype='FILE_PATH',
+        description="Python that creates the generator environment (3.10 or newer); empty = Blender's own "
+                    "Python")
+    setup_torch_spec: StringProperty(
+        name="Torch Override",
+        description="pip arguments for torch instead of the automatic choice (CUDA build with an NVIDIA "
+                    "GPU, else CPU), e.g. 'torch==2.5.1' or 'torch --index-url https://download.pytorch.org/whl/cu121'")
+    setup_pip_args: StringProperty(
+        name="Extra pip Arguments",
+        description="Added to every pip install of the setup, e.g. '--index-url URL' or '--proxy URL'")
     model: StringProperty(
         name="Model",
         description="Stable Diffusion 1.x model: a diffusers folder, a .safetensors file, a hub id, "
                     "or 'tiny' for the built-in test model")
+    recent_models: StringProperty(
+        name="Recent Models", default="[]", options={'HIDDEN'},
+        description="JSON list of the last models that finished a clip, newest first")
+    allow_pickle: BoolProperty(
+        name="Allow Legacy Pickle Checkpoints", default=False,
+        description="Also load .ckpt / .pt / .bin checkpoints. These are Python pickles: a malicious file "
+                    "can run code on this computer when loaded (the generator loads weights only, which "
+                    "blocks most but not every attack). Only enable it for files from sources you trust; "
+                    "prefer .safetensors")
+    attention_slicing: BoolProperty(
+        name="Attention Slicing", default=False,
+        description="Compute attention in slices: less GPU memory, a little slower")
+    vae_tiling: BoolProperty(
+        name="VAE Tiling", default=False,
+        description="Decode frames in tiles: much less memory for large sizes")
+    cpu_offload: BoolProperty(
+        name="CPU Offload", default=False,
+        description="Keep model parts in system memory and move them to the GPU when needed: the least GPU "
+                    "memory, clearly slower")
     controlnet_model: StringProperty(
         name="Depth ControlNet",
         description="Depth ControlNet for Depth Control: a folder, .safetensors file, hub id, or 'tiny'")
@@ -54,18 +98,9 @@ class ZSSPreferences(bpy.types.AddonPreferences):
     strip_source: EnumProperty(name="Strip From", items=STRIP_SOURCE_ITEMS, default="IMAGES")
 
     def draw(self, context):
-        layout = self.layout
-        layout.use_property_split = True
-        col = layout.column()
-        col.prop(self, "python_path")
-        col.prop(self, "model")
-        col.prop(self, "controlnet_model")
-        col.prop(self, "device")
-        col.prop(self, "precision")
-        col.prop(self, "output_dir")
-        col.prop(self, "max_resolution")
-        col.prop(self, "strip_source")
-        layout.operator("zss.check_generator", icon='CONSOLE')
+        from . import panels
+
+        panels.draw_preferences(self.layout, self)
 
 
 def get(context=None):
@@ -76,6 +111,37 @@ def get(context=None):
         raise LookupError(f"The ZS² add-on ({ADDON_ID}) is not enabled — enable it in "
                           "Preferences ▸ Add-ons (or Extensions)")
     return addon.preferences
+
+
+def online_access():
+    """Blender's System ▸ Network ▸ Allow Online Access (True before 4.2, which had no such setting)."""
+    return bool(getattr(bpy.app, "online_access", True))
+
+
+def recent_models(prefs):
+    """The remembered models, newest first."""
+    try:
+        models = json.loads(prefs.recent_models or "[]")
+    except ValueError:
+        return []
+    return [m for m in models if isinstance(m, str) and m][:RECENT_MODELS]
+
+
+def remember_model(prefs, model):
+    """Put model first in the recent list (distinct, at most RECENT_MODELS)."""
+    if not model:
+        return
+    models = [model] + [m for m in recent_models(prefs) if m != model]
+    prefs.recent_models = json.dumps(models[:RECENT_MODELS])
+
+
+def is_hub_id(text):
+    """A Hugging Face id ("owner/name"): not an existing path, exactly one '/'."""
+    text = text.strip()
+    if not text or text.count("/") != 1 or "\\" in text or text.startswith((".", "/", "~")):
+        return False
+    owner, name = text.split("/")
+    return bool(owner and name) and not os.path.exists(os.path.expanduser(text)) and " " not in text
 
 
 CLASSES = (ZSSPreferences,)

@@ -42,6 +42,8 @@ INTERPOLATION_ITEMS = (
     ("SLERP", "Spherical", "Blend along the sphere between keys (keeps the embedding's length)"),
 )
 
+CHUNK_AUTO = -1  # Scene.zss.chunk: -1 = "auto", 0 = all frames at once, N = N frames per batch
+
 
 class ZSSPromptKey(bpy.types.PropertyGroup):
     """One row of the prompt schedule: from this scene frame on, the clip travels towards this prompt."""
@@ -89,8 +91,9 @@ class ZSSSceneSettings(bpy.types.PropertyGroup):
     control_scale: FloatProperty(name="Control Strength", default=1.0, min=0.0, max=5.0,
                                  description="ControlNet conditioning scale")
     chunk: IntProperty(
-        name="Chunk", default=0, min=0, max=1024,
-        description="Frames per UNet batch to bound GPU memory; 0 = all at once (the result is the same)")
+        name="Chunk", default=CHUNK_AUTO, min=CHUNK_AUTO, max=1024,
+        description="Frames per UNet batch, to bound GPU memory (the result is the same): -1 = Auto (the "
+                    "most that fit the free GPU memory), 0 = all frames at once, N = N frames")
     loop: BoolProperty(
         name="Seamless Loop", default=False,
         description="The last frame flows into the first, so the clip loops without a jump")

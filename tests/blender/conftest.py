@@ -62,12 +62,19 @@ def zb(addon):
 
     bpy.ops.wm.read_homefile(use_empty=False)
     jobs = addon.zss_blender.jobs
+    environment = addon.zss_blender.environment
     assert not jobs.is_running(), "a previous test left a job running"
+    assert not environment.is_running(), "a previous test left a setup running"
     jobs.state.__init__()
+    environment.state.__init__()
     yield addon.zss_blender
     if jobs.is_running():  # a failed test: do not leak its job into the next one
         jobs.cancel()
         jobs._finish(error="test ended")
+    if jobs.download_running():
+        jobs._finish_download(error="test ended")
+    environment.cancel()
+    environment.state.__init__()
 
 
 @pytest.fixture
@@ -82,4 +89,7 @@ def prefs(zb, tmp_path):
     p.precision = "AUTO"
     p.max_resolution = 768
     p.strip_source = "IMAGES"
+    p.recent_models = "[]"
+    p.generator_dir = p.setup_python = p.setup_torch_spec = p.setup_pip_args = ""
+    p.allow_pickle = p.attention_slicing = p.vae_tiling = p.cpu_offload = False
     return p

@@ -179,3 +179,16 @@ def test_loop_tile_and_prompt_travel_end_to_end(zb, clip_settings, prefs):
     manifest = json.loads(open(os.path.join(prefs.output_dir, job_id, "job.json"), encoding="utf-8").read())
     text = json.dumps(manifest)
     assert '"loop": true' in text and '"tile_x": true' in text and "a mossy stone wall" in text
+    assert zb.preferences.recent_models(prefs)[0] == "tiny"
+
+
+def test_download_offline_fails_fast_with_a_hint(zb, prefs):
+    """Online access is off in these tests, so the worker runs with HF_HUB_OFFLINE=1: a model that is
+    not cached fails at once instead of trying the network."""
+    assert zb.jobs.worker_env()["HF_HUB_OFFLINE"] == "1"
+    zb.jobs.start_download(prefs.python_path, "nobody-zss/not-a-model", "download-test-1")
+    started = time.monotonic()
+    poll_until_idle(zb.jobs, timeout=120)
+    assert zb.jobs.state.download_error.startswith("Could not download 'nobody-zss/not-a-model'")
+    assert "online access" in zb.jobs.state.download_hint
+    assert time.monotonic() - started < 60

@@ -39,6 +39,7 @@ INSTALL_SCRIPT = textwrap.dedent("""
     installed = importlib.import_module(module)
     report["core"] = installed.zss_core.protocol.PROTOCOL_VERSION
     report["directory"] = installed.__path__[0]
+    report["generator_dir"] = installed.zss_blender.environment.default_directory()
 
     repo_index = next(i for i, r in enumerate(bpy.context.preferences.extensions.repos)
                       if r.module == "user_default")
@@ -86,5 +87,8 @@ def test_install_enable_uninstall(built_zip, tmp_path):
     assert report["enabled"] and all(report["ops"]) and report["scene_zss"] and all(report["panels"])
     assert report["prefs"] == 768 and report["core"] == 1
     assert report["directory"].startswith(str(tmp_path))
+    # Set Up Generator installs into the extension's own user folder.
+    assert report["generator_dir"].startswith(str(tmp_path))
+    assert report["generator_dir"].replace("\\", "/").endswith("/.user/user_default/zs2_video/generator")
     assert not report["after_enabled"] and not report["after_scene_zss"]
     assert not report["after_ops"] and not report["after_panels"]

@@ -124,7 +124,7 @@ def clip_on_disk(tmp_path, count=4):
 def travel_job(tmp_path, **fields):
     job = {"id": "20260101-000000-bbbbbb", "prompt": "moss", "frames": 4, "width": 64, "height": 64, "steps": 2,
            "guidance": 7.5, "seed": 5, "lam": 0.01, "mu": 0.98, "noise": "dependency", "model": "tiny",
-           "chunk": 2, "output_dir": str(tmp_path), "loop": True, "tile_x": True, "tile_y": True,
+           "chunk": "auto", "output_dir": str(tmp_path), "loop": True, "tile_x": True, "tile_y": True,
            "prompts": [{"frame": 2, "prompt": "lichen"}], "prompt_interpolation": "slerp"}
     job.update(fields)
     return job
@@ -173,7 +173,7 @@ def test_regenerate_reuses_loop_tile_and_schedule(zb, prefs, sent, tmp_path):
     (new,) = sent
     assert (new["loop"], new["tile_x"], new["tile_y"]) == (True, True, False)
     assert new["prompts"] == [{"frame": 2, "prompt": "lichen"}] and new["prompt_interpolation"] == "slerp"
-    assert new["chunk"] == 2
+    assert new["chunk"] == "auto"
     settings = scene.zss
     assert [(k.frame, k.prompt) for k in settings.prompt_keys] == [(22, "lichen")]  # scene frames in the list
-    assert settings.tile == 'X' and settings.loop and settings.chunk == 2
+    assert settings.tile == 'X' and settings.loop and settings.chunk == -1

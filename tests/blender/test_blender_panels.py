@@ -86,6 +86,18 @@ def draw(zb):
     return log
 
 
+def draw_preferences(zb, prefs):
+    log = []
+    holder = type("Holder", (), {})()  # AddonPreferences.layout only exists while Blender draws
+    holder.layout = Layout(log)
+    for name in prefs.bl_rna.properties.keys():
+        if name not in ("rna_type", "bl_idname"):
+            setattr(holder, name, getattr(prefs, name))
+    holder.bl_rna = prefs.bl_rna
+    type(prefs).draw(holder, None)
+    return log
+
+
 def test_idle_panel(zb, prefs):
     log = draw(zb)
     assert ("operator", "zss.generate") in log and ("operator", "zss.cancel") not in log
@@ -106,7 +118,7 @@ def test_running_and_error_panel(zb, prefs, monkeypatch):
     assert ("label", "The generator process stopped unexpectedly") in log and ("label", "line two") in log
 
 
-def test_schedule_section(zb, prefs):
+def test_schedule_section_and_notes(zb, prefs):
     import bpy
 
     settings = bpy.context.scene.zss
@@ -116,8 +128,11 @@ def test_schedule_section(zb, prefs):
     assert ("operator_prop", "zss.prompt_key_move", "direction", "DOWN") in log
     assert ("prop", "prompt_interpolation") not in log  # only with keys
     bpy.ops.zss.prompt_key_add()
+    zb.jobs.state.notes = ["Ran out of memory with 16 frames per chunk; finished with 8."]
     log = draw(zb)
     assert ("prop", "prompt_interpolation") in log
+    assert ("label", "Ran out of memory with 16 frames per chunk; finished with 8.") in log
+    assert settings.chunk == -1 and any(k == "label" and "Auto" in t for k, t, *_ in log)
 
     # The list rows draw frame and prompt.
     rows = []
@@ -126,13 +141,44 @@ def test_schedule_section(zb, prefs):
     assert rows == [("prop", "frame"), ("prop", "prompt")]
 
 
-def test_preferences_draw(zb, prefs):
-    log = []
-    holder = type("Holder", (), {})()  # AddonPreferences.layout only exists while Blender draws
-    holder.layout = Layout(log)
-    for name in prefs.bl_rna.properties.keys():
-        if name not in ("rna_type", "bl_idname"):
-            setattr(holder, name, getattr(prefs, name))
-    holder.bl_rna = prefs.bl_rna
-    type(prefs).draw(holder, None)
+def test_preferences_draw(zb, prefs, monkeypatch):
+    log = draw_preferences(zb, prefs)
     assert ("prop", "python_path") in log and ("operator", "zss.check_generator") in log
+    assert ("operator", "zss.setup_generator") in log and ("menu", "ZSS_MT_recent_models") in log
+    for name in ("allow_pickle", "attention_slicing", "vae_tiling", "cpu_offload", "generator_dir",
+                 "setup_python", "setup_torch_spec", "setup_pip_args"):
+        assert ("prop", name) in log, name
+    assert ("operator", "zss.download_model") not in log  # 'tiny' is no hub id
+
+    # A hub id offers Download; with online access off it explains why it cannot.
+    prefs.model = "someone/some-model"
+    monkeypatch.setattr(zb.preferences, "online_access", lambda: True)
+    log = draw_preferences(zb, prefs)
+    assert ("operator", "zss.download_model") in log
+    monkeypatch.setattr(zb.preferences, "online_access", lambda: False)
+    log = draw_preferences(zb, prefs)
+    assert any(k == "label" and "Download needs online access" in t for k, t, *_ in log)
+
+    # A broken environment offers Repair and Rebuild.
+    zb.environment.state.health = {"ok": False, "missing": ["torch", "diffusers"], "problem": "x"}
+    try:
+        log = draw_preferences(zb, prefs)
+    finally:
+        zb.environment.state.__init__()
+    assert ("operator_prop", "zss.setup_generator", "rebuild", True) in log
+    assert any(k == "label" and "missing torch, diffusers" in t for k, t, *_ in log)
+
+
+def test_recent_models_menu(zb, prefs):
+    import bpy
+
+    log = []
+    menu = type("Menu", (), {})()
+    menu.layout = Layout(log)
+    zb.panels.ZSS_MT_recent_models.draw(menu, bpy.context)
+    assert log == [("label", "No clip has finished yet")]
+    for model in ("a/b", "/models/x.safetensors", "a/b"):
+        zb.preferences.remember_model(prefs, model)
+    log.clear()
+    zb.panels.ZSS_MT_recent_models.draw(menu, bpy.context)
+    assert [entry[3] for entry in log if entry[0] == "operator_prop"] == ["a/b", "/models/x.safetensors"]

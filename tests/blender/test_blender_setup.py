@@ -1,0 +1,245 @@
+"""Set Up Generator from Blender: the background runner against a fake setup_env (progress, log tail,
+success → Generator Python set and worker started, failure → error shown, cancel → process gone),
+the online-access refusal, and Check Generator's health report on a real (broken) environment.
+
+The real setup (pip installs) is tested in tests/test_setup_env.py; here only the Blender side runs.
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytestmark = pytest.mark.blender
+
+FAKES = pathlib.Path(__file__).resolve().parent / "fakes"
+
+
+class FakeWorker:
+    """What jobs.ensure_worker returns after the install: reports ready at once."""
+
+    def __init__(self, python):
+        self.python_executable = python
+        self.ready = type("Ready", (), {"versions": {"python": "3.11", "torch": "9.9"}, "device": "cpu",
+                                        "dtype": "float32", "gpu_total_bytes": None, "gpu_free_bytes": None})()
+
+    def is_alive(self):
+        return True
+
+    def stderr_tail(self, n=40):
+        return ""
+
+
+@pytest.fixture
+def fake_setup(zb, prefs, monkeypatch, tmp_path):
+    """Setup runs fake_setup_env.py; online access is on; the worker start is recorded, not real."""
+    monkeypatch.setattr(zb.environment, "SETUP_MODULE", "fake_setup_env")
+    monkeypatch.setenv("PYTHONPATH", str(FAKES))
+    monkeypatch.setattr(zb.preferences, "online_access", lambda: True)
+    started = []
+
+    def ensure_worker(python):
+        started.append(python)
+        worker = FakeWorker(python)
+        monkeypatch.setattr(zb.jobs, "_client", worker)
+        return worker
+
+    monkeypatch.setattr(zb.jobs, "ensure_worker", ensure_worker)
+    prefs.generator_dir = str(tmp_path / "generator")
+    prefs.python_path = ""
+    return started
+
+
+def poll_until_idle(environment, timeout=30.0):
+    """Call environment.poll() like its timer; returns every (fraction, message) seen."""
+    seen = []
+    deadline = time.monotonic() + timeout
+    while environment.poll() is not None:
+        seen.append((environment.state.fraction, environment.state.message))
+        assert time.monotonic() < deadline, f"setup did not finish: {environment.state}"
+        time.sleep(0.02)
+    seen.append((environment.state.fraction, environment.state.message))
+    return seen
+
+
+def test_refused_with_online_access_off_before_touching_disk(zb, prefs, monkeypatch, tmp_path):
+    import bpy
+
+    monkeypatch.setattr(zb.preferences, "online_access", lambda: False)
+    prefs.generator_dir = ""
+    default = zb.environment.default_directory()
+    with pytest.raises(RuntimeError, match="Online access is off") as info:
+        bpy.ops.zss.setup_generator()
+    assert " — " in str(info.value) and "zss setup-env DIR" in str(info.value)
+    assert not os.path.exists(default) and not zb.environment.is_running()
+    prefs.generator_dir = str(tmp_path / "generator")
+    with pytest.raises(RuntimeError, match="Online access is off"):
+        bpy.ops.zss.setup_generator(rebuild=True)
+    assert not os.path.exists(prefs.generator_dir)
+
+
+def test_command_line(zb, prefs, tmp_path):
+    prefs.setup_torch_spec = "torch==2.13.0"
+    prefs.setup_pip_args = "--index-url https://example.invalid/simple --proxy 'http://a b'"
+    args = zb.environment.command(prefs, str(tmp_path / "env"), rebuild=True)
+    assert args[:6] == [sys.executable, "-u", "-m", "zss_core.setup_env", str(tmp_path / "env"), "--json"]
+    assert args[6:] == ["--torch-spec=torch==2.13.0", "--pip-arg=--index-url",
+                        "--pip-arg=https://example.invalid/simple", "--pip-arg=--proxy", "--pip-arg=http://a b",
+                        "--rebuild"]
+    prefs.setup_python = str(tmp_path / "python3")
+    assert zb.environment.command(prefs, "D", check=True) == [str(tmp_path / "python3"), "-u", "-m",
+                                                               "zss_core.setup_env", "D", "--json", "--check"]
+    # The real module parses these arguments (only --help: nothing is installed).
+    result = subprocess.run([sys.executable, "-m", "zss_core.setup_env", "--help"], capture_output=True, text=True,
+                            env=zb.environment.child_env(), cwd=str(tmp_path))
+    assert result.returncode == 0 and "--torch-spec" in result.stdout and "--pip-arg" in result.stdout
+
+
+def test_setup_success_sets_python_and_starts_worker(zb, prefs, fake_setup, monkeypatch):
+    import bpy
+
+    monkeypatch.setenv("ZSS_FAKE_SETUP", "ok")
+    prefs.setup_pip_args = "--index-url https://example.invalid"
+    started = time.perf_counter()
+    assert bpy.ops.zss.setup_generator() == {'FINISHED'}
+    assert time.perf_counter() - started < 2.0  # returns at once; the timer follows the process
+    env = zb.environment
+    assert env.state.busy and env.is_running() and env.state.action == "setup"
+    seen = poll_until_idle(env)
+
+    assert env.state.phase == "done", (env.state.error, list(env.state.log))
+    folder = prefs.generator_dir
+    assert prefs.python_path == os.path.join(folder, "bin", "python")
+    assert fake_setup == [prefs.python_path]  # the worker was started with the new environment
+    assert env.state.message.startswith("Generator ready on cpu") and zb.jobs.state.status == env.state.message
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    # The log keeps the last lines only (the fake printed its arguments first, then 12 pip lines and more).
+    log = list(env.state.log)
+    assert len(log) == env.LOG_LINES and log[-1] == "[4/4] Done: torch 9.9"
+    assert "a line that is not JSON" in log and "pip line 11" in log and "pip line 0" not in log
+    assert not env.is_running() and not env.state.broken
+
+
+def test_setup_arguments_reach_the_process(zb, prefs, fake_setup, monkeypatch):
+    import bpy
+
+    monkeypatch.setenv("ZSS_FAKE_SETUP", "hang")
+    prefs.setup_torch_spec = "torch==2.13.0"
+    prefs.setup_pip_args = "--index-url https://example.invalid"
+    assert bpy.ops.zss.setup_generator(rebuild=True) == {'FINISHED'}
+    env = zb.environment
+    deadline = time.monotonic() + 20
+    while not any(line.startswith("ARGS ") for line in env.state.log):
+        env.poll()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    args = json.loads(next(line for line in env.state.log if line.startswith("ARGS "))[5:])
+    assert args == [prefs.generator_dir, "--json", "--torch-spec=torch==2.13.0", "--pip-arg=--index-url",
+                    "--pip-arg=https://example.invalid", "--rebuild"]
+    assert env.state.action == "rebuild"
+    assert bpy.ops.zss.setup_cancel() == {'FINISHED'}
+
+
+def test_setup_failure_shows_the_error_and_log(zb, prefs, fake_setup, monkeypatch):
+    import bpy
+
+    monkeypatch.setenv("ZSS_FAKE_SETUP", "fail")
+    prefs.python_path = "/keep/this/python"
+    assert bpy.ops.zss.setup_generator() == {'FINISHED'}
+    poll_until_idle(zb.environment)
+    state = zb.environment.state
+    assert state.phase == "failed"
+    assert state.error.startswith("Setting up the generator failed: pip install torch failed")
+    assert " — " in state.error and "Repair" in state.error
+    assert "a line that is not JSON" in state.log
+    assert prefs.python_path == "/keep/this/python" and fake_setup == []
+
+
+def _gone(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    with open(f"/proc/{pid}/stat") as f:  # a zombie waiting for its (killed) parent's reaper counts as gone
+        return f.read().split(")")[-1].split()[0] == "Z"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="process groups")
+def test_cancel_ends_the_process_and_its_children(zb, prefs, fake_setup, monkeypatch):
+    import bpy
+
+    monkeypatch.setenv("ZSS_FAKE_SETUP", "hang")
+    assert bpy.ops.zss.setup_generator() == {'FINISHED'}
+    env = zb.environment
+    proc = env.process()
+    deadline = time.monotonic() + 20
+    while not any(line.startswith("CHILD ") for line in env.state.log):
+        env.poll()
+        assert time.monotonic() < deadline, list(env.state.log)
+        time.sleep(0.02)
+    child = int(next(line for line in env.state.log if line.startswith("CHILD ")).split()[1])
+    assert env.state.fraction == 0.25 and env.state.message.startswith("Creating a virtual environment")
+
+    assert bpy.ops.zss.setup_cancel() == {'FINISHED'}
+    assert proc.poll() is not None and not env.is_running()  # gone at once, not after the next poll
+    deadline = time.monotonic() + 10
+    while not _gone(child):
+        assert time.monotonic() < deadline, "pip (the child) survived the cancel"
+        time.sleep(0.05)
+    assert env.state.phase == "cancelled" and env.poll() is None
+    assert not bpy.ops.zss.setup_cancel.poll()
+    assert prefs.python_path == "" and fake_setup == []
+
+
+def test_setup_refused_while_a_clip_runs(zb, prefs, fake_setup, monkeypatch):
+    import bpy
+
+    monkeypatch.setattr(zb.jobs, "is_running", lambda: True)
+    with pytest.raises(RuntimeError, match="A clip or download is running"):
+        bpy.ops.zss.setup_generator()
+    assert not zb.environment.is_running()
+
+
+def test_check_generator_reports_missing_packages_and_offers_repair(zb, prefs, tmp_path, monkeypatch):
+    import bpy
+
+    # A real environment without any of the generator's packages (no pip: ~0.1 s).
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "bare")], check=True)
+    prefs.python_path = str(tmp_path / "bare" / "bin" / "python")
+    with pytest.raises(RuntimeError) as info:
+        bpy.ops.zss.check_generator(timeout=60)
+    message = str(info.value)
+    assert "The generator environment is not usable: missing torch, diffusers" in message
+    assert "Repair" in message and "Rebuild" in message
+    assert zb.environment.state.broken
+    worker = zb.jobs.client()  # not started for a broken environment
+    assert worker is None or worker.python_executable != prefs.python_path
+
+    # Repair installs what is missing into that environment (here: the fake setup).
+    monkeypatch.setattr(zb.environment, "SETUP_MODULE", "fake_setup_env")
+    monkeypatch.setenv("PYTHONPATH", str(FAKES))
+    monkeypatch.setattr(zb.preferences, "online_access", lambda: True)
+    monkeypatch.setattr(zb.jobs, "ensure_worker", lambda python: FakeWorker(python))
+    monkeypatch.setattr(zb.jobs, "client", lambda: FakeWorker(prefs.python_path))
+    prefs.generator_dir = str(tmp_path / "generator")
+    assert bpy.ops.zss.setup_generator(repair=True) == {'FINISHED'}
+    assert zb.environment.state.action == "repair" and zb.environment.state.directory == str(tmp_path / "bare")
+    poll_until_idle(zb.environment)
+    assert zb.environment.state.phase == "done" and not zb.environment.state.broken
+    assert prefs.python_path == str(tmp_path / "bare" / "bin" / "python")
+
+    # Rebuild only ever deletes the add-on's own environment folder.
+    assert bpy.ops.zss.setup_generator(rebuild=True) == {'FINISHED'}
+    assert zb.environment.state.directory == prefs.generator_dir
+    poll_until_idle(zb.environment)
+    assert prefs.python_path == str(tmp_path / "generator" / "bin" / "python")
+
+
+def test_check_of_a_folder_without_python(zb, prefs, tmp_path):
+    health = zb.environment.check(prefs, str(tmp_path / "nothing"))
+    assert health["ok"] is False and "not set up" in health["problem"]
