@@ -203,6 +203,8 @@ def test_every_error_has_a_hint_and_the_readme_table_is_current(zb):
     assert all(symptom and fix for symptom, fix in [*hints.FIXES.values(), *hints.WORKER_FIXES.values()])
     assert hints.worker_hint("out_of_memory", "") == hints.WORKER_FIXES["out_of_memory"][1]
     assert hints.worker_hint("out_of_memory", "use a smaller chunk") == "use a smaller chunk"
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert hints.markdown_table() in readme, "regenerate the README table: python -c 'print(hints.markdown_table())'"
     # Every hints key the code uses exists (a typo would raise KeyError only when that error happens).
     import re
 
