@@ -24,7 +24,7 @@ import time
 import bpy
 
 from ..zss_core import client as worker_client
-from . import hints, jobs, jobspec, preferences
+from . import hints, jobs, jobspec, preferences, timers
 
 SETUP_MODULE = "zss_core.setup_env"  # tests point this at a fake
 POLL_INTERVAL = 0.2
@@ -376,21 +376,15 @@ def health_problem(health):
 
 
 def _start_timer():
-    if not bpy.app.timers.is_registered(poll):
-        bpy.app.timers.register(poll, first_interval=POLL_INTERVAL, persistent=True)
+    timers.start(poll, POLL_INTERVAL)
 
 
 def stop_timer():
-    if bpy.app.timers.is_registered(poll):
-        bpy.app.timers.unregister(poll)
+    timers.stop(poll)
 
 
 def _redraw():
-    for wm in bpy.data.window_managers:
-        for window in wm.windows:
-            for area in window.screen.areas if window.screen else ():
-                if area.type == 'PREFERENCES':
-                    area.tag_redraw()
+    timers.redraw({'PREFERENCES'})
 
 
 def stop_process():

@@ -20,7 +20,7 @@ import traceback
 import bpy
 
 from ..zss_core import client as worker_client
-from . import hints, importers, preferences
+from . import hints, importers, preferences, timers
 
 POLL_INTERVAL = 0.1  # seconds between timer calls while a job runs
 STAGE_LABELS = {"load": "Loading model", "denoise": "Denoising", "decode": "Decoding"}
@@ -191,13 +191,11 @@ def cancel():
 
 
 def start_timer():
-    if not bpy.app.timers.is_registered(poll):
-        bpy.app.timers.register(poll, first_interval=POLL_INTERVAL, persistent=True)
+    timers.start(poll, POLL_INTERVAL)
 
 
 def stop_timer():
-    if bpy.app.timers.is_registered(poll):
-        bpy.app.timers.unregister(poll)
+    timers.stop(poll)
 
 
 def poll():
@@ -362,11 +360,7 @@ def remove_staging(path):
 
 
 def _redraw():
-    for wm in bpy.data.window_managers:
-        for window in wm.windows:
-            for area in window.screen.areas if window.screen else ():
-                if area.type in {'VIEW_3D', 'SEQUENCE_EDITOR', 'PREFERENCES'}:
-                    area.tag_redraw()
+    timers.redraw({'VIEW_3D', 'SEQUENCE_EDITOR', 'PREFERENCES'})
 
 
 def stop_worker():
