@@ -17,7 +17,8 @@ coherence to improve monotonically as λ falls and as μ rises.
 With the default random-weight model the UNet's attention carries little structure, so TMA's effect
 is small and the noise dominates; run with ``--model`` pointing at real SD1.x weights for real
 pictures. Results go to bench/out/coherence.json and, if matplotlib is installed,
-bench/out/coherence.png. The last line is ``coherence MAD λ 0.001→1.65 = A→B, μ 0→1 = C→D``.
+bench/out/coherence.png. The last lines are ``coherence MAD λ 0.001→1.65 = A→B, μ 0→1 = C→D`` and
+``coherence MAD zs2/independent = X.XX`` (ZS² at λ=0.01, μ=0.98 against plain per-frame sampling).
 """
 
 from __future__ import annotations
@@ -180,14 +181,22 @@ def main(argv=None) -> int:
                              for (noise, tma), r in baselines.items()]),
                        title="Noise baselines at λ=0.01 (same expected divergence), with and without TMA", digits=4)
 
+    dep, prog = baselines[("dependency", True)]["mad"], baselines[("progressive", True)]["mad"]
+    if dep > 1.2 * prog:
+        print(f"NOTE: at the same λ, dependency noise is {dep / prog:.1f}x less coherent (MAD) than progressive "
+              f"noise here. Its random search keeps the candidate whose divergence is closest to λ, which is "
+              f"the one that needs the largest mixing angle; the smaller the latent the larger that floor "
+              f"(bench/noise.py, table 'How close consecutive frames get at small λ').")
+
     print("\nMonotonicity (ALGORITHM.md: coherence must improve as λ falls and as μ rises):")
     for name, sweep, xs, worse in (("λ", lam_sweep, LAMBDAS, "up"), ("μ", mu_sweep, MUS, "down")):
         for metric, better_low in (("mad", True), ("ssim", False), ("warp", True)):
             values = [sweep[x][metric] for x in xs]
             direction = worse if better_low else ("down" if worse == "up" else "up")
             verdict = "monotonic" if monotonic(values, direction) else "NOT monotonic"
+            span = (max(values) - min(values)) / abs(np.mean(values)) * 100
             print(f"  {metric:4s} vs {name} ({'rising' if direction == 'up' else 'falling'} expected as {name} "
-                  f"rises): {verdict}  [{' '.join(f'{v:.4f}' for v in values)}]")
+                  f"rises): {verdict}  [{' '.join(f'{v:.6f}' for v in values)}] (range {span:.2f}% of the mean)")
 
     out = common.ensure_out_dir()
     results = {
@@ -203,6 +212,8 @@ def main(argv=None) -> int:
     m0, m1 = mu_sweep[MUS[0]]["mad"], mu_sweep[MUS[-1]]["mad"]
     print(f"coherence MAD λ {LAMBDAS[0]:g}→{LAMBDAS[-1]:g} = {lo:.4f}→{hi:.4f}, μ {MUS[0]:g}→{MUS[-1]:g} = "
           f"{m0:.4f}→{m1:.4f}")
+    zs2, independent = baselines[("dependency", True)]["mad"], baselines[("independent", False)]["mad"]
+    print(f"coherence MAD zs2/independent = {zs2 / independent:.2f}")
     return 0
 
 

@@ -91,7 +91,7 @@ def run_child(args, frames: int, chunk: int | None) -> dict:
 def main(argv=None) -> int:
     p = common.parser(__doc__.splitlines()[0])
     p.add_argument("--size", type=int, default=256, help="width = height in pixels")
-    p.add_argument("--steps", type=int, default=2)
+    p.add_argument("--steps", type=int, default=1, help="denoising steps (every step has the same peak)")
     p.add_argument("--child", action="store_true", help=argparse_hidden())
     p.add_argument("--frames", type=int, default=8, help=argparse_hidden())
     p.add_argument("--chunk", type=int, default=None, help=argparse_hidden())
@@ -125,14 +125,19 @@ def main(argv=None) -> int:
         none, chunked = results[(frames, None)], results[(frames, CHUNK)]
         rows.append([frames, mib(none) if mib(none) is not None else none.get("error"),
                      mib(chunked) if mib(chunked) is not None else chunked.get("error"),
-                     none["seconds"], chunked["seconds"]])
-    common.print_table(["frames", "no chunk MiB", f"chunk {CHUNK} MiB", "no chunk s", f"chunk {CHUNK} s"], rows,
-                       title="Peak memory above the loaded model (MiB) and sampling time (s)", digits=1)
+                     frames * args.size * args.size * 3 / 2**20, none["seconds"], chunked["seconds"]])
+    common.print_table(["frames", "no chunk MiB", f"chunk {CHUNK} MiB", "frames out MiB", "no chunk s",
+                        f"chunk {CHUNK} s"], rows, digits=1,
+                       title="Peak memory above the loaded model (MiB) and sampling time (s); 'frames out' is "
+                             "the returned RGB frames themselves, which must grow with the clip")
 
     def ratio(chunk):
         hi, lo = results[(frame_counts[-1], chunk)]["peak_bytes"], results[(frame_counts[0], chunk)]["peak_bytes"]
         return "n/a" if hi is None or lo in (None, 0) else f"{hi / lo:.2f}"
 
+    if args.quick:
+        print(f"(--quick: at {args.size}x{args.size} a chunk's activations are small, so what must grow with the "
+              f"clip (returned frames, latents, noise) weighs more in the ratio than at the default 256x256)")
     print(f"unchunked {frame_counts[-1]}/{frame_counts[0]} frames peak = {ratio(None)}")
     print(f"chunked {frame_counts[-1]}/{frame_counts[0]} frames peak = {ratio(CHUNK)}")
     return 0

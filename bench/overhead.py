@@ -6,6 +6,8 @@ Candidates (same model, prompt, frames, size, steps, guidance 7.5, DDIM, seed 0)
 * plain      ``sample_video`` with independent noise and tma=False: one batch of all frames, the
              stock attention. The baseline of every ratio.
 * dnm only / tma only: one ZS² ingredient at a time, to see where extra time goes
+* zs2, W cached: zs2 with TMA's weights built once per chunk instead of in every layer call
+             (``common.cached_tma_weights``, a patch in this process only): what caching would save
 * stock SD   ``StableDiffusionPipeline.__call__`` with num_images_per_prompt=frames (the library's
              own loop, for reference)
 * t2v-zero   diffusers' TextToVideoZeroPipeline from the same components. It does other work: it
@@ -99,6 +101,12 @@ def main(argv=None) -> int:
              generator=torch.Generator("cpu").manual_seed(0))
 
     fns = {name: sampler(name) for name in configs}
+
+    def zs2_cached():
+        with common.cached_tma_weights():
+            sample_video(pipe, **base, **configs["zs2"])
+
+    fns["zs2, W cached"] = zs2_cached
     fns["stock SD"] = stock
     t2vz_note = ""
     if not args.no_t2vz:

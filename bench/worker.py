@@ -13,7 +13,7 @@ Job 1 through the worker is cold (it loads the model); the ratio uses the warm j
 worker and in-process runs alternate (warm-up first) and the table shows medians. The job writes
 PNG frames, the MP4 and the contact sheet in both paths. The worker loads its model by name, so the
 model is ``tiny`` (or a real model path), not the ``bench`` model of the other scripts; the default
-job (16 frames, 128×128, 20 steps) takes a few seconds so that the ratio means something.
+job (16 frames, 128×128, 40 steps) takes a few seconds so that the ratio means something.
 Last line: ``worker overhead = X.XX`` (target ≤ 1.05).
 """
 
@@ -81,13 +81,13 @@ def main(argv=None) -> int:
     p = common.parser(__doc__.splitlines()[0], model_default="tiny")
     p.add_argument("--frames", type=int, default=16)
     p.add_argument("--size", type=int, default=128, help="width = height in pixels")
-    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--steps", type=int, default=40)
     p.add_argument("--repeats", type=int, default=3, help="warm jobs per path")
     args = p.parse_args(argv)
     if args.model == common.BENCH:
         p.error("the worker loads models by name: use --model tiny or a real model path")
     if args.quick:
-        args.frames, args.steps, args.repeats = min(args.frames, 8), min(args.steps, 10), min(args.repeats, 2)
+        args.frames, args.steps, args.repeats = min(args.frames, 8), min(args.steps, 20), min(args.repeats, 2)
 
     from zss_core.client import WorkerClient
     from zss_core.models import load_pipeline
@@ -123,14 +123,13 @@ def main(argv=None) -> int:
         return common.median([r[key] for r in runs])
 
     rows = [
-        ["worker start-up (start → ready)", startup, None],
+        ["worker start-up (start → ready)", startup * 1e3, None],
         ["generate → accepted", med(worker_runs, "accepted") * 1e3, None],
         ["generate → first denoise progress", med(worker_runs, "first_denoise") * 1e3,
          med(local_runs, "first_denoise") * 1e3],
         ["generate → done / run_job", med(worker_runs, "total") * 1e3, med(local_runs, "total") * 1e3],
         ["run_job inside the worker (done.seconds)", med(worker_runs, "worker_seconds") * 1e3, None],
     ]
-    rows[0][1] *= 1e3
     common.print_table(["warm job, medians", "worker ms", "in-process ms"], rows, digits=1,
                        title="Latency and wall time (ms)")
     transport = med(worker_runs, "total") - med(worker_runs, "worker_seconds")
