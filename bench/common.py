@@ -19,7 +19,6 @@ Run from the repository root: ``.venv/bin/python bench/overhead.py --quick``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import os
 import statistics
@@ -335,58 +334,3 @@ def run_text2video_zero(t2vz, prompt: str, *, frames: int, width: int, height: i
     return t2vz(prompt, video_length=frames, width=width, height=height, num_inference_steps=steps,
                 guidance_scale=guidance, generator=torch.Generator("cpu").manual_seed(seed), t0=t0, t1=t1,
                 output_type=output_type).images
-
-
-# ---------------------------------------------------------------------------------------------
-# What-if: TMA with its weights computed once per chunk instead of in every layer call
-
-
-@contextlib.contextmanager
-def cached_tma_weights():
-    """Patch zss_core.attention (in this process only) so that the self-attention calls of one chunk
-    share one device tensor of μ (``TemporalState.chunk_mu``), one (W, c) built from it
-    (``recurrence_weights``) and, in loop mode, one cyclic W (``TemporalState.cyclic_weights``).
-
-    Stock ``_mix`` rebuilds them in every layer call: ``torch.tensor(list).to(device)`` plus an
-    n-step Python loop of tiny tensor ops (or an n×n solve in loop mode); on a GPU the host-to-device
-    copy from pageable memory also synchronises the stream each time. ZS² with and without this patch
-    measures what caching would save; the values are the same, computed once.
-    """
-    from zss_core import attention
-
-    State = attention.TemporalState
-    originals = {"chunk_mu": State.chunk_mu, "cyclic_weights": getattr(State, "cyclic_weights", None),
-                 "recurrence_weights": attention.recurrence_weights}
-    cache: dict = {}
-
-    def state_key(state, name, args, kwargs):
-        return (name, tuple(state.mu), state.start, state.count, getattr(state, "loop", False),
-                tuple(str(a) for a in args), tuple(sorted((k, str(v)) for k, v in kwargs.items())))
-
-    def cached_method(name):
-        original = originals[name]
-
-        def method(self, *args, **kwargs):
-            key = state_key(self, name, args, kwargs)
-            if key not in cache:
-                cache[key] = original(self, *args, **kwargs)
-            return cache[key]
-        return method
-
-    def recurrence_weights(mu):
-        key = ("weights", id(mu))
-        if key not in cache or cache[key][0] is not mu:  # the cached μ tensor is kept alive in the cache
-            cache[key] = (mu, originals["recurrence_weights"](mu))
-        return cache[key][1]
-
-    State.chunk_mu = cached_method("chunk_mu")
-    if originals["cyclic_weights"] is not None:
-        State.cyclic_weights = cached_method("cyclic_weights")
-    attention.recurrence_weights = recurrence_weights
-    try:
-        yield
-    finally:
-        State.chunk_mu = originals["chunk_mu"]
-        if originals["cyclic_weights"] is not None:
-            State.cyclic_weights = originals["cyclic_weights"]
-        attention.recurrence_weights = originals["recurrence_weights"]

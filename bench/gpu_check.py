@@ -13,10 +13,7 @@ set, or ``--json``, rewritten after every section so that a timeout keeps what w
 1. speed: 8 frames × 50 steps at 512², guidance 7.5, DDIM: zs2 (dependency noise λ=0.01 + TMA
    μ=0.98), plain (independent noise, stock attention, one batch), t2v-zero (diffusers'
    TextToVideoZeroPipeline, defaults t0=44, t1=47, motion field 12/12: 5 extra single-frame steps,
-   48 all-frame steps); "zs2, W cached" is zs2 with TMA's per-chunk weights built once instead of
-   in every layer call (``common.cached_tma_weights``, a patch in this process only: on a GPU the
-   stock code copies μ host-to-device, which synchronises, in every self-attention call); warm-up at
-   a few steps, then round-robin, median of ``--repeats``.
+   48 all-frame steps); warm-up at a few steps, then round-robin, median of ``--repeats``.
 2. memory: torch.cuda.max_memory_allocated above the loaded models for 8/16/32/64 frames, chunk 8 vs
    none, 2 steps; configurations that run out of memory are reported as OOM.
 3. controlnet: zs2 vs plain with the SD-sized ControlNet, same settings as 1 (skipped if the time
@@ -132,12 +129,6 @@ def speed_section(pipe, args, report: Report, cpipe=None) -> dict:
             "zs2": lambda steps: sample_video(pipe, steps=steps, **base, **zs2),
             "plain": lambda steps: sample_video(pipe, steps=steps, **base, **plain),
         }
-
-        def zs2_cached(steps):
-            with common.cached_tma_weights():
-                return sample_video(pipe, steps=steps, **base, **zs2)
-
-        runners["zs2, W cached"] = zs2_cached
         t2vz = common.text2video_zero(pipe)
         runners["t2v-zero"] = lambda steps: common.run_text2video_zero(
             t2vz, common.PROMPT, frames=args.frames, width=args.size, height=args.size, steps=steps)
@@ -303,7 +294,6 @@ def main(argv=None) -> int:
     ratios = speed["ratio_to_plain"]
     fmt = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
     summary = {"zs2_over_plain": ratios["zs2"], "t2vz_over_plain": ratios.get("t2v-zero"),
-               "zs2_cached_over_plain": ratios.get("zs2, W cached"),
                "unchunked_64_over_8": memory["unchunked_ratio"], "chunked_64_over_8": memory["chunked_ratio"],
                "total_seconds": time.monotonic() - started}
     report.add("summary", summary)
@@ -311,7 +301,6 @@ def main(argv=None) -> int:
     first, last = args.memory_frames[-1], args.memory_frames[0]
     print(f"unchunked {first}/{last} frames peak = {fmt(memory['unchunked_ratio'])}")
     print(f"chunked {first}/{last} frames peak = {fmt(memory['chunked_ratio'])}")
-    print(f"zs2 (W cached)/plain = {fmt(ratios.get('zs2, W cached'))}")
     print(f"t2vz/plain = {fmt(ratios.get('t2v-zero'))}")
     print(f"overhead zs2/plain = {fmt(ratios['zs2'])}")
     return 0

@@ -6,8 +6,6 @@ Candidates (same model, prompt, frames, size, steps, guidance 7.5, DDIM, seed 0)
 * plain      ``sample_video`` with independent noise and tma=False: one batch of all frames, the
              stock attention. The baseline of every ratio.
 * dnm only / tma only: one ZS² ingredient at a time, to see where extra time goes
-* zs2, W cached: zs2 with TMA's weights built once per chunk instead of in every layer call
-             (``common.cached_tma_weights``, a patch in this process only): what caching would save
 * stock SD   ``StableDiffusionPipeline.__call__`` with num_images_per_prompt=frames (the library's
              own loop, for reference)
 * t2v-zero   diffusers' TextToVideoZeroPipeline from the same components. It does other work: it
@@ -29,7 +27,8 @@ import common
 
 def instrumented_tma_cost(pipe, kwargs) -> dict:
     """Run ZS² once with TMA's extra work timed: the K/V mixing (``_mix``) and, inside it, the
-    closed-form weights (``recurrence_weights``). Patched here only; zss_core is untouched."""
+    closed-form weights (``recurrence_weights``, built once per chunk shape and then reused).
+    Patched here only; zss_core is untouched."""
     from zss_core import attention
     from zss_core.sampler import sample_video
 
@@ -102,11 +101,6 @@ def main(argv=None) -> int:
 
     fns = {name: sampler(name) for name in configs}
 
-    def zs2_cached():
-        with common.cached_tma_weights():
-            sample_video(pipe, **base, **configs["zs2"])
-
-    fns["zs2, W cached"] = zs2_cached
     fns["stock SD"] = stock
     t2vz_note = ""
     if not args.no_t2vz:
@@ -142,8 +136,7 @@ def main(argv=None) -> int:
     print(f"  _mix (K/V momentum mixing, whole):  {cost['mix'] * 1e3:8.1f} ms  "
           f"({100 * cost['mix'] / cost['seconds']:.2f}% of the run, {1e3 * cost['mix'] / max(calls, 1):.3f} ms/call)")
     print(f"  of which recurrence_weights:        {cost['weights'] * 1e3:8.1f} ms  "
-          f"({100 * cost['weights'] / cost['seconds']:.2f}% of the run; rebuilt in every layer call, "
-          f"though it depends only on the chunk's μ)")
+          f"({100 * cost['weights'] / cost['seconds']:.2f}% of the run; built once per chunk shape)")
     print(f"  zs2 - plain (medians):              {(med['zs2'] - plain) * 1e3:8.1f} ms")
 
     if "t2v-zero" in med:

@@ -106,19 +106,32 @@ class TemporalState:
     count: int = 0
     step: int = 0
     loop: bool = False
+    _weights: dict = field(default_factory=dict, repr=False)  # built once per chunk shape, shared by all layers
 
     @property
     def frames(self) -> int:
         return len(self.mu)
 
-    def chunk_mu(self, device, dtype, carried: bool) -> torch.Tensor:
-        values = torch.tensor(self.mu[self.start : self.start + self.count], dtype=torch.float64)
-        if self.start == 0 and not carried:
-            values[0] = 0.0  # the clip's first frame starts the recurrence
-        return values.to(device=device, dtype=dtype)
+    def chunk_weights(self, device, dtype, carried: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """(W, c) of ``recurrence_weights`` for the current chunk, on ``device``.
+
+        Every self-attention layer of every step asks for the same few matrices: they are built once
+        (on the CPU, in float64) and kept, so the hot path makes no small kernels or host→device copies.
+        """
+        key = ("chunk", self.start, self.count, carried, device, dtype)
+        if key not in self._weights:
+            values = torch.tensor(self.mu[self.start : self.start + self.count], dtype=torch.float64)
+            if self.start == 0 and not carried:
+                values[0] = 0.0  # the clip's first frame starts the recurrence
+            w, c = recurrence_weights(values)
+            self._weights[key] = (w.to(device=device, dtype=dtype), c.to(device=device, dtype=dtype))
+        return self._weights[key]
 
     def cyclic_weights(self, device, dtype) -> torch.Tensor:
-        return cyclic_momentum_weights(self.frames, self.mu).to(device=device, dtype=dtype)
+        key = ("cyclic", device, dtype)
+        if key not in self._weights:
+            self._weights[key] = cyclic_momentum_weights(self.frames, self.mu).to(device=device, dtype=dtype)
+        return self._weights[key]
 
 
 class TemporalMomentumAttnProcessor:
@@ -146,11 +159,10 @@ class TemporalMomentumAttnProcessor:
             w = state.cyclic_weights(hidden.device, hidden.dtype)
             return torch.einsum("ij,gj...->gi...", w, groups).reshape(hidden.shape)
         carry = self._incoming_carry()
-        mu = state.chunk_mu(hidden.device, torch.float32, carried=carry is not None)
-        w, c = recurrence_weights(mu)
-        mixed = torch.einsum("ij,gj...->gi...", w.to(hidden.dtype), groups)
+        w, c = state.chunk_weights(hidden.device, hidden.dtype, carried=carry is not None)
+        mixed = torch.einsum("ij,gj...->gi...", w, groups)
         if carry is not None:
-            mixed = mixed + c.to(hidden.dtype).view(1, frames, *[1] * (hidden.dim() - 1)) * carry.unsqueeze(1)
+            mixed = mixed + c.view(1, frames, *[1] * (hidden.dim() - 1)) * carry.unsqueeze(1)
         self._carry = mixed[:, -1].detach()
         self._carry_key = (state.step, state.start + frames)
         return mixed.reshape(hidden.shape)
