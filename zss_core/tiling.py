@@ -2,9 +2,9 @@
 
 A frame tiles left↔right (``x``) and/or top↔bottom (``y``) when every convolution sees the opposite
 edge instead of zeros across the image border. Each padded ``Conv2d`` gets a forward pre-hook that
-pads its input itself (circular on the tiled axes, zeros on the others) while its own padding is
-set to 0; leaving the context removes the hooks and puts the padding back, so the model is unchanged
-for the next job. Attention is global over the image already, so nothing else needs to change.
+pads its input circularly on the tiled axes (one ``F.pad``), while its own padding is set to 0 on
+those axes and kept on the others (the convolution zero-pads them itself, at no extra copy); leaving
+the context removes the hooks and puts the padding back, so the model is unchanged for the next job. Attention is global over the image already, so nothing else needs to change.
 """
 
 from __future__ import annotations
@@ -16,14 +16,12 @@ import torch
 import torch.nn.functional as F
 
 
-def _pad_hook(tile_x: bool, tile_y: bool, pad_h: int, pad_w: int):
+def _pad_hook(pad_h: int, pad_w: int):
+    """Circular padding of the tiled axes, in one ``F.pad`` (the conv zero-pads the other axis itself)."""
+
     def hook(module, args):
         (x, *rest) = args
-        if pad_w:
-            x = F.pad(x, (pad_w, pad_w, 0, 0), mode="circular" if tile_x else "constant")
-        if pad_h:
-            x = F.pad(x, (0, 0, pad_h, pad_h), mode="circular" if tile_y else "constant")
-        return (x, *rest)
+        return (F.pad(x, (pad_w, pad_w, pad_h, pad_h), mode="circular"), *rest)
 
     return hook
 
@@ -48,9 +46,9 @@ def seamless_tiling(models: Iterable[torch.nn.Module | None], tile_x: bool = Fal
                     if isinstance(conv.padding, str) or conv.padding == (0, 0):
                         continue
                     pad_h, pad_w = conv.padding
-                    handle = conv.register_forward_pre_hook(_pad_hook(tile_x, tile_y, pad_h, pad_w))
+                    handle = conv.register_forward_pre_hook(_pad_hook(pad_h if tile_y else 0, pad_w if tile_x else 0))
                     changed.append((conv, conv.padding, handle))
-                    conv.padding = (0, 0)
+                    conv.padding = (0 if tile_y else pad_h, 0 if tile_x else pad_w)
         yield len(changed)
     finally:
         for conv, padding, handle in changed:
