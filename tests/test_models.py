@@ -85,3 +85,9 @@ def test_make_tiny_model_command_writes_a_loadable_model(tmp_path):
     assert (tmp_path / "m" / "controlnet" / "diffusion_pytorch_model.safetensors").exists()
     pipe = load_pipeline(str(tmp_path / "m"), str(tmp_path / "m" / "controlnet"), device="cpu")
     assert pipe.unet.config.in_channels == 4
+
+
+def test_unknown_builtin_model_is_a_clear_error():
+    with pytest.raises(ModelNotFound, match="unknown built-in model 'builtin:nope'") as info:
+        load_pipeline("builtin:nope", device="cpu")
+    assert "builtin:textures" in info.value.hint

@@ -63,12 +63,10 @@ def problems(scene, prefs):
     message = python_problem(prefs.python_path)
     if message:
         found.append(("python", message))
-    if not prefs.model.strip():
-        found.append(("model", hints.message("model", "No model is set")))
     if settings.use_depth:
         if scene.camera is None:
             found.append(("camera", hints.message("camera", "Depth Control is on but the scene has no active camera")))
-        if not prefs.controlnet_model.strip():
+        if not jobspec.controlnet_setting(prefs):
             found.append(("controlnet_model", hints.message("controlnet_model",
                                                             "Depth Control needs a depth ControlNet")))
     if not jobspec.output_root(prefs):

@@ -56,6 +56,20 @@ def user_path(text):
     return text
 
 
+DEFAULT_MODEL = "builtin:textures"  # shipped inside the add-on's zss_core: works offline
+DEFAULT_CONTROLNETS = {"builtin:textures": "builtin:textures-depth", "tiny": "tiny"}
+
+
+def model_setting(prefs):
+    """The model preference, or the built-in texture model when none is configured."""
+    return prefs.model.strip() or DEFAULT_MODEL
+
+
+def controlnet_setting(prefs):
+    """The depth ControlNet preference, or the built-in model's own one ("" when there is none)."""
+    return prefs.controlnet_model.strip() or DEFAULT_CONTROLNETS.get(model_setting(prefs), "")
+
+
 def model_reference(text):
     """Model preference: a local path made absolute, or a hub id / 'tiny' passed through."""
     path = user_path(text)
@@ -139,7 +153,7 @@ def build(scene, prefs, job_id, root, control_images=None, overrides=None):
         "lam": per_frame(scene, "lam", frame_start, count, 0.0, float("inf")),
         "mu": per_frame(scene, "mu", frame_start, count, 0.0, 1.0),
         "noise": settings.noise.lower(),
-        "model": model_reference(prefs.model),
+        "model": model_reference(model_setting(prefs)),
         "chunk": chunk_value(settings.chunk),
         "device": prefs.device.lower(),
         "dtype": prefs.precision.lower(),
@@ -156,7 +170,7 @@ def build(scene, prefs, job_id, root, control_images=None, overrides=None):
         "cpu_offload": prefs.cpu_offload,
     }
     if settings.use_depth:
-        job["controlnet_model"] = model_reference(prefs.controlnet_model)
+        job["controlnet_model"] = model_reference(controlnet_setting(prefs))
         if control_images is not None:
             job["control"] = {"type": "depth", "images": list(control_images), "scale": settings.control_scale}
     job.update(overrides or {})

@@ -64,7 +64,7 @@ class ZSSPreferences(bpy.types.AddonPreferences):
     model: StringProperty(
         name="Model",
         description="Stable Diffusion 1.x model: a diffusers folder, a .safetensors file, a hub id, "
-                    "or 'tiny' for the built-in test model")
+                    "'tiny' for the test model; empty: the built-in texture model (builtin:textures)")
     recent_models: StringProperty(
         name="Recent Models", default="[]", options={'HIDDEN'},
         description="JSON list of the last models that finished a clip, newest first")
@@ -86,7 +86,8 @@ class ZSSPreferences(bpy.types.AddonPreferences):
                     "memory, clearly slower")
     controlnet_model: StringProperty(
         name="Depth ControlNet",
-        description="Depth ControlNet for Depth Control: a folder, .safetensors file, hub id, or 'tiny'")
+        description="Depth ControlNet for Depth Control: a folder, .safetensors file, hub id, or 'tiny'; "
+                    "empty: the built-in model's own (builtin:textures-depth)")
     device: EnumProperty(name="Device", items=DEVICE_ITEMS, default="AUTO")
     precision: EnumProperty(name="Precision", items=PRECISION_ITEMS, default="AUTO")
     output_dir: StringProperty(

@@ -271,6 +271,19 @@ class PipelineKey:
     dtype: str
 
 
+def _resolve_builtin(spec: str | None, field: str) -> str | None:
+    """``builtin:NAME`` → the folder shipped inside the package (loaded like any diffusers folder)."""
+    from .builtin import builtin_path, is_builtin
+
+    if not is_builtin(spec):
+        return spec
+    try:
+        return str(builtin_path(spec))
+    except (KeyError, FileNotFoundError) as exc:
+        raise ModelNotFound(str(exc).strip("'\""), "Use 'builtin:textures' (and 'builtin:textures-depth' for depth), "
+                            "'tiny', a folder, a .safetensors file or a hub id.", field) from exc
+
+
 @dataclass(frozen=True)
 class MemoryOptions:
     """Ways to trade speed for GPU memory (diffusers/accelerate features), part of the pipeline key."""
@@ -304,6 +317,7 @@ def load_pipeline(model: str, controlnet: str | None = None, *, device: str = "a
 
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
+    model, controlnet = _resolve_builtin(model, "model"), _resolve_builtin(controlnet, "controlnet_model")
     if model == TINY:
         if controlnet not in (None, TINY):
             raise ModelError("The tiny test model only works with the tiny ControlNet.",

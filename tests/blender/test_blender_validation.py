@@ -50,12 +50,22 @@ def test_depth_without_camera(zb, ready):
     refused(zb, "no active camera")
 
 
-def test_missing_model_and_controlnet(zb, ready, prefs):
+def test_missing_controlnet_for_a_model_without_a_builtin_one(zb, ready, prefs):
+    prefs.model = "someone/some-sd15-model"
+    prefs.controlnet_model = ""
+    ready.zss.use_depth = True
+    refused(zb, "needs a depth ControlNet")
+
+
+def test_no_model_configured_means_the_builtin_texture_model(zb, ready, prefs):
+    import bpy
+
     prefs.model = ""
     prefs.controlnet_model = ""
     ready.zss.use_depth = True
-    message = refused(zb, "No model is set")
-    assert "needs a depth ControlNet" in message
+    job = zb.jobspec.build(bpy.context.scene, prefs, "j", zb.jobspec.output_root(prefs))
+    assert job["model"] == "builtin:textures" and job["controlnet_model"] == "builtin:textures-depth"
+    assert "model" not in [field for field, _ in zb.operators.validation_problems(bpy.context)]
 
 
 def test_generator_python_missing_or_not_executable(zb, ready, prefs, tmp_path):
@@ -95,10 +105,10 @@ def test_every_problem_is_reported_at_once(zb, ready, prefs):
     import bpy
 
     ready.zss.prompt = ""
-    prefs.model = ""
+    prefs.python_path = ""
     prefs.output_dir = ""
     fields = [field for field, _message in zb.operators.validation_problems(bpy.context)]
-    assert fields == ["prompt", "model", "output_dir"]  # no duplicates from protocol.validate_job
+    assert fields == ["prompt", "python", "output_dir"]  # no duplicates from protocol.validate_job
 
 
 def test_protocol_problems_are_reported(zb, ready):
