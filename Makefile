@@ -15,7 +15,7 @@ SIZE ?= 64x64
 STEPS ?= 8
 OUT ?= demo-out
 
-.PHONY: demo test bench zip venv clean
+.PHONY: demo test bench zip venv clean train-textures
 
 venv: $(VENV)/.installed
 
@@ -40,6 +40,19 @@ bench: venv
 	$(PY) bench/worker.py
 	$(PY) bench/loop_tile.py
 	$(PY) bench/blender.py
+
+# Retrain the built-in texture model (zss_core/builtin/; ~2 h on 2 shared CPU cores, see train/README.md).
+# Resumable: interrupt and run again, each stage continues from its last checkpoint (train/runs/) and
+# --minutes is the stage's total. The ControlNet follows the UNet stage, so it can also run alongside it.
+TRAIN := nice -n 19 $(PY) -m train.train_textures
+TRAIN_THREADS ?= 1
+train-textures: venv
+	$(TRAIN) vae --resume --minutes 13 --threads $(TRAIN_THREADS)
+	$(TRAIN) vae_decoder --resume --minutes 11 --threads $(TRAIN_THREADS)
+	$(TRAIN) classifier --resume --minutes 9 --batch 64 --threads $(TRAIN_THREADS)
+	$(TRAIN) unet --resume --minutes 52 --threads $(TRAIN_THREADS)
+	$(TRAIN) controlnet --resume --minutes 25 --threads $(TRAIN_THREADS)
+	$(TRAIN) export
 
 zip: venv
 	$(PY) tools/build_extension.py --output-dir dist
