@@ -16,7 +16,7 @@ import time
 import numpy as np
 import torch
 
-from train.textures import COLOURS, FAMILIES, FAMILY_WORDS, make_batch
+from train.textures import COLOURS, FAMILIES, FAMILY_WORDS, control_maps, make_batch
 from zss_core.builtin import BUILTIN_MODELS
 from zss_core.builtin.classifier import classify, load_classifier
 
@@ -78,7 +78,7 @@ def main(argv=None):
         for k, prompt in enumerate(("blue marble veins", "orange wood rings", "grey voronoi cells",
                                     "green fbm clouds")):
             heights = make_batch(100 + k, 8)[1]
-            maps = [np.repeat((h[..., None] * 255).astype(np.uint8), 3, -1) for h in heights]
+            maps = control_maps(heights)
             clip = sample_video(cpipe, prompt, frames=8, width=64, height=64, steps=args.steps,
                                 guidance=args.guidance, control_images=maps, seed=k, output_type="np", **kw)
             luma = [f @ np.array([0.299, 0.587, 0.114]) for f in clip.frames]

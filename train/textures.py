@@ -244,3 +244,14 @@ if __name__ == "__main__":
     make_batch(0, 2000)
     print(f"{(time.perf_counter() - t) / 2000 * 1000:.2f} ms per sample")
     save_grid(sys.argv[1] if len(sys.argv) > 1 else "/tmp/texture_grid.png")
+
+
+def control_maps(heights):
+    """Height maps → grey RGB PIL images, the control images the depth ControlNet was trained on.
+
+    PIL images, not uint8 arrays: diffusers' image processor scales PIL images to [0, 1] but takes numpy
+    arrays as already in [0, 1], so a uint8 array would reach the ControlNet 255× too strong."""
+    from PIL import Image
+
+    return [Image.fromarray(np.repeat((np.clip(h, 0, 1)[..., None] * 255).round().astype(np.uint8), 3, -1))
+            for h in heights]
