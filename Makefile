@@ -8,11 +8,11 @@ PY := $(VENV)/bin/python
 # On a CUDA machine: make demo TORCH="torch --index-url https://download.pytorch.org/whl/cu124"
 TORCH ?= torch==2.13.0
 
-MODEL ?= tiny
-PROMPT ?= a red brick wall, rain, cinematic
-FRAMES ?= 8
+MODEL ?= builtin:textures
+PROMPT ?= blue marble veins
+FRAMES ?= 16
 SIZE ?= 64x64
-STEPS ?= 8
+STEPS ?= 25
 OUT ?= demo-out
 
 .PHONY: demo test bench zip venv clean train-textures

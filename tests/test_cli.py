@@ -78,3 +78,13 @@ def test_loop_tile_and_prompt_travel_reach_the_manifest(tmp_path):
     job = json.loads((tmp_path / "t" / "job.json").read_text())["job"]
     assert job["loop"] is True and job["tile_x"] is True and job["tile_y"] is False
     assert job["prompts"] == [{"frame": 3, "prompt": "a desert"}]
+
+
+def test_builtin_model_is_the_default(tmp_path):
+    from zss_core.cli import build_parser, job_from_args
+
+    job = job_from_args(build_parser().parse_args(["generate", "blue marble veins", "--control-depth", str(tmp_path)]))
+    assert job["model"] == "builtin:textures" and job["controlnet_model"] == "builtin:textures-depth"
+    assert (job["width"], job["height"]) == (64, 64)
+    job = job_from_args(build_parser().parse_args(["generate", "x", "--model", "org/sd15"]))
+    assert (job["width"], job["height"]) == (512, 512) and "controlnet_model" not in job

@@ -65,10 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--mu", type=_number_or_list, default=0.98, help="attention momentum in [0, 1] (or a list)")
     gen.add_argument("--steps", type=int, default=30)
     gen.add_argument("--guidance", type=float, default=7.5)
-    gen.add_argument("--size", type=_size, default=(512, 512), help="WIDTHxHEIGHT, multiples of 8")
+    gen.add_argument("--size", type=_size, default=None,
+                     help="WIDTHxHEIGHT, multiples of 8 (default: 64x64 for the built-in models, else 512x512)")
     gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--model", default="tiny", help="'tiny', a diffusers folder, a .safetensors file or a hub id")
-    gen.add_argument("--controlnet", default=None, help="depth ControlNet (folder, file or hub id)")
+    gen.add_argument("--model", default=DEFAULT_MODEL,
+                     help="'builtin:textures' (the shipped texture model), 'tiny' (random weights, for tests), "
+                          "a diffusers folder, a .safetensors file or a hub id")
+    gen.add_argument("--controlnet", default=None,
+                     help="depth ControlNet (folder, file or hub id; default: the built-in model's own)")
     gen.add_argument("--control-depth", default=None, metavar="DIR|GLOB", help="one depth image per frame")
     gen.add_argument("--control-scale", type=float, default=1.0)
     gen.add_argument("--chunk", type=int, default=None, help="frames per UNet batch (exact; bounds memory)")
@@ -96,7 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+DEFAULT_MODEL = "builtin:textures"
+BUILTIN_CONTROLNETS = {"builtin:textures": "builtin:textures-depth", "tiny": "tiny"}
+SMALL_MODELS = ("builtin:textures", "tiny")  # trained / built at 64×64
+
+
 def job_from_args(args) -> dict:
+    if args.size is None:
+        args.size = (64, 64) if args.model in SMALL_MODELS else (512, 512)
     job = {
         "id": args.id or new_job_id(), "prompt": args.prompt, "negative_prompt": args.negative,
         "frames": args.frames, "width": args.size[0], "height": args.size[1], "steps": args.steps,
@@ -111,7 +122,7 @@ def job_from_args(args) -> dict:
         job["prompts"] = [{"frame": _int_or_text(frame), "prompt": text} for frame, text in args.prompt_at]
     if args.control_depth is not None:
         job["control"] = {"type": "depth", "images": _control_images(args.control_depth), "scale": args.control_scale}
-        job["controlnet_model"] = args.controlnet or ("tiny" if args.model == "tiny" else None)
+        job["controlnet_model"] = args.controlnet or BUILTIN_CONTROLNETS.get(args.model)
     return job
 
 
