@@ -20,12 +20,12 @@ from typing import Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
+from .protocol import per_frame
+
 
 def _mu_list(mu: float | Sequence[float], frames: int) -> list[float]:
     """μ per frame (entry 0 unused: the first frame has no history). Sequences of length
-    ``frames`` or ``frames − 1`` (transitions), as for λ in ``noise.per_frame``."""
-    from .noise import per_frame
-
+    ``frames`` or ``frames − 1`` (transitions), as for λ (``protocol.per_frame``)."""
     values = per_frame(mu, frames, "mu")
     bad = [v for v in values if not 0.0 <= v <= 1.0]
     if bad:

@@ -21,6 +21,8 @@ from typing import Sequence
 
 import torch
 
+from .protocol import per_frame
+
 SQRT_E = math.sqrt(math.e)  # E[exp(y)·y] for y ~ N(0, 1): the divergence of independent noise
 SEARCHES = ("exact", "paper")
 
@@ -56,23 +58,6 @@ def noise_divergence(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """
     y = y.to(x.dtype)
     return (torch.exp(y) * (y - x)).flatten(-3).mean(-1)
-
-
-def per_frame(values: float | Sequence[float], frames: int, name: str) -> list[float]:
-    """Expand a scalar or a per-frame sequence into a list of length ``frames``.
-
-    A sequence of length ``frames`` is taken as is (entry 0 belongs to the first frame, which has no
-    predecessor, and is ignored by the transition-based models); a sequence of length ``frames − 1``
-    holds the transitions: entry i applies between frame i and frame i+1, and gets a leading 0.0.
-    """
-    if isinstance(values, (int, float)):
-        return [0.0] + [float(values)] * (frames - 1) if frames > 0 else []
-    values = [float(v) for v in values]
-    if len(values) == frames:
-        return [0.0] + values[1:] if frames > 0 else []
-    if len(values) == frames - 1:
-        return [0.0] + values
-    raise ValueError(f"{name} must be a number or a list of {frames} or {frames - 1} values, got {len(values)}")
 
 
 def alpha_for_divergence(lam: float, model: str = "dependency") -> float:

@@ -166,11 +166,11 @@ class Job:
 
     def lam_per_frame(self):
         """λ for each frame; entry 0 is 0.0 because the first frame has no predecessor."""
-        return _per_frame(self.lam, self.frames, "lam")
+        return per_frame(self.lam, self.frames, "lam")
 
     def mu_per_frame(self):
         """μ for each frame; entry 0 is 0.0 because the first frame has no predecessor."""
-        return _per_frame(self.mu, self.frames, "mu")
+        return per_frame(self.mu, self.frames, "mu")
 
     def job_dir(self):
         return os.path.join(self.output_dir, self.id)
@@ -180,16 +180,22 @@ def _floats(value):
     return [float(v) for v in value] if isinstance(value, list) else float(value)
 
 
-def _per_frame(value, frames, name):
-    if not isinstance(value, list):
-        return [0.0] + [float(value)] * (frames - 1)
-    if len(value) == frames:
-        tail = value[1:]
-    elif len(value) == frames - 1:
-        tail = value
-    else:
-        raise ValueError(f"{name} has {len(value)} entries; expected {frames} or {frames - 1}")
-    return [0.0] + [float(v) for v in tail]
+def per_frame(values, frames, name):
+    """Expand a scalar or a per-frame sequence (λ, μ) into a list of length ``frames``.
+
+    A sequence of length ``frames`` is taken as is, except entry 0: it belongs to the first frame,
+    which has no predecessor, and becomes 0.0; a sequence of length ``frames − 1`` holds the
+    transitions (entry i applies between frame i and frame i+1) and gets a leading 0.0.
+    The one definition shared by the protocol, the noise models and the attention.
+    """
+    if isinstance(values, (int, float)):
+        return [0.0] + [float(values)] * (frames - 1) if frames > 0 else []
+    values = [float(v) for v in values]
+    if len(values) == frames:
+        return [0.0] + values[1:] if frames > 0 else []
+    if len(values) == frames - 1:
+        return [0.0] + values
+    raise ValueError(f"{name} must be a number or a list of {frames} or {frames - 1} values, got {len(values)}")
 
 
 # -------------------------------------------------------------------- validation
