@@ -13,6 +13,20 @@ def _progress(layout, fraction, text):
         layout.label(text=f"{text} ({fraction:.0%})")
 
 
+def _status(layout, running, fraction, status, error, hint, hint_lines=6, working="Working…"):
+    """A task's progress bar while it runs, else its last status; its error and hint in red."""
+    if running:
+        _progress(layout, fraction, status or working)
+    elif status and not error:
+        layout.label(text=status, icon='CHECKMARK')
+    if error:
+        alert = layout.column()
+        alert.alert = True
+        alert.label(text=error, icon='ERROR')
+        for line in hint.splitlines()[:hint_lines]:
+            alert.label(text=line)
+
+
 def _resolved(layout, scene, settings):
     """Show what 'auto' frames and size resolve to."""
     frame_start, count = jobspec.frame_range(settings, scene)
@@ -82,18 +96,9 @@ def draw_zss(layout, context):
     row.operator("zss.regenerate", icon='FILE_REFRESH')
     row.operator("zss.vary_seed", icon='MOD_NOISE')
 
-    if jobs.is_running():
-        _progress(layout, state.fraction, state.status or "Working…")
-    elif state.status and not state.error:
-        layout.label(text=state.status, icon='CHECKMARK')
+    _status(layout, jobs.is_running(), state.fraction, state.status, state.error, state.hint)
     for note in state.notes:
         layout.label(text=note, icon='INFO')
-    if state.error:
-        box = layout.box()
-        box.alert = True
-        box.label(text=state.error, icon='ERROR')
-        for line in state.hint.splitlines()[:6]:
-            box.label(text=line)
     layout.operator("zss.open_output", icon='FILE_FOLDER')
 
 
@@ -225,16 +230,8 @@ def _model(layout, prefs):
         row.operator("zss.download_model", icon='IMPORT')
         if not online:
             box.label(text="Download needs online access (Preferences ▸ System ▸ Network)", icon='INFO')
-    if jobs.download_running():
-        _progress(box, state.download_fraction, state.download_status or "Downloading…")
-    elif state.download_status and not state.download_error:
-        box.label(text=state.download_status, icon='CHECKMARK')
-    if state.download_error:
-        alert = box.column()
-        alert.alert = True
-        alert.label(text=state.download_error, icon='ERROR')
-        for line in state.download_hint.splitlines()[:4]:
-            alert.label(text=line)
+    _status(box, jobs.download_running(), state.download_fraction, state.download_status, state.download_error,
+            state.download_hint, hint_lines=4, working="Downloading…")
     box.prop(prefs, "controlnet_model")
     box.prop(prefs, "allow_pickle")
 
