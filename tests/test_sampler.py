@@ -122,3 +122,11 @@ def test_other_schedulers_keep_chunking_exact(scheduler):
     whole = sample_video(pipe, PROMPT, frames=4, seed=1, output_type="np", **SIZE).frames
     parts = sample_video(pipe, PROMPT, frames=4, seed=1, chunk=3, output_type="np", **SIZE).frames
     assert max_diff(whole, parts) < 1e-4
+
+
+def test_eight_bit_control_arrays_mean_the_same_as_images(tiny_control_pipe):
+    images = control_images(2)
+    as_images = sample_video(tiny_control_pipe, PROMPT, frames=2, control_images=images, output_type="np", **SIZE)
+    as_arrays = sample_video(tiny_control_pipe, PROMPT, frames=2, control_images=[np.asarray(i) for i in images],
+                             output_type="np", **SIZE)
+    assert max_diff(as_images.frames, as_arrays.frames) < 1e-6

@@ -22,6 +22,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 
 from .attention import TemporalState, _mu_list, loop_mu_list, temporal_momentum_attention
 from .noise import NoiseStats, make_noise
@@ -56,7 +57,10 @@ def _prepare_control(pipe, images, frames, width, height, device, dtype) -> torc
         raise ValueError("This pipeline has a ControlNet: give one control image per frame")
     if len(images) != frames:
         raise ValueError(f"Got {len(images)} control images for {frames} frames: give exactly one per frame")
-    tensor = pipe.control_image_processor.preprocess(list(images), height=height, width=width)
+    # diffusers reads numpy arrays as floats in [0, 1]: 8-bit arrays become images first, or the
+    # ControlNet would see inputs 255 times too strong.
+    images = [Image.fromarray(im) if isinstance(im, np.ndarray) and im.dtype == np.uint8 else im for im in images]
+    tensor = pipe.control_image_processor.preprocess(images, height=height, width=width)
     return tensor.to(device=device, dtype=dtype)
 
 
