@@ -81,10 +81,15 @@ def start_generation(context, operator, overrides=None):
         jobs.submit(job, running)
     except (worker_client.WorkerStartError, worker_client.WorkerNotRunning) as e:
         jobs.remove_staging(staging)
-        operator.report({'ERROR'}, hints.message("worker_start", f"Could not start the generator: {e}"))
-        return {'CANCELLED'}
+        return _start_failed(operator, e)
     operator.report({'INFO'}, f"Generating {count} frames at {job['width']}×{job['height']} (job {job_id})")
     return {'FINISHED'}
+
+
+def _start_failed(operator, error):
+    """Report that the generator process could not be started (with what to do) and cancel."""
+    operator.report({'ERROR'}, hints.message("worker_start", f"Could not start the generator: {error}"))
+    return {'CANCELLED'}
 
 
 class ZSS_OT_generate(bpy.types.Operator):
@@ -244,8 +249,7 @@ class ZSS_OT_download_model(bpy.types.Operator):
         try:
             jobs.start_download(jobspec.user_path(prefs.python_path), model, task_id)
         except (worker_client.WorkerStartError, worker_client.WorkerNotRunning) as e:
-            self.report({'ERROR'}, hints.message("worker_start", f"Could not start the generator: {e}"))
-            return {'CANCELLED'}
+            return _start_failed(self, e)
         self.report({'INFO'}, f"Downloading {model} (progress in the add-on's preferences)")
         return {'FINISHED'}
 
