@@ -169,13 +169,25 @@ def memory_section(pipe, args, report: Report, deadline: float) -> dict:
     from zss_core.runner import free_memory
     from zss_core.sampler import sample_video
 
+    from zss_core.protocol import Job
+    from zss_core.runner import auto_chunk, measure_frame_memory
+
     cuda = pipe._execution_device.type == "cuda"
     rows, results = [], {}
+    probe = Job(id="probe", prompt=common.PROMPT, model="bench", output_dir=".", width=args.size, height=args.size)
+    per_frame = measure_frame_memory(pipe, probe)  # what chunk="auto" measures in the worker (None on CPU)
+    results["auto_per_frame_mib"] = per_frame / 2**20 if per_frame else None
     for frames in args.memory_frames:
         row = [frames]
-        for chunk in (None, args.chunk):
-            key = f"{frames}/{chunk or 'none'}"
-            if chunk is not None and chunk >= frames:
+        for chunk in (None, args.chunk, "auto"):
+            if chunk == "auto":
+                free = torch.cuda.mem_get_info()[0] if cuda else None
+                chunk = auto_chunk(free, per_frame, frames)
+                key = f"{frames}/auto"
+                results[f"{frames}/auto_chunk"] = chunk
+            else:
+                key = f"{frames}/{chunk or 'none'}"
+            if chunk is not None and chunk >= frames and key != f"{frames}/none":
                 results[key] = results[f"{frames}/none"]
                 row.append(row[-1])
                 continue
@@ -203,7 +215,7 @@ def memory_section(pipe, args, report: Report, deadline: float) -> dict:
                 free_memory()
             print(f"  frames={frames} chunk={chunk or 'none'}: {results[key]}", flush=True)
         rows.append(row)
-    common.print_table(["frames", "no chunk MiB", f"chunk {args.chunk} MiB"], rows, digits=1,
+    common.print_table(["frames", "no chunk MiB", f"chunk {args.chunk} MiB", "auto chunk MiB"], rows, digits=1,
                        title=f"Peak memory above the loaded models ({args.size}x{args.size}, "
                              f"{args.memory_steps} steps)")
 
@@ -214,7 +226,7 @@ def memory_section(pipe, args, report: Report, deadline: float) -> dict:
             return hi["peak_mib"] / lo["peak_mib"]
         return None
 
-    summary = {"unchunked_ratio": ratio(None), "chunked_ratio": ratio(args.chunk)}
+    summary = {"unchunked_ratio": ratio(None), "chunked_ratio": ratio(args.chunk), "auto_ratio": ratio("auto")}
     report.add("memory", {"settings": {"size": args.size, "steps": args.memory_steps, "chunk": args.chunk,
                                        "frames": list(args.memory_frames)}, "results": results, **summary})
     return summary
@@ -295,12 +307,14 @@ def main(argv=None) -> int:
     fmt = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
     summary = {"zs2_over_plain": ratios["zs2"], "t2vz_over_plain": ratios.get("t2v-zero"),
                "unchunked_64_over_8": memory["unchunked_ratio"], "chunked_64_over_8": memory["chunked_ratio"],
+               "auto_64_over_8": memory["auto_ratio"],
                "total_seconds": time.monotonic() - started}
     report.add("summary", summary)
     print(f"\ntotal {summary['total_seconds']:.0f} s" + (f"; results in {json_path}" if json_path else ""))
     first, last = args.memory_frames[-1], args.memory_frames[0]
     print(f"unchunked {first}/{last} frames peak = {fmt(memory['unchunked_ratio'])}")
     print(f"chunked {first}/{last} frames peak = {fmt(memory['chunked_ratio'])}")
+    print(f"auto chunk {first}/{last} frames peak = {fmt(memory['auto_ratio'])}")
     print(f"t2vz/plain = {fmt(ratios.get('t2v-zero'))}")
     print(f"overhead zs2/plain = {fmt(ratios['zs2'])}")
     return 0
