@@ -345,8 +345,10 @@ class ZSS_OT_prompt_key_move(bpy.types.Operator):
     def execute(self, context):
         settings = context.scene.zss
         index = _active_key(settings)
+        if index is None:
+            return {'CANCELLED'}
         target = index - 1 if self.direction == 'UP' else index + 1
-        if index is None or not 0 <= target < len(settings.prompt_keys):
+        if not 0 <= target < len(settings.prompt_keys):
             return {'CANCELLED'}
         settings.prompt_keys.move(index, target)
         settings.prompt_key_index = target
