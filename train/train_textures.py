@@ -262,6 +262,27 @@ def _noisy(sched, latents, gen):
     return sched.add_noise(latents, noise, t), noise, t
 
 
+def _diffusion_step(run, stage, loss, optim, params, emas, max_decay, losses, mods):
+    """One optimiser step of a diffusion stage: clip, step, EMA, a loss log every 50 steps, checkpoint.
+
+    ``losses`` collects the losses since the last log line and is emptied in place when it is written.
+    """
+    optim.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optim.step()
+    for ema, model in emas:
+        ema_update(ema, model, run.step, max_decay)
+    run.step += 1
+    losses.append(loss.item())
+    if run.step % 50 == 0:
+        run.history.append(dict(step=run.step, loss=round(float(np.mean(losses)), 4)))
+        losses.clear()
+        log(stage, run.history[-1] | dict(min=round(run.elapsed() / 60, 1)))
+    if run.due():
+        run.save(mods, optim)
+
+
 def train_unet(args):
     run = Run(args, "unet")
     torch.manual_seed(args.seed)
@@ -293,20 +314,8 @@ def train_unet(args):
             emb = text(ids)[0]
             pred = unet(noisy, t, encoder_hidden_states=emb).sample
         loss = F.mse_loss(pred.float(), noise)
-        optim.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optim.step()
-        ema_update(ema_unet, unet, run.step, args.ema)
-        ema_update(ema_text, text, run.step, args.ema)
-        run.step += 1
-        losses.append(loss.item())
-        if run.step % 50 == 0:
-            run.history.append(dict(step=run.step, loss=round(float(np.mean(losses)), 4)))
-            losses = []
-            log("unet", run.history[-1] | dict(min=round(run.elapsed() / 60, 1)))
-        if run.due():
-            run.save(mods, optim)
+        _diffusion_step(run, "unet", loss, optim, params, [(ema_unet, unet), (ema_text, text)], args.ema, losses,
+                        mods)
     run.save(mods, optim)
 
 
@@ -358,19 +367,8 @@ def train_controlnet(args):
             pred = unet(noisy, t, encoder_hidden_states=emb, down_block_additional_residuals=down,
                         mid_block_additional_residual=mid).sample
         loss = F.mse_loss(pred.float(), noise)
-        optim.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(cnet.parameters(), 1.0)
-        optim.step()
-        ema_update(ema, cnet, run.step, args.ema)
-        run.step += 1
-        losses.append(loss.item())
-        if run.step % 50 == 0:
-            run.history.append(dict(step=run.step, loss=round(float(np.mean(losses)), 4)))
-            losses = []
-            log("controlnet", run.history[-1] | dict(min=round(run.elapsed() / 60, 1)))
-        if run.due():
-            run.save(mods, optim)
+        _diffusion_step(run, "controlnet", loss, optim, list(cnet.parameters()), [(ema, cnet)], args.ema, losses,
+                        mods)
     run.save(mods, optim)
 
 
