@@ -114,6 +114,19 @@ class ZSSSceneSettings(bpy.types.PropertyGroup):
     use_emission: BoolProperty(
         name="Emission", default=False,
         description="Also feed the clip into the material's emission so it shows unlit")
+    strip_placement: EnumProperty(
+        name="Strip Goes To", default='PLATES',
+        items=(("PLATES", "Plates Scene", "A '<scene> · plates' edit scene: the clip as background plate under "
+                "this scene's render; F12 here still renders the 3D scene"),
+               ("SCENE", "This Scene", "This scene's sequencer: F12 then renders the sequencer (only the "
+                "clip), not the 3D scene")),
+        description="Where a Strip import goes")
+    mapping: EnumProperty(
+        name="Mapping", default='CAMERA',
+        items=(("CAMERA", "Camera Projection", "Project a depth-controlled clip from the camera it was made "
+                "for, so it sits on the geometry it was generated from"),
+               ("UV", "UV Map", "Use the object's UV map")),
+        description="How a depth-controlled clip is mapped onto the object (without Depth Control: UV map)")
 
 
 CLASSES = (ZSSPromptKey, ZSSSceneSettings)
