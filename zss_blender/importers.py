@@ -6,18 +6,27 @@ varied later (zss.regenerate / zss.vary_seed read them back).
 A tileable clip (job tile_x / tile_y) gets a repeating Image Texture fed by a Mapping node named
 TILING_NODE (UV in, Scale exposed) so the texture can be repeated over a surface; a looped clip plays
 cyclically like every clip (for a looped one the wrap is seamless).
+A depth-controlled clip is projected from the camera it was generated from (projection.py) unless
+Scene.zss.mapping is 'UV'. A strip goes to the scene's plates scene (plates.py) unless
+Scene.zss.strip_placement is 'SCENE'. Regenerate / Vary Seed pass replace= to update the earlier
+material, image or strip in place instead of piling up copies.
 """
 
 import json
 import math
 import os
+from dataclasses import dataclass
 
 import bpy
 from mathutils import Matrix, Vector
 
+from . import plates, projection
+
 NAME_LIMIT = 40  # datablock names are at most 63 bytes; keep room for Blender's ".001"
 PLANE_HEIGHT = 2.0  # when no camera frames it
 TILING_NODE = "ZS² Tiling"  # the Mapping node of a tileable clip: scale it to repeat the texture
+UV_NODE = "ZS² UV"  # the Texture Coordinate node feeding TILING_NODE with the UV map
+CLIP_NODE = "ZS² Clip"  # the Image Texture node showing the clip
 
 
 def clip_name(prompt):
@@ -71,30 +80,71 @@ def store_params(target, params):
         target[key] = value
 
 
-def _sequence_image(frames, name, params):
-    image = bpy.data.images.load(frames[0], check_existing=False)
+def _sequence_image(frames, name, params, image=None):
+    """The clip's image sequence: a new image, or `image` pointed at the new frames and reloaded."""
+    reuse = image is not None
+    if not reuse:
+        image = bpy.data.images.load(frames[0], check_existing=False)
+    if image.name != name:
+        image.name = name
     image.source = 'SEQUENCE'
-    image.name = name
     image.filepath = blend_path(frames[0])
+    if reuse:
+        image.reload()
     store_params(image, params)
     return image
 
 
-def _tiling(tree, texture):
-    """Texture Coordinate (UV) → Mapping "ZS² Tiling" → the clip's texture, which repeats."""
+def _remove_nodes(tree, names):
+    for name in names:
+        node = tree.nodes.get(name)
+        if node is not None:
+            tree.nodes.remove(node)
+
+
+def _tiling(tree, texture, source):
+    """source (or the UV map) → Mapping "ZS² Tiling" → the clip's texture, which repeats."""
     texture.extension = 'REPEAT'
-    coords = tree.nodes.new("ShaderNodeTexCoord")
-    coords.location = (texture.location.x - 450, texture.location.y)
+    if source is None:
+        coords = tree.nodes.new("ShaderNodeTexCoord")
+        coords.name = coords.label = UV_NODE
+        coords.location = (texture.location.x - 450, texture.location.y)
+        source = coords.outputs["UV"]
     mapping = tree.nodes.new("ShaderNodeMapping")
     mapping.name = mapping.label = TILING_NODE
     mapping.vector_type = 'POINT'
     mapping.location = (texture.location.x - 250, texture.location.y)
-    tree.links.new(coords.outputs["UV"], mapping.inputs["Vector"])
+    tree.links.new(source, mapping.inputs["Vector"])
     tree.links.new(mapping.outputs["Vector"], texture.inputs["Vector"])
     return mapping
 
 
-def _material(name, image, frame_start, frame_count, use_emission, params, tile=False):
+def _wire_coordinates(tree, texture, tile, projector):
+    """Feed the texture's Vector: the UV map (nothing linked), camera projection, or either tiled.
+
+    projector is (scene, camera, width, height) to project from that camera, or None for the UV map.
+    Nodes of an earlier import (replace) are rebuilt, so a regenerated clip follows the new job.
+    """
+    _remove_nodes(tree, (TILING_NODE, UV_NODE))
+    for link in list(texture.inputs["Vector"].links):
+        tree.links.remove(link)
+    source = None
+    if projector is None:
+        projection.remove_projection_node(tree)
+        texture.extension = 'REPEAT'
+    else:
+        node = projection.projection_node(tree, *projector,
+                                          location=(texture.location.x - 450, texture.location.y - 250))
+        source = node.outputs["Vector"]
+        texture.extension = 'EXTEND'  # a surface just outside the camera's view gets the border colours
+    if tile:
+        _tiling(tree, texture, source)
+    elif source is not None:
+        tree.links.new(source, texture.inputs["Vector"])
+
+
+def _new_material(name):
+    """A material with a Principled BSDF and an empty Image Texture node CLIP_NODE."""
     material = bpy.data.materials.new(name)
     if bpy.app.version < (5, 0, 0):
         material.use_nodes = True
@@ -106,8 +156,37 @@ def _material(name, image, frame_start, frame_count, use_emission, params, tile=
             tree.nodes.new("ShaderNodeOutputMaterial")
         tree.links.new(bsdf.outputs["BSDF"], output.inputs["Surface"])
     texture = tree.nodes.new("ShaderNodeTexImage")
-    texture.name = texture.label = "ZS² Clip"
+    texture.name = texture.label = CLIP_NODE
     texture.location = (bsdf.location.x - 400, bsdf.location.y)
+    tree.links.new(texture.outputs["Color"], bsdf.inputs["Base Color"])
+    return material
+
+
+def clip_texture(material):
+    """The material's clip Image Texture node (CLIP_NODE), or None when it is not a ZS² material."""
+    tree = material.node_tree
+    node = tree.nodes.get(CLIP_NODE) if tree is not None else None
+    return node if node is not None and node.type == 'TEX_IMAGE' else None
+
+
+def _emission(tree, texture, use_emission):
+    """Link the clip into the Principled BSDF's emission, or unlink it."""
+    bsdf = next((n for n in tree.nodes if n.type == 'BSDF_PRINCIPLED'), None)
+    if bsdf is None:
+        return
+    socket = bsdf.inputs.get("Emission Color") or bsdf.inputs.get("Emission")  # 4.0+ / older name
+    if use_emission:
+        tree.links.new(texture.outputs["Color"], socket)
+        bsdf.inputs["Emission Strength"].default_value = 1.0
+    else:
+        for link in [link for link in socket.links if link.from_node == texture]:
+            tree.links.remove(link)
+
+
+def _configure(material, image, frame_start, frame_count, use_emission, params, tile, projector):
+    """Point the clip node at image and set frames, coordinates, emission and the stored parameters."""
+    tree = material.node_tree
+    texture = clip_texture(material)
     texture.image = image
     user = texture.image_user
     user.frame_duration = frame_count
@@ -115,15 +194,9 @@ def _material(name, image, frame_start, frame_count, use_emission, params, tile=
     user.frame_offset = 0
     user.use_cyclic = True
     user.use_auto_refresh = True
-    tree.links.new(texture.outputs["Color"], bsdf.inputs["Base Color"])
-    if tile:
-        _tiling(tree, texture)
-    if use_emission:
-        socket = bsdf.inputs.get("Emission Color") or bsdf.inputs.get("Emission")  # 4.0+ / older name
-        tree.links.new(texture.outputs["Color"], socket)
-        bsdf.inputs["Emission Strength"].default_value = 1.0
+    _wire_coordinates(tree, texture, tile, projector)
+    _emission(tree, texture, use_emission)
     store_params(material, params)
-    return material
 
 
 def _plane_mesh(name, aspect):
@@ -180,53 +253,136 @@ def _assign(obj, material):
         obj.data.materials.append(material)
 
 
-def import_material(scene, collection, frames, job, job_dir, frame_start, object_names, use_emission=False):
-    """Animated texture on the named mesh objects, or on a new plane; returns (material, image, objects)."""
+def _setting(scene, name, default):
+    """A Scene.zss setting, or default where the scene has none (e.g. the add-on's properties are gone)."""
+    settings = getattr(scene, "zss", None)
+    return getattr(settings, name, default) if settings is not None else default
+
+
+def projector_for(scene, job, mapping=None, camera=None):
+    """(scene, camera, width, height) to project a depth-controlled clip from, or None for the UV map.
+
+    Only a clip made with depth control was generated from a camera's view; mapping None reads
+    Scene.zss.mapping, camera None is the scene's camera (the one depth was rendered from). Without a
+    camera the UV map is used.
+    """
+    if not job.get("control") and job.get("control_scale") is None:
+        return None
+    if (mapping or _setting(scene, "mapping", 'CAMERA')) != 'CAMERA':
+        return None
+    camera = camera or scene.camera
+    if camera is None or camera.type != 'CAMERA':
+        return None
+    return scene, camera, job["width"], job["height"]
+
+
+def _material_users(scene, material):
+    return [o for o in scene.objects
+            if o.type == 'MESH' and any(slot.material == material for slot in o.material_slots)]
+
+
+def import_material(scene, collection, frames, job, job_dir, frame_start, object_names, use_emission=False, *,
+                    mapping=None, camera=None, replace=None):
+    """Animated texture on the named mesh objects, or on a new plane; returns (material, image, objects).
+
+    mapping ('CAMERA' / 'UV', None = Scene.zss.mapping) and camera (None = scene.camera) decide how a
+    depth-controlled clip is mapped (see projection.py). replace names a ZS² material from an earlier
+    import (Regenerate, Vary Seed): that material and its image are reused in place — the image points
+    at the new frames — so no copies pile up; the objects using it keep it. A replace name that is not
+    a ZS² material any more imports a new one.
+    """
     params = job_params(job, job_dir, frame_start)
     name = clip_name(job["prompt"])
-    image = _sequence_image(frames, name, params)
-    material = _material(name, image, frame_start, len(frames), use_emission, params,
-                         tile=bool(job.get("tile_x") or job.get("tile_y")))
+    material = bpy.data.materials.get(replace) if replace else None
+    if material is not None and clip_texture(material) is None:
+        material = None
+    if material is None:
+        material = _new_material(name)
+        image = _sequence_image(frames, name, params)
+        users = []
+    else:
+        if material.name != name:
+            material.name = name
+        image = _sequence_image(frames, name, params, image=clip_texture(material).image)
+        users = _material_users(scene, material)
+    _configure(material, image, frame_start, len(frames), use_emission, params,
+               tile=bool(job.get("tile_x") or job.get("tile_y")),
+               projector=projector_for(scene, job, mapping, camera))
     objects = [bpy.data.objects.get(n) for n in object_names]
     objects = [o for o in objects if o is not None and o.type == 'MESH' and scene in o.users_scene]
-    if not objects:
-        objects = [new_plane(scene, collection, name, job["width"] / job["height"])]
     for obj in objects:
-        _assign(obj, material)
+        if obj not in users:
+            _assign(obj, material)
+    objects = objects + [o for o in users if o not in objects]
+    if not objects:
+        plane = new_plane(scene, collection, name, job["width"] / job["height"])
+        _assign(plane, material)
+        objects = [plane]
     return material, image, objects
 
 
-def _top_level_strips(editor):
-    return editor.strips if hasattr(editor, "strips") else editor.sequences  # 5.0 / 4.2–4.5
+free_channel = plates.free_channel  # kept public here: callers used importers.free_channel
 
 
-def free_channel(strips, frame_start, length, max_channel=128):
-    """The lowest channel with nothing overlapping [frame_start, frame_start + length)."""
-    frame_end = frame_start + length
-    busy = {s.channel for s in strips
-            if s.frame_final_start < frame_end and s.frame_final_end > frame_start}
-    for channel in range(1, max_channel + 1):
-        if channel not in busy:
-            return channel
-    raise RuntimeError(f"All {max_channel} sequencer channels are busy at frames {frame_start}–{frame_end - 1} "
-                       "— free a channel or move strips, then import the clip from its folder")
+@dataclass(frozen=True)
+class StripImport:
+    """Where a strip import went: the strip, the scene holding it, and what the user should know."""
+
+    strip: object
+    scene: object  # the plates scene, or the 3D scene itself for placement 'SCENE'
+    notes: tuple = ()
 
 
-def import_strip(scene, frames, video, job, job_dir, frame_start, use_movie=False):
-    """Image strip of all frames (or movie strip from the MP4) on a free channel at the start frame."""
-    editor = scene.sequence_editor or scene.sequence_editor_create()
-    strips = _top_level_strips(editor)
-    start = frame_start
-    channel = free_channel(strips, start, job["frames"])
-    name = clip_name(job["prompt"])
+def _new_strip(strips, frames, video, name, channel, start, use_movie):
     if use_movie and video:
         strip = strips.new_movie(name, video, channel, start, fit_method='FIT')
         strip.filepath = blend_path(video)
-    else:
-        strip = strips.new_image(name, frames[0], channel, start, fit_method='FIT')
-        for path in frames[1:]:
-            strip.elements.append(os.path.basename(path))
-        directory = blend_path(os.path.dirname(frames[0]))
-        strip.directory = directory if directory.endswith(("/", "\\")) else directory + "/"
-    store_params(strip, job_params(job, job_dir, frame_start))
+        return strip
+    strip = strips.new_image(name, frames[0], channel, start, fit_method='FIT')
+    for path in frames[1:]:
+        strip.elements.append(os.path.basename(path))
+    directory = blend_path(os.path.dirname(frames[0]))
+    strip.directory = directory if directory.endswith(("/", "\\")) else directory + "/"
     return strip
+
+
+def place_strip(scene, frames, video, job, job_dir, frame_start, use_movie=False, *, placement=None,
+                replace=None):
+    """Image strip of all frames (or movie strip from the MP4); returns a StripImport.
+
+    placement 'PLATES' (None = Scene.zss.strip_placement) puts it into scene's plates scene (see
+    plates.py) under a Scene strip of scene, so F12 in scene still renders 3D; 'SCENE' into scene's own
+    sequencer. The strip goes on the lowest free channel at frame_start — or, with replace naming a strip
+    of that sequencer (Regenerate, Vary Seed), takes that strip's channel and start in its place.
+    """
+    placement = placement or _setting(scene, "strip_placement", 'PLATES')
+    target = plates.plates_scene(scene) if placement == 'PLATES' else scene
+    editor = target.sequence_editor or target.sequence_editor_create()
+    strips = plates.top_level_strips(editor)
+    old = strips.get(replace) if replace else None
+    if old is not None:
+        channel, start = old.channel, old.frame_start
+        was_active = editor.active_strip == old
+        strips.remove(old)
+    else:
+        scene_strip = plates.find_scene_strip(target, scene) if placement == 'PLATES' else None
+        start, was_active = frame_start, False
+        channel = free_channel([s for s in strips if s != scene_strip], start, job["frames"])
+    notes = ()
+    if placement == 'PLATES':
+        plates.scene_strip_above(target, scene, channel)
+        note = plates.transparency_note(scene)
+        notes = (note,) if note else ()
+    strip = _new_strip(strips, frames, video, clip_name(job["prompt"]), channel, start, use_movie)
+    store_params(strip, job_params(job, job_dir, frame_start))
+    strip["zss_scene"] = scene.name  # the 3D scene the clip was made for (a plate lives in another scene)
+    if was_active:
+        editor.active_strip = strip
+    return StripImport(strip, target, notes)
+
+
+def import_strip(scene, frames, video, job, job_dir, frame_start, use_movie=False, *, placement=None,
+                 replace=None):
+    """place_strip's strip (see there for placement and replace)."""
+    return place_strip(scene, frames, video, job, job_dir, frame_start, use_movie, placement=placement,
+                       replace=replace).strip

@@ -104,10 +104,12 @@ def test_new_plane_faces_camera_when_nothing_selected(zb, clip):
 
 
 def test_strip_on_free_channel(zb, clip):
+    """Placement 'SCENE' (Scene.zss.strip_placement): the strip goes into this scene, as before issue 11."""
     import bpy
 
     job, job_dir, frames = clip
     scene = bpy.context.scene
+    scene.zss.strip_placement = 'SCENE'
     editor = scene.sequence_editor_create()
     strips = editor.strips if hasattr(editor, "strips") else editor.sequences
     blocker = strips.new_image("blocker", frames[0], 1, START + 2, fit_method='FIT')  # channel 1 is busy
@@ -131,7 +133,7 @@ def test_paths_relative_to_saved_blend(zb, clip, tmp_path):
     scene = bpy.context.scene
     _material, image, _objects = zb.importers.import_material(
         scene, scene.collection, frames, job, job_dir, START, ["Cube"])
-    strip = zb.importers.import_strip(scene, frames, None, job, job_dir, START)
+    strip = zb.importers.import_strip(scene, frames, None, job, job_dir, START, placement='SCENE')
     assert image.filepath.startswith("//zss/") and strip.directory.startswith("//zss/")
     assert image["zss_job_dir"].startswith("//zss/") and strip["zss_job_dir"] == image["zss_job_dir"]
     assert os.path.normpath(bpy.path.abspath(image.filepath)) == os.path.normpath(frames[0])

@@ -1,0 +1,113 @@
+"""The plates scene: where a clip imported as a strip goes, so F12 in the 3D scene still renders 3D.
+
+A strip in a scene's own sequencer makes that scene's render the sequencer's output (only the clip).
+So by default a strip goes to an edit scene "<scene> · plates", created once per 3D scene and reused:
+the clip strips (plates) sit on low channels and a Scene strip of the 3D scene sits above them with
+Alpha Over, at the 3D scene's own frames (edit frame f shows 3D frame f). Rendering the plates scene
+composites the 3D render over the generated background — where the 3D scene renders a transparent film
+(Render ▸ Film ▸ Transparent). That is the 3D scene's setting and stays the user's choice:
+transparency_note() says what to do when it is off. The plates scene follows the 3D scene's frame
+range, frame rate, resolution and colour management at every import.
+
+Runs from the job poller (a timer): data API only.
+"""
+
+import bpy
+
+SUFFIX = " · plates"
+OWNER_KEY = "zss_plates_of"  # custom property on the plates scene: the 3D scene it belongs to (an ID)
+NAME_BYTES = 63  # Blender's datablock name limit (4.x) in UTF-8 bytes
+F12_WARNING = "F12 here renders the sequencer: only the clip, not the 3D scene"  # panel, 'SCENE' placement
+
+_FOLLOWED_RENDER = ("fps", "fps_base", "resolution_x", "resolution_y", "resolution_percentage",
+                    "pixel_aspect_x", "pixel_aspect_y")
+_FOLLOWED_VIEW = ("view_transform", "look", "exposure", "gamma")
+
+
+def top_level_strips(editor):
+    """The editor's top-level strips (Blender 5.0 names them strips, 4.2–4.5 sequences)."""
+    return editor.strips if hasattr(editor, "strips") else editor.sequences
+
+
+def free_channel(strips, frame_start, length, max_channel=128):
+    """The lowest channel with nothing overlapping [frame_start, frame_start + length)."""
+    frame_end = frame_start + length
+    busy = {s.channel for s in strips
+            if s.frame_final_start < frame_end and s.frame_final_end > frame_start}
+    for channel in range(1, max_channel + 1):
+        if channel not in busy:
+            return channel
+    raise RuntimeError(f"All {max_channel} sequencer channels are busy at frames {frame_start}–{frame_end - 1} "
+                       "— free a channel or move strips, then import the clip from its folder")
+
+
+def plates_name(scene):
+    """'<scene> · plates', the scene name shortened so the whole name fits a datablock name."""
+    name = scene.name
+    while name and len((name + SUFFIX).encode()) > NAME_BYTES:
+        name = name[:-1]
+    return name + SUFFIX
+
+
+def find_plates_scene(scene):
+    """The plates scene made for scene (found by its owner property, so renaming either keeps it)."""
+    return next((s for s in bpy.data.scenes if s != scene and s.get(OWNER_KEY) == scene), None)
+
+
+def follow(scene, edit):
+    """Give the plates scene the 3D scene's frame range, frame rate, resolution and colour management."""
+    edit.frame_start, edit.frame_end = scene.frame_start, scene.frame_end
+    for attr in _FOLLOWED_RENDER:
+        setattr(edit.render, attr, getattr(scene.render, attr))
+    for attr in _FOLLOWED_VIEW:
+        setattr(edit.view_settings, attr, getattr(scene.view_settings, attr))
+    edit.display_settings.display_device = scene.display_settings.display_device
+    edit.render.use_sequencer = True
+
+
+def plates_scene(scene):
+    """The plates scene of scene: found or created (once), brought in step with scene."""
+    edit = find_plates_scene(scene)
+    if edit is None:
+        edit = bpy.data.scenes.new(plates_name(scene))
+        edit[OWNER_KEY] = scene
+    follow(scene, edit)
+    if edit.sequence_editor is None:
+        edit.sequence_editor_create()
+    return edit
+
+
+def find_scene_strip(edit, scene):
+    return next((s for s in top_level_strips(edit.sequence_editor) if s.type == 'SCENE' and s.scene == scene), None)
+
+
+def scene_strip_above(edit, scene, channel):
+    """The Scene strip of scene in edit, Alpha Over, above `channel`, covering scene's frame range.
+
+    Moved up (or made) when the plate about to go on `channel` would be at or above it; re-made when
+    the 3D scene's frame range changed since it was made.
+    """
+    strips = top_level_strips(edit.sequence_editor)
+    strip = find_scene_strip(edit, scene)
+    length = scene.frame_end - scene.frame_start + 1
+    if strip is not None and (strip.frame_final_start, strip.frame_final_duration) != (scene.frame_start, length):
+        channel = max(channel, strip.channel - 1)
+        strips.remove(strip)
+        strip = None
+    top = max([s.channel for s in strips if s != strip] + [channel]) + 1
+    if strip is None:
+        strip = strips.new_scene(scene.name, scene, top, scene.frame_start)
+        strip.scene_input = 'CAMERA'
+    elif strip.channel <= channel:
+        strip.channel = top
+    strip.blend_type = 'ALPHA_OVER'
+    return strip
+
+
+def transparency_note(scene):
+    """What the user should know when scene's render would hide the plates behind it (else None)."""
+    if scene.render.film_transparent:
+        return None
+    return (f"The clip went to the scene '{plates_name(scene)}', under the render of '{scene.name}'. "
+            f"'{scene.name}' renders an opaque background that covers it: turn on Render Properties ▸ Film ▸ "
+            "Transparent there to see the clip behind the 3D render")
