@@ -15,7 +15,7 @@ SIZE ?= 64x64
 STEPS ?= 25
 OUT ?= demo-out
 
-.PHONY: demo test bench zip venv clean train-textures
+.PHONY: demo test test-blender test-matrix bench zip venv clean train-textures
 
 venv: $(VENV)/.installed
 
@@ -31,6 +31,42 @@ demo: venv
 
 test: venv
 	$(PY) -m pytest -q tests
+
+# Blender version matrix: the real-bpy tests (tests/blender) against one Blender, in its own venv
+# (.venv-blender-<version>) holding only that exact bpy wheel and what the tests import. The generator
+# the end-to-end tests start runs in .venv (torch, diffusers): ZSS_GENERATOR_PYTHON points there.
+#   make test-blender BLENDER=4.2|4.5|5.0|newest      make test-matrix (oldest LTS + newest)
+# To add a Blender: a BPY_<version> pin and, if it needs another Python, a BPY_PYTHON_<version>.
+BLENDER ?= 5.0
+BLENDER_VERSIONS := 4.2 4.5 5.0 5.3
+BLENDER_NEWEST := 5.3
+BLENDER_MATRIX ?= 4.2 newest
+BPY_4.2 := 4.2.23
+BPY_4.5 := 4.5.15
+BPY_5.0 := 5.0.1
+BPY_5.3 := 5.3.0
+# bpy 5.1+ wheels exist only for CPython 3.13 (the pyenv copy when python3.13 is not on PATH).
+BPY_PYTHON_5.3 = $(or $(shell for p in python3.13 $(HOME)/.pyenv/versions/3.13*/bin/python3.13; do \
+	"$$p" -c '' 2>/dev/null && echo "$$p" && break; done),python3.13)
+BLENDER_TEST_DEPS ?= "pytest>=8" pillow numpy
+BV := $(if $(filter newest,$(BLENDER)),$(BLENDER_NEWEST),$(BLENDER))
+BVENV := .venv-blender-$(BV)
+BSTAMP := $(BVENV)/.bpy-$(BPY_$(BV))
+
+test-blender: venv $(BSTAMP)
+	ZSS_GENERATOR_PYTHON=$(abspath $(PY)) $(BVENV)/bin/python -m pytest -q tests/blender
+
+test-matrix: venv
+	set -e; for v in $(BLENDER_MATRIX); do $(MAKE) --no-print-directory test-blender BLENDER=$$v; done
+
+# The stamp names the pinned wheel: changing a pin rebuilds that venv from scratch.
+$(BSTAMP):
+	@test -n "$(BPY_$(BV))" || { echo "error: no bpy pin for BLENDER=$(BLENDER);" \
+		"use one of: $(BLENDER_VERSIONS) newest" >&2; exit 2; }
+	rm -rf $(BVENV)
+	$(or $(BPY_PYTHON_$(BV)),$(PYTHON)) -m venv $(BVENV)
+	$(BVENV)/bin/python -m pip install -q "bpy==$(BPY_$(BV))" $(BLENDER_TEST_DEPS)
+	touch $@
 
 bench: venv
 	$(PY) bench/noise.py
@@ -58,4 +94,4 @@ zip: venv
 	$(PY) tools/build_extension.py --output-dir dist
 
 clean:
-	rm -rf $(VENV) dist .pytest_cache
+	rm -rf $(VENV) .venv-blender-* dist .pytest_cache

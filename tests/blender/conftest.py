@@ -17,6 +17,9 @@ import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 ADDON = "zss_ext"  # the package name the repository root is imported under
+# The generator's Python (torch, diffusers) for tests that start a real worker: this Python when it has
+# them (make test), else the one make test-blender names (a bpy-only venv per Blender version).
+GENERATOR_PYTHON = os.environ.get("ZSS_GENERATOR_PYTHON") or sys.executable
 
 if importlib.util.find_spec("bpy") is None:
     collect_ignore_glob = ["test_*.py"]  # no bpy for this Python (it needs CPython 3.11)
@@ -79,9 +82,9 @@ def zb(addon):
 
 @pytest.fixture
 def prefs(zb, tmp_path):
-    """Preferences that work on any machine: this Python as generator, the tiny models."""
+    """Preferences that work on any machine: GENERATOR_PYTHON as generator, the tiny models."""
     p = zb.preferences.get()
-    p.python_path = sys.executable
+    p.python_path = GENERATOR_PYTHON
     p.model = "tiny"
     p.controlnet_model = "tiny"
     p.output_dir = str(tmp_path / "out")
