@@ -1,22 +1,10 @@
 """Per-frame values of animated properties, read from F-curves (Blender 4.2 … 5.x).
 
 Reading the F-curve directly avoids stepping the whole scene through every frame just to read λ and μ.
-Blender 4.4 introduced slotted actions (F-curves live in a channelbag per slot) and 5.0 removed the
-old `Action.fcurves`; find_fcurve handles both.
+Where the F-curves live differs between Blender versions (slotted actions): compat.action_fcurves.
 """
 
-
-def _fcurves(id_data):
-    animation_data = getattr(id_data, "animation_data", None)
-    action = animation_data.action if animation_data else None
-    if action is None:
-        return None
-    slot = getattr(animation_data, "action_slot", None)
-    if slot is not None:  # 4.4+: slotted actions
-        from bpy_extras import anim_utils
-        channelbag = anim_utils.action_get_channelbag_for_slot(action, slot)
-        return channelbag.fcurves if channelbag is not None else None
-    return getattr(action, "fcurves", None)  # 4.2 / 4.3
+from . import compat
 
 
 def _single(value):
@@ -26,7 +14,7 @@ def _single(value):
 
 def find_fcurve(id_data, data_path, index=0):
     """The F-curve animating data_path on id_data, or None."""
-    fcurves = _fcurves(id_data)
+    fcurves = compat.action_fcurves(id_data)
     if fcurves is None:
         return None
     return fcurves.find(data_path, index=index)

@@ -21,6 +21,8 @@ import os
 import bpy
 import numpy as np
 
+from . import compat
+
 NEAR_PERCENTILE = 1.0  # robust near/far: ignore the nearest and farthest 1 % of foreground pixels
 FAR_PERCENTILE = 99.0
 SAMPLE_BUDGET = 2_000_000  # foreground depths kept for the percentiles (spread over all frames)
@@ -34,8 +36,8 @@ class DepthError(RuntimeError):
 class _Overrides:
     """Set attributes and put the first-seen values back, in the order they were first set.
 
-    Restoring in setting order matters in 5.0: image_settings.media_type decides which file_format
-    values are allowed, so the media type must be restored before the format.
+    Restoring in setting order matters where image_settings has a media_type (compat.HAS_MEDIA_TYPE):
+    it decides which file_format values are allowed, so the media type must be restored before the format.
     """
 
     def __init__(self):
@@ -45,12 +47,10 @@ class _Overrides:
         """Record current values before changing any of them (settings that reset each other)."""
         for attr in attrs:
             key = (obj.as_pointer(), attr)
-            if hasattr(obj, attr) and key not in self._saved:
+            if key not in self._saved:
                 self._saved[key] = (obj, attr, getattr(obj, attr))
 
     def set(self, obj, attr, value):
-        if not hasattr(obj, attr):
-            return  # a setting this Blender version does not have
         self.remember(obj, attr)
         setattr(obj, attr, value)
 
@@ -70,9 +70,7 @@ class _Overrides:
 
 def _depth_material():
     """A material emitting planar camera depth; used as the view layer's material override."""
-    mat = bpy.data.materials.new(".zss_depth")
-    if bpy.app.version < (5, 0, 0):
-        mat.use_nodes = True
+    mat = compat.new_node_material(".zss_depth")
     nodes = mat.node_tree.nodes
     nodes.clear()
     camera = nodes.new("ShaderNodeCameraData")
@@ -86,8 +84,10 @@ def _depth_material():
 
 def _set_image_format(ov, settings, media_type, file_format, color_mode, color_depth):
     # Changing the format resets the colour depth and mode: remember all of them first.
-    ov.remember(settings, "media_type", "file_format", "color_mode", "color_depth", "exr_codec")
-    ov.set(settings, "media_type", media_type)  # 5.0+: must precede file_format
+    ov.remember(settings, *(("media_type",) if compat.HAS_MEDIA_TYPE else ()), "file_format", "color_mode",
+                "color_depth", "exr_codec")
+    if compat.HAS_MEDIA_TYPE:
+        ov.set(settings, "media_type", media_type)  # must precede file_format
     ov.set(settings, "file_format", file_format)
     ov.set(settings, "color_mode", color_mode)
     ov.set(settings, "color_depth", color_depth)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import bpy
 from mathutils import Matrix, Vector
 
-from . import plates, projection
+from . import compat, plates, projection
 
 NAME_LIMIT = 40  # datablock names are at most 63 bytes; keep room for Blender's ".001"
 PLANE_HEIGHT = 2.0  # when no camera frames it
@@ -145,9 +145,7 @@ def _wire_coordinates(tree, texture, tile, projector):
 
 def _new_material(name):
     """A material with a Principled BSDF and an empty Image Texture node CLIP_NODE."""
-    material = bpy.data.materials.new(name)
-    if bpy.app.version < (5, 0, 0):
-        material.use_nodes = True
+    material = compat.new_node_material(name)
     tree = material.node_tree
     bsdf = next((n for n in tree.nodes if n.type == 'BSDF_PRINCIPLED'), None)
     if bsdf is None:
@@ -358,7 +356,7 @@ def place_strip(scene, frames, video, job, job_dir, frame_start, use_movie=False
     placement = placement or _setting(scene, "strip_placement", 'PLATES')
     target = plates.plates_scene(scene) if placement == 'PLATES' else scene
     editor = target.sequence_editor or target.sequence_editor_create()
-    strips = plates.top_level_strips(editor)
+    strips = compat.top_level_strips(editor)
     old = strips.get(replace) if replace else None
     if old is not None:
         channel, start = old.channel, old.frame_start

@@ -14,6 +14,8 @@ Runs from the job poller (a timer): data API only.
 
 import bpy
 
+from . import compat
+
 SUFFIX = " · plates"
 OWNER_KEY = "zss_plates_of"  # custom property on the plates scene: the 3D scene it belongs to (an ID)
 NAME_BYTES = 63  # Blender's datablock name limit (4.x) in UTF-8 bytes
@@ -22,11 +24,6 @@ F12_WARNING = "F12 here renders the sequencer: only the clip, not the 3D scene" 
 _FOLLOWED_RENDER = ("fps", "fps_base", "resolution_x", "resolution_y", "resolution_percentage",
                     "pixel_aspect_x", "pixel_aspect_y")
 _FOLLOWED_VIEW = ("view_transform", "look", "exposure", "gamma")
-
-
-def top_level_strips(editor):
-    """The editor's top-level strips (Blender 5.0 names them strips, 4.2–4.5 sequences)."""
-    return editor.strips if hasattr(editor, "strips") else editor.sequences
 
 
 def free_channel(strips, frame_start, length, max_channel=128):
@@ -78,7 +75,7 @@ def plates_scene(scene):
 
 
 def find_scene_strip(edit, scene):
-    return next((s for s in top_level_strips(edit.sequence_editor) if s.type == 'SCENE' and s.scene == scene), None)
+    return next((s for s in compat.top_level_strips(edit.sequence_editor) if s.type == 'SCENE' and s.scene == scene), None)
 
 
 def scene_strip_above(edit, scene, channel):
@@ -87,7 +84,7 @@ def scene_strip_above(edit, scene, channel):
     Moved up (or made) when the plate about to go on `channel` would be at or above it; re-made when
     the 3D scene's frame range changed since it was made.
     """
-    strips = top_level_strips(edit.sequence_editor)
+    strips = compat.top_level_strips(edit.sequence_editor)
     strip = find_scene_strip(edit, scene)
     length = scene.frame_end - scene.frame_start + 1
     if strip is not None and (strip.frame_final_start, strip.frame_final_duration) != (scene.frame_start, length):

@@ -83,7 +83,7 @@ def test_depth_maps_share_one_range_and_restore_settings(zb, tmp_path):
     scene, _cube = build_scene(bpy)
     view_layer = bpy.context.view_layer
     render = scene.render
-    render.engine = "BLENDER_EEVEE"
+    render.engine = zb.compat.EEVEE  # a user setting the depth render must restore
     render.resolution_x, render.resolution_y, render.resolution_percentage = 1920, 1080, 50
     render.image_settings.file_format = "JPEG"
     render.filepath = "/tmp/user-output-"
