@@ -90,8 +90,9 @@ train-textures: venv
 	$(TRAIN) controlnet --resume --minutes 25 --threads $(TRAIN_THREADS)
 	$(TRAIN) export
 
-zip: venv
-	$(PY) tools/build_extension.py --output-dir dist
+# Needs only Python 3.11+: Blender's own builder is vendored as tools/blender_ext.py (no bpy, no .venv).
+zip:
+	$(PYTHON) tools/build_extension.py --output-dir dist
 
 clean:
 	rm -rf $(VENV) .venv-blender-* dist .pytest_cache

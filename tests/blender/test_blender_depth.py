@@ -1,5 +1,6 @@
 """Depth maps: one PNG per frame, one normalization for the clip, user settings untouched."""
 
+import itertools
 import math
 
 import numpy as np
@@ -112,7 +113,7 @@ def test_depth_maps_share_one_range_and_restore_settings(zb, tmp_path):
     assert all(m[pixel_of(bpy, scene, frame, (-2.0, -2.0, 0.0))] == 0 for frame, m in enumerate(maps, start=1))
     # The cube rises towards the camera: nearer is brighter, and brighter than the box.
     center = [m[SIZE // 2, SIZE // 2] for m in maps]
-    assert all(b > a for a, b in zip(center, center[1:])), center
+    assert all(b > a for a, b in itertools.pairwise(center)), center
     assert center[0] > step_values[0]
     assert max(m.max() for m in maps) == 65535  # the nearest percentile reaches white
 
