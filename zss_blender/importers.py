@@ -359,7 +359,7 @@ def place_strip(scene, frames, video, job, job_dir, frame_start, use_movie=False
     strips = compat.top_level_strips(editor)
     old = strips.get(replace) if replace else None
     if old is not None:
-        channel, start = old.channel, old.frame_start
+        channel, start = old.channel, round(old.frame_start)  # a float in 5.0
         was_active = editor.active_strip == old
         strips.remove(old)
     else:

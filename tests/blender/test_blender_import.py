@@ -137,3 +137,62 @@ def test_paths_relative_to_saved_blend(zb, clip, tmp_path):
     assert image.filepath.startswith("//zss/") and strip.directory.startswith("//zss/")
     assert image["zss_job_dir"].startswith("//zss/") and strip["zss_job_dir"] == image["zss_job_dir"]
     assert os.path.normpath(bpy.path.abspath(image.filepath)) == os.path.normpath(frames[0])
+
+
+def test_replace_updates_material_image_and_strip_in_place(zb, tmp_path):
+    """Regenerate / Vary Seed (issue 11, bug 8): five imports with replace= leave the counts of materials,
+    images, node groups and strips unchanged, point the image at the newest frames and keep the strip's
+    channel and start; the render shows the newest clip."""
+    import bpy
+
+    scene = bpy.context.scene
+
+    def clip_number(n, color):
+        job_dir = tmp_path / "zss" / f"20260101-00000{n}-abcdef"
+        job_dir.mkdir(parents=True)
+        frames = []
+        for i in range(1, 4):
+            frames.append(str(job_dir / f"frame_{i:04d}.png"))
+            Image.new("RGB", (32, 16), color).save(frames[-1])
+        job = {"id": job_dir.name, "prompt": "sea", "frames": 3, "width": 32, "height": 16, "steps": 2,
+               "guidance": 7.5, "seed": n, "lam": 0.01, "mu": 0.98, "noise": "dependency", "model": "tiny",
+               "output_dir": str(job_dir.parent), "control": {"type": "depth", "images": [], "scale": 1.0}}
+        return job, str(job_dir), frames
+
+    job, job_dir, frames = clip_number(0, (255, 0, 0))
+    material, image, _objects = zb.importers.import_material(scene, scene.collection, frames, job, job_dir, START,
+                                                             ["Cube"], use_emission=True)
+    strip = zb.importers.import_strip(scene, frames, None, job, job_dir, START)
+    strip.channel, strip.frame_start = 4, START + 10  # the user moved it
+    scene.render.engine = 'CYCLES'
+    scene.cycles.samples = 1
+    scene.cycles.use_denoising = False
+    scene.render.resolution_x = scene.render.resolution_y = 24
+    scene.render.resolution_percentage = 100
+    scene.view_settings.view_transform = 'Standard'
+    scene.render.image_settings.file_format = 'OPEN_EXR'
+    bpy.data.objects["Light"].hide_render = True
+    scene.world = None
+    first = render_pixel(bpy, scene, START, str(tmp_path / "first.exr"))  # loads (caches) the first clip
+    assert first[0] > first[2] + 0.2
+    editor = strip.id_data.sequence_editor
+
+    def counts():
+        return (len(bpy.data.materials), len(bpy.data.images), len(bpy.data.node_groups), len(bpy.data.scenes),
+                len(editor.strips_all))
+
+    before = counts()
+    for n in range(1, 6):
+        job, job_dir, frames = clip_number(n, (0, 0, 255) if n == 5 else (0, 255, 0))
+        material, image, objects = zb.importers.import_material(
+            scene, scene.collection, frames, job, job_dir, START, [], use_emission=True, replace=material.name)
+        strip = zb.importers.import_strip(scene, frames, None, job, job_dir, START, replace=strip.name)
+        assert counts() == before, n
+    assert objects == [bpy.data.objects["Cube"]]  # nothing selected: the objects using it keep it
+    assert os.path.normpath(bpy.path.abspath(image.filepath)) == os.path.normpath(frames[0])
+    assert material["zss_seed"] == image["zss_seed"] == strip["zss_seed"] == 5
+    assert (strip.channel, strip.frame_final_start) == (4, START + 10)
+    assert strip["zss_job_id"] == job["id"] and os.path.normpath(bpy.path.abspath(strip.directory)) == job_dir
+
+    newest = render_pixel(bpy, scene, START, str(tmp_path / "newest.exr"))
+    assert newest[2] > newest[0] + 0.2 and newest[2] > newest[1] + 0.2  # blue: clip 5, not a cached frame
