@@ -1,21 +1,21 @@
 """ZS² Video Textures: registration only; each module does one job (see DESIGN.md ▸ Layout).
 
 Blender never imports torch: the generator runs in its own Python, started by jobs.py through
-zss_core.client.
+zss_core.client. The registered classes are each module's CLASSES, in registration order.
 """
 
 import atexit
 
 import bpy
 
-from . import environment, icons, jobs, operators, panels, preferences, properties
+from . import environment, icons, jobs, operators, panels, properties
 
-_CLASSES = (*properties.CLASSES, *preferences.CLASSES, *operators.CLASSES, *panels.CLASSES)
+CLASSES = (*properties.CLASSES, *operators.CLASSES, *panels.CLASSES)
 
 
 def register():
     icons.load()
-    for cls in _CLASSES:
+    for cls in CLASSES:
         bpy.utils.register_class(cls)
     properties.register()
     atexit.register(jobs.stop_worker)  # Blender quitting must not leave the generator running
@@ -28,6 +28,6 @@ def unregister():
     environment.shutdown()  # setup timer and process
     jobs.shutdown()  # timer and worker
     properties.unregister()
-    for cls in reversed(_CLASSES):
+    for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)
     icons.unload()

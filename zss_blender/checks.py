@@ -8,10 +8,9 @@ already covers the same field.
 
 import os
 
-from ..zss_core import protocol
+from ..zss_core import defaults, protocol
 from . import hints, jobs, jobspec
 
-PREFS = hints.PREFS
 SNIPPET = 30  # characters of a prompt quoted in a message
 
 
@@ -69,18 +68,20 @@ def problems(scene, prefs):
         if not jobspec.controlnet_setting(prefs):
             found.append(("controlnet_model", hints.message("controlnet_model",
                                                             "Depth Control needs a depth ControlNet")))
-    if not jobspec.output_root(prefs):
-        found.append(("output_dir", hints.message("output_dir",
-                                                  "The .blend file is not saved and no output folder is set")))
+    output = jobspec.output_problem(prefs)
+    if output is not None:
+        key, what = output
+        found.append(("output_dir", hints.message(key, what)))
     frame_start, count = jobspec.frame_range(settings, scene)
-    if not 1 <= count <= jobspec.MAX_FRAMES:
+    if not 1 <= count <= defaults.MAX_FRAMES:
         found.append(("frames", hints.message("frames", f"The clip would have {count} frames (from frame "
                                                         f"{frame_start})")))
     for name in ("width", "height"):
         value = getattr(settings, name)
-        if value and (value % 8 or value < jobspec.MIN_SIZE):
-            found.append((name, hints.message("size", f"{name.capitalize()} {value} is not a multiple of 8 from "
-                                                      f"{jobspec.MIN_SIZE} to {jobspec.MAX_SIZE}")))
+        if value and (value % defaults.SIZE_MULTIPLE or value < defaults.MIN_SIZE):
+            found.append((name, hints.message("size", f"{name.capitalize()} {value} is not a multiple of "
+                                                      f"{defaults.SIZE_MULTIPLE} from {defaults.MIN_SIZE} to "
+                                                      f"{defaults.MAX_SIZE}")))
     found.extend(prompt_key_problems(settings, frame_start, count))
     return found
 

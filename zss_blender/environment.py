@@ -2,11 +2,16 @@
 
 Runs ``python -m zss_core.setup_env DIR --json`` (stdlib only, so Blender's own Python can run it) as a
 background process; a reader thread queues its stdout lines and poll() — the timer callback, a plain
-function like jobs.poll — turns them into `state` for the preferences panel: progress, the last log
-lines, the error. On success the Generator Python preference is set to the new environment's python
-and the worker is started; poll() keeps going until the worker reports ready, without blocking.
+function like jobs.poll — turns them into the set-up's Task (tasks.py) and `state` for the preferences
+panel: progress, the last log lines, the error. On success the Generator Python preference is set to
+the new environment's python and the worker is started (jobs.ensure_client); poll() keeps going until
+the worker reports ready, without blocking.
 
-All runtime state is in one object (`state`); shutdown() ends the timer and the process.
+check() imports the generator's packages in Generator Python (setup_env --check); generator_problem()
+runs it before a Generate and remembers a healthy result per python and installed packages, so a Python
+without torch is refused with what is missing instead of failing in the worker.
+
+All runtime state is in one object (`state`), written only here; shutdown() ends the timer and the process.
 """
 
 import collections
@@ -23,8 +28,8 @@ import time
 
 import bpy
 
-from ..zss_core import client as worker_client
-from . import hints, jobs, jobspec, preferences, timers
+from ..zss_core import client as generator_client
+from . import hints, jobs, jobspec, preferences, tasks, timers
 
 SETUP_MODULE = "zss_core.setup_env"  # tests point this at a fake
 POLL_INTERVAL = 0.2
@@ -37,22 +42,21 @@ LINE_LIMIT = 300  # characters kept of one log line
 
 @dataclasses.dataclass
 class SetupState:
-    """What the preferences show about the generator environment."""
+    """What the preferences show about the generator environment (written only by this module)."""
 
-    phase: str = ""  # "" idle, "installing", "starting" (worker), "done", "failed", "cancelled"
+    task: tasks.Task = None  # the running or last Set Up / Repair / Rebuild
+    phase: str = ""  # while the task runs: "installing", then "starting" (waiting for the worker's ready)
     action: str = ""  # "setup", "repair" or "rebuild"
     directory: str = ""
-    fraction: float = 0.0
-    message: str = ""  # the last step, or the ready report when done
     log: collections.deque = dataclasses.field(default_factory=lambda: collections.deque(maxlen=LOG_LINES))
-    error: str = ""
-    health: dict = None  # the last health report (setup's own, or Check Generator's)
+    health: dict = None  # the last health report (setup's own, Check Generator's, or Generate's check)
     python: str = ""  # the environment's python once installed
-    started: float = 0.0
+    errors: list = dataclasses.field(default_factory=list)  # the setup process's own error events
+    waiting_since: float = 0.0  # when the installed worker was started (phase "starting")
 
     @property
     def busy(self):
-        return self.phase in ("installing", "starting")
+        return self.task is not None and not self.task.done()
 
     @property
     def broken(self):
@@ -69,6 +73,7 @@ class _Process:
 
 state = SetupState()
 _process = None
+_healthy = set()  # (python, its mtime, its site-packages' mtimes) that passed check()
 
 
 class SetupRefused(RuntimeError):
@@ -126,16 +131,6 @@ def command(prefs, folder, rebuild=False, check=False):
     return args
 
 
-def child_env():
-    """The add-on's zss_core on PYTHONPATH (setup_env is not installed anywhere), UTF-8, unbuffered."""
-    env = dict(os.environ)
-    env["PYTHONUNBUFFERED"] = "1"
-    env["PYTHONIOENCODING"] = "utf-8"
-    old = env.get("PYTHONPATH")
-    env["PYTHONPATH"] = worker_client.PACKAGE_PARENT + (os.pathsep + old if old else "")
-    return env
-
-
 def _popen_kwargs():
     if os.name == "nt":
         return {"creationflags": subprocess.CREATE_NO_WINDOW | subprocess.CREATE_NEW_PROCESS_GROUP}
@@ -184,7 +179,8 @@ def start(prefs, rebuild=False, repair=False):
     args = command(prefs, folder, rebuild=rebuild)
     try:
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, encoding="utf-8", errors="replace", bufsize=1, env=child_env(),
+                                text=True, encoding="utf-8", errors="replace", bufsize=1,
+                                env=generator_client.child_env(),
                                 **_popen_kwargs())
     except OSError as e:
         raise SetupRefused(hints.message("setup_failed", f"Setting up the generator failed: could not run "
@@ -194,13 +190,13 @@ def start(prefs, rebuild=False, repair=False):
     thread.start()
     _process = _Process(proc, lines, thread)
     state.__init__()
+    state.task = tasks.Task("setup")
+    state.task.update("Starting…")
     state.phase = "installing"
     state.action = "rebuild" if rebuild else ("repair" if repair or repairing else "setup")
     state.directory = folder
-    state.message = "Starting…"
-    state.started = time.monotonic()
     state.log.append("$ " + " ".join(args))
-    _start_timer()
+    start_timer()
     return folder
 
 
@@ -216,9 +212,9 @@ def _handle_line(line):
     kind = event["type"]
     if kind == "step":
         total = event.get("total") or 1
-        state.fraction = max(0.0, min(1.0, float(event.get("fraction", event.get("step", 0) / total))))
-        state.message = str(event.get("message", ""))
-        state.log.append(f"[{event.get('step')}/{total}] {state.message}"[:LINE_LIMIT])
+        message = str(event.get("message", ""))
+        state.task.update(message, float(event.get("fraction", event.get("step", 0) / total)))
+        state.log.append(f"[{event.get('step')}/{total}] {message}"[:LINE_LIMIT])
     elif kind == "log":
         text = str(event.get("line", ""))
         if text.strip():
@@ -227,7 +223,7 @@ def _handle_line(line):
         state.health = event
         state.python = str(event.get("python", ""))
     elif kind == "error":
-        state.error = str(event.get("message", "setup failed"))
+        state.errors.append(str(event.get("message", "setup failed")))
 
 
 def _finish_install(returncode, prefs):
@@ -236,24 +232,24 @@ def _finish_install(returncode, prefs):
     _process = None
     health = state.health
     if returncode == 0 and health is not None and health.get("ok"):
-        state.fraction = 1.0
         prefs.python_path = state.python or env_python(state.directory)
         try:
-            jobs.ensure_worker(jobspec.user_path(prefs.python_path))
-        except worker_client.WorkerStartError as e:
+            jobs.ensure_client(prefs)
+        except generator_client.WorkerStartError as e:
             _fail(hints.message("worker_start", f"The generator was installed but did not start: {e}"))
             return
         state.phase = "starting"
-        state.message = "Installed; starting the generator…"
-        state.started = time.monotonic()
+        state.task.update("Installed; starting the generator…", 1.0)
+        state.waiting_since = time.monotonic()
         return
-    problem = state.error or (health or {}).get("problem") or f"the setup process exited with code {returncode}"
+    problem = "; ".join(state.errors) or (health or {}).get("problem") or \
+        f"the setup process exited with code {returncode}"
     _fail(hints.message("setup_failed", f"Setting up the generator failed: {problem}"))
 
 
 def _fail(error):
-    state.phase = "failed"
-    state.error = error
+    state.phase = ""
+    state.task.fail(error)
     print(f"ZS²: {error}\n" + "\n".join(state.log), file=sys.stderr)
 
 
@@ -261,18 +257,16 @@ def _follow_worker():
     """After an install: wait (without blocking) for the new worker's ready report."""
     c = jobs.client()
     if c is not None and c.ready is not None:
-        jobs.state.ready = c.ready
-        state.phase = "done"
-        state.message = jobs.ready_summary(c.ready)
+        state.phase = ""
         state.health = {**(state.health or {}), "ok": True}
-        jobs.state.status = state.message
+        state.task.finish(jobs.ready_summary(c.ready))
         return
     if c is None or not c.is_alive():
-        tail = c.stderr_tail(LOG_LINES) if c is not None else ""
+        tail = c.diagnostics(LOG_LINES) if c is not None else ""
         for line in tail.splitlines():
             state.log.append(line[:LINE_LIMIT])
         _fail(hints.message("worker_start", "The generator was installed but exited during start-up"))
-    elif time.monotonic() - state.started > READY_TIMEOUT:
+    elif time.monotonic() - state.waiting_since > READY_TIMEOUT:
         _fail(hints.message("worker_start", f"The generator did not report ready within {READY_TIMEOUT:g} s"))
 
 
@@ -332,29 +326,34 @@ def cancel():
     global _process
     if _process is None:
         if state.phase == "starting":  # stop waiting for the worker; it keeps starting in the background
-            state.phase = "cancelled"
-            state.message = "Installed; press Check Generator to see whether it started"
+            state.phase = ""
+            state.task.cancel("Installed; press Check Generator to see whether it started")
             return True
         return False
     running = _process
     _process = None
     _kill(running.proc)
     running.thread.join(timeout=2.0)
-    state.phase = "cancelled"
-    state.message = "Cancelled — press Set Up Generator again to finish (what was installed is kept)"
+    state.phase = ""
+    state.task.cancel("Cancelled — press Set Up Generator again to finish (what was installed is kept)")
     _redraw()
     return True
 
 
 def check(prefs, python, timeout=CHECK_TIMEOUT):
-    """Health of the environment `python` belongs to (setup_env --check): a dict with ok, missing, problem.
+    """Health of the environment `python` belongs to (setup_env --check, which imports torch, diffusers …
+    in that Python): a dict with ok, missing, problem. Recorded as state.health for the preferences.
 
-    Blocking (it imports torch in that Python); Check Generator calls it.
+    Blocking; Check Generator and generator_problem() call it.
     """
-    args = command(prefs, python, check=True)
+    state.health = _run_check(command(prefs, python, check=True), python, timeout)
+    return state.health
+
+
+def _run_check(args, python, timeout):
     try:
         result = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, text=True, encoding="utf-8",
-                                errors="replace", env=child_env(), timeout=timeout)
+                                errors="replace", env=generator_client.child_env(), timeout=timeout)
     except (OSError, subprocess.TimeoutExpired) as e:
         return {"ok": False, "python": python, "missing": [], "problem": f"the check could not run: {e}"}
     for line in reversed(result.stdout.splitlines()):
@@ -368,14 +367,55 @@ def check(prefs, python, timeout=CHECK_TIMEOUT):
     return {"ok": False, "python": python, "missing": [], "problem": f"the check failed: {output}"}
 
 
+def _missing(health):
+    missing = health.get("missing") or []
+    return f"missing {', '.join(missing)}" if missing else (health.get("problem") or "it does not work")
+
+
 def health_problem(health):
     """A message for a broken health report: the missing packages and Repair / Rebuild."""
-    missing = health.get("missing") or []
-    what = f"missing {', '.join(missing)}" if missing else (health.get("problem") or "it does not work")
-    return hints.message("environment", f"The generator environment is not usable: {what}")
+    return hints.message("environment", f"The generator environment is not usable: {_missing(health)}")
 
 
-def _start_timer():
+def _fingerprint(python):
+    """What a healthy check depends on: the python and the mtimes of its environment's site-packages
+    (installing or removing a package changes them)."""
+    try:
+        stamps = [os.stat(python).st_mtime_ns]
+    except OSError:
+        return None
+    root = os.path.dirname(os.path.dirname(os.path.abspath(python)))
+    for lib in ("lib", "Lib", "lib64"):
+        folder = os.path.join(root, lib)
+        for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else ():
+            for candidate in (os.path.join(folder, name, "site-packages"), os.path.join(folder, "site-packages")):
+                if os.path.isdir(candidate):
+                    stamps.append((candidate, os.stat(candidate).st_mtime_ns))
+    return os.path.abspath(python), tuple(stamps)
+
+
+def generator_problem(prefs):
+    """Why Generator Python cannot run the generator ("what — what to do"), or None.
+
+    A warm worker of that Python proves it; otherwise check() imports the generator's packages there.
+    A healthy result is remembered until the python or its installed packages change.
+    """
+    python = jobspec.user_path(prefs.python_path)
+    c = jobs.client()
+    if c is not None and c.ready is not None and c.is_alive() and getattr(c, "python_executable", None) == python:
+        return None
+    key = _fingerprint(python)
+    if key is not None and key in _healthy:
+        return None
+    health = check(prefs, python)
+    if health.get("ok"):
+        _healthy.add(key)
+        return None
+    return hints.message("generator_missing", f"The generator Python {python} cannot run the generator: "
+                                              f"{_missing(health)}")
+
+
+def start_timer():
     timers.start(poll, POLL_INTERVAL)
 
 
@@ -400,4 +440,5 @@ def shutdown():
     stop_timer()
     stop_process()
     if state.busy:
-        state.phase = "cancelled"
+        state.phase = ""
+        state.task.cancel("Cancelled: the add-on was disabled")

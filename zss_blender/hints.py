@@ -19,9 +19,6 @@ FIXES = {
     "python": ("No generator Python is set / … does not exist / … is not executable",
                f"Press Set Up Generator in {PREFS}, or point Generator Python at the python of an environment "
                "made with `zss setup-env DIR` (DIR/bin/python, DIR\\Scripts\\python.exe on Windows)"),
-    "model": ("No model is set",
-              f"Set {PREFS} ▸ Model to a Stable Diffusion 1.x folder, .safetensors file or hub id "
-              "(or pick one under Recent)"),
     "camera": ("Depth Control is on but the scene has no active camera",
                "Add a camera and make it active (Ctrl Numpad 0), or turn Depth Control off"),
     "controlnet_model": ("Depth Control needs a depth ControlNet",
@@ -29,6 +26,8 @@ FIXES = {
                          "or turn Depth Control off"),
     "output_dir": ("The .blend file is not saved and no output folder is set",
                    f"Save the file (clips go to //zss/ next to it) or set {PREFS} ▸ Output Folder"),
+    "output_relative": ("The Output Folder //… is relative to the .blend file, which is not saved",
+                        "Save the .blend first or use an absolute folder"),
     "frames": ("The clip would have N frames",
                "ZS² makes 1 to 1024 frames: set Frames in the ZS² panel or the scene's frame range"),
     "size": ("Width/Height N is not a multiple of 8",
@@ -43,6 +42,9 @@ FIXES = {
             f"Fix the named setting in the ZS² panel or {PREFS}"),
     "depth": ("Rendering depth maps failed",
               "Fix the scene (camera, Cycles available) or turn Depth Control off"),
+    "generator_missing": ("The generator Python … cannot run the generator: missing torch, …",
+                          f"Press Set Up Generator in {PREFS} (it installs what is missing), or point Generator "
+                          "Python at an environment made with `zss setup-env DIR`"),
     "worker_start": ("Could not start the generator / The generator exited during start-up",
                      f"Press Check Generator in {PREFS}: it names what is missing and offers Repair"),
     "environment": ("The generator environment is not usable: missing …",

@@ -1,76 +1,62 @@
-"""The running job (and model download): owns the WorkerClient (kept warm across jobs); poll() is the
-timer callback.
+"""The running job and model download: owns the generator client (kept warm across jobs) and their tasks.
 
-poll() is a plain module-level function so that the same object is registered and unregistered as
-the bpy.app.timers callback, and so tests (where timers never fire) can call it in a loop. It never
-blocks: it drains the events the client's reader threads have already queued.
-Runtime state lives here (`state`), not in the .blend, so a saved file never holds a stale job.
-A model download (the worker's `download` request) is followed by the same poll(); events are routed
-by id. With Blender's online access off the worker runs with HF_HUB_OFFLINE=1, so a model that is not
-on disk fails at once with a clear message instead of trying the network.
+poll() is the bpy.app.timers callback (tests, where timers never fire, call it in a loop). It never
+blocks: the client's reader thread has already queued the events, poll() drains them, updates the
+job's or download's Task (tasks.py) and tags a redraw only when something changed. The panels read
+the tasks; nothing outside this module writes them. Runtime state lives here, not in the .blend, so a
+saved file never holds a stale job.
+
+The add-on talks to the generator only through zss_core.client.GeneratorClient, made by make_client()
+(the local worker today; a remote client plugs in there). With Blender's online access off the worker
+runs with HF_HUB_OFFLINE=1, so a model that is not on disk fails at once instead of trying the network.
 """
 
 import dataclasses
 import os
-import shutil
 import sys
-import time
 import traceback
 
 import bpy
 
-from ..zss_core import client as worker_client
-from . import hints, importers, preferences, timers
+from ..zss_core import client as generator_client
+from . import hints, importers, jobspec, preferences, tasks, timers
 
 POLL_INTERVAL = 0.1  # seconds between timer calls while a job runs
-STAGE_LABELS = {"load": "Loading model", "denoise": "Denoising", "decode": "Decoding"}
+REDRAW_AREAS = {'VIEW_3D', 'SEQUENCE_EDITOR', 'PREFERENCES'}
 
 
 @dataclasses.dataclass
-class State:
-    """What the panel shows about the current or last job."""
+class _Running:
+    """A submitted job: its plan, its task, and the staging folder it owns until the task ends."""
 
-    job_id: str = ""  # the running job, "" when idle
-    fraction: float = 0.0
-    status: str = ""
-    error: str = ""
-    hint: str = ""
-    output_dir: str = ""  # the last job's folder
-    notes: list = dataclasses.field(default_factory=list)  # the last done event's notes (e.g. an OOM retry)
-    ready: object = None  # the worker's Ready event (versions, device, GPU memory)
-    download_model: str = ""  # the model being (or last) downloaded
-    download_status: str = ""
-    download_fraction: float = 0.0
-    download_error: str = ""
-    download_hint: str = ""
+    plan: jobspec.JobPlan
+    task: tasks.Task
+    staging: object  # staging.Folder
 
 
-@dataclasses.dataclass
-class Running:
-    """Everything the poller needs to finish a job without an operator context."""
-
-    job: dict
-    blend_file: str
-    scene_name: str
-    collection_name: str
-    object_names: list
-    frame_start: int
-    target: str
-    use_emission: bool
-    use_movie: bool
-    staging: str
+_client = None  # the GeneratorClient, kept warm between jobs
+_running = None  # _Running while a job runs
+_job_task = None  # the current or last job's Task
+_download_task = None  # the current or last download's Task (result: the model's cache path)
+_download_model = ""
 
 
-@dataclasses.dataclass
-class Download:
-    task_id: str
-    model: str
+# ------------------------------------------------------------------------------------------ reading
 
 
-state = State()
-_client = None
-_running = None
-_download = None
+def client():
+    """The current GeneratorClient or None (tests use it to find the worker process)."""
+    return _client
+
+
+def job_task():
+    """The current or last job's Task, or None before the first job."""
+    return _job_task
+
+
+def download_task():
+    """The current or last model download's Task, or None."""
+    return _download_task
 
 
 def is_running():
@@ -78,16 +64,35 @@ def is_running():
 
 
 def running_job():
-    return _running
-
-
-def client():
-    """The current WorkerClient or None (tests use it to find the worker process)."""
-    return _client
+    """The running job's JobPlan, or None."""
+    return _running.plan if _running is not None else None
 
 
 def download_running():
-    return _download is not None
+    return _download_task is not None and not _download_task.done()
+
+
+def ready():
+    """The generator's Ready event (versions, device, GPU memory) once it arrived, else None."""
+    return _client.ready if _client is not None else None
+
+
+def ready_summary(event):
+    """One line about the generator: versions, device, GPU memory."""
+    versions = event.versions or {}
+    parts = [f"{name} {versions[name]}" for name in ("python", "torch", "diffusers", "transformers", "zss")
+             if versions.get(name)]
+    memory = ""
+    if event.gpu_total_bytes:
+        memory = f", GPU memory {_gib(event.gpu_free_bytes)} free of {_gib(event.gpu_total_bytes)}"
+    return f"Generator ready on {event.device} ({event.dtype}){memory}: {', '.join(parts)}"
+
+
+def _gib(value):
+    return f"{value / 2**30:.1f} GiB" if value else "?"
+
+
+# ---------------------------------------------------------------------------------------- the client
 
 
 def worker_env():
@@ -97,83 +102,75 @@ def worker_env():
     return {**os.environ, "HF_HUB_OFFLINE": "1"}
 
 
+def make_client(prefs):
+    """The one place a GeneratorClient is made (the local worker of Generator Python)."""
+    return generator_client.LocalClient(jobspec.user_path(prefs.python_path), env=worker_env())
+
+
 def _offline(env):
     return env is not None and env.get("HF_HUB_OFFLINE") == "1"
 
 
-def ensure_worker(python):
-    """A started worker for this Python; started without waiting (it reports ready later), restarted
-    when it died, when the preference names another Python or when online access changed.
-    Raises worker_client.WorkerStartError."""
+def _stale(c, prefs):
+    """The client runs another Python, or (while idle) online access changed since it started."""
+    if getattr(c, "python_executable", None) != jobspec.user_path(prefs.python_path):
+        return True
+    idle = _running is None and not download_running()
+    return idle and _offline(getattr(c, "env", None)) != _offline(worker_env())
+
+
+def ensure_client(prefs):
+    """A started client for the preferences; started without waiting (it reports ready later), replaced
+    when it died, when Generator Python changed, or when online access changed. Raises WorkerStartError."""
     global _client
-    env = worker_env()
-    if _client is not None and (_client.python_executable != python or
-                                (_offline(_client.env) != _offline(env) and not _running and not _download)):
-        _client.stop()
+    if _client is not None and _stale(_client, prefs):
+        _client.close()
         _client = None
-        if _download is not None:  # stopping the worker ended it without an event
-            _finish_download(error="The download stopped because the generator was restarted with another Python",
-                             hint=hints.fix("download_restart"))
+        if download_running():  # closing the worker ended it without an event
+            _download_task.fail("The download stopped because the generator was restarted with another Python",
+                                hints.fix("download_restart"))
     if _client is None:
-        _client = worker_client.WorkerClient(python, env=env)
+        _client = make_client(prefs)
     if not _client.is_alive():
         _client.start(wait=False)
     return _client
 
 
-def wait_ready(python, timeout=120.0):
-    """Start the worker if needed and block until it reports ready; returns the Ready event."""
-    c = ensure_worker(python)
-    deadline = time.monotonic() + timeout
-    while c.ready is None:
-        if not c.is_alive():
-            code = c.process.returncode if c.process is not None else None
-            raise worker_client.WorkerStartError(
-                f"The generator exited during start-up (exit code {code}).\n{c.stderr_tail()}")
-        if time.monotonic() > deadline:
-            raise worker_client.WorkerStartError(
-                f"The generator did not report ready within {timeout:g} s.\n{c.stderr_tail()}")
-        time.sleep(0.05)
-    state.ready = c.ready
-    return c.ready
+def stop_worker():
+    """End the generator process (also at interpreter exit: touches no bpy)."""
+    global _client
+    if _client is not None:
+        _client.close()
+        _client = None
 
 
-def _drain_idle(c):
-    """Whatever arrived while nothing was running belongs to no job."""
-    if _running is None and _download is None:
-        for event in c.poll_events():
-            if event.type == "ready":
-                state.ready = event
+# ------------------------------------------------------------------------------------------- actions
 
 
-def submit(job, running):
-    """Send the job and start polling. The caller validated everything; may raise WorkerNotRunning."""
-    global _running
+def submit(plan, staging):
+    """Send the planned job and start polling; the job owns `staging` (a staging.Folder) from here on.
+
+    The caller validated everything and called ensure_client. Raises WorkerNotRunning.
+    """
+    global _running, _job_task
     c = _client
-    _drain_idle(c)
-    c.submit(job)
-    _running = running
-    state.job_id = job["id"]
-    state.fraction = 0.0
-    state.status = "Starting the generator…" if c.ready is None else "Queued"
-    state.error = state.hint = ""
-    state.notes = []
-    state.output_dir = os.path.join(job["output_dir"], job["id"])
+    c.submit(plan.job)
+    staging.hand_over()
+    _job_task = tasks.Task("job", id=plan.id, result={"output_dir": plan.job_dir, "notes": []})
+    _job_task.update("Starting the generator…" if c.ready is None else "Queued")
+    _running = _Running(plan, _job_task, staging)
     start_timer()
 
 
-def start_download(python, model, task_id):
+def start_download(prefs, model, task_id):
     """Ask the worker to fetch a hub model into the local cache; poll() follows it.
     Raises WorkerStartError / WorkerNotRunning."""
-    global _download
-    c = ensure_worker(python)
-    _drain_idle(c)
+    global _download_task, _download_model
+    c = ensure_client(prefs)
     c.download(model, task_id)
-    _download = Download(task_id, model)
-    state.download_model = model
-    state.download_status = "Starting the generator…" if c.ready is None else "Queued"
-    state.download_fraction = 0.0
-    state.download_error = state.download_hint = ""
+    _download_model = model
+    _download_task = tasks.Task("download", id=task_id)
+    _download_task.update("Starting the generator…" if c.ready is None else "Queued")
     start_timer()
 
 
@@ -182,11 +179,11 @@ def cancel():
     if _running is None:
         return False
     try:
-        _client.cancel(_running.job["id"])
-    except worker_client.WorkerNotRunning as e:
-        _finish(error=f"The generator is not running: {e}", hint=hints.fix("not_running"))
+        _client.cancel(_running.plan.id)
+    except generator_client.WorkerNotRunning as e:
+        _finish_job(error=f"The generator is not running: {e}", hint=hints.fix("not_running"))
         return True
-    state.status = "Cancelling…"
+    _running.task.update("Cancelling…")
     return True
 
 
@@ -198,61 +195,180 @@ def stop_timer():
     timers.stop(poll)
 
 
-def poll():
-    """Timer callback: drain worker events, update progress, import on done.
+def shutdown():
+    """Stop polling and the worker (unregister); a running job or download is abandoned."""
+    stop_timer()
+    abandon("The add-on was disabled while a clip was being generated", hints.fix("disabled"))
+    stop_worker()
 
-    Returns the seconds until the next call, or None (timer ends) when no job is running.
+
+def abandon(error, hint=""):
+    """End the running job and download without waiting for the generator (their tasks fail)."""
+    if _running is not None:
+        _finish_job(error=error, hint=hint)
+    if download_running():
+        _download_task.fail(error, hint)
+
+
+# ------------------------------------------------------------------------------------------- polling
+
+
+def poll():
+    """Timer callback: drain the client's events, update the tasks, import on done.
+
+    Returns the seconds until the next call, or None (the timer ends) when nothing runs.
     """
-    if (_running is None and _download is None) or _client is None:
+    if (_running is None and not download_running()) or _client is None:
         return None
+    changed = False
     for event in _client.poll_events():
-        _route(event)
-        if _running is None and _download is None:
-            break
-    _redraw()
-    return POLL_INTERVAL if (_running is not None or _download is not None) else None
+        changed |= _route(event)
+    if _running is not None and _running.task.message.startswith("Starting") and _client.ready is not None:
+        changed |= _running.task.update("Queued")
+    if changed:
+        timers.redraw(REDRAW_AREAS)
+    return POLL_INTERVAL if (_running is not None or download_running()) else None
 
 
 def _route(event):
+    """Hand an event to the job or download it belongs to; True when a task changed."""
     if event.type == "ready":
-        state.ready = event
-        if _running is not None and state.status.startswith("Starting"):
-            state.status = "Queued"
-        if _download is not None and state.download_status.startswith("Starting"):
-            state.download_status = "Queued"
-        return
-    if _running is not None and event.id in (_running.job["id"], None):
-        _handle(event)
-    elif _download is not None and event.id in (_download.task_id, None):
-        _handle_download(event)
-    # else: a late event of an earlier job
+        return False  # the client keeps it (ready()); the next poll moves "Starting" on
+    if _running is not None and event.id in (_running.plan.id, None):
+        return _on_job_event(event)
+    if download_running() and event.id in (_download_task.id, None):
+        return _on_download_event(event)
+    return False  # a late event of an earlier job
 
 
-def _handle_download(event):
+def _eta(seconds):
+    if seconds is None:
+        return ""
+    if seconds < 90:
+        return f", about {max(1, round(seconds))} s left"
+    return f", about {round(seconds / 60)} min left"
+
+
+def progress_message(event):
+    """A progress event as the panel shows it: stage, k/N, and the time left once sampling started."""
+    stage, step, total = event.stage, event.step, event.total
+    if stage == "load":
+        return "Loading model…"
+    if stage == "encode":
+        return "Encoding prompt…"
+    if stage == "denoise":
+        return f"Sampling {step}/{total}{_eta(event.eta)}"
+    if stage == "decode":
+        return f"Decoding frame {step}/{total}{_eta(event.eta)}"
+    if stage == "write":
+        return f"Writing frames{_eta(event.eta)}"
+    return f"{stage.capitalize()} {step}/{total}"
+
+
+def _on_job_event(event):
+    task = _running.task
     kind = event.type
     if kind == "accepted":
-        state.download_status = "Waiting in the queue" if event.queue_position else "Starting"
-    elif kind == "progress":
-        state.download_fraction = event.fraction
-        state.download_status = f"Downloading {_download.model}…"
-    elif kind == "downloaded":
-        _finish_download(status=f"Downloaded {event.model} in {event.seconds:.0f} s")
-        report('INFO', f"ZS²: {state.download_status} ({event.path})")
-    elif kind == "error":
-        _finish_download(error=event.message, hint=hints.worker_hint(event.code, event.hint))
+        return task.update("Waiting in the queue" if event.queue_position else "Starting")
+    if kind == "progress":
+        return task.update(progress_message(event), event.fraction)
+    if kind == "done":
+        _import(event)
     elif kind == "cancelled":
-        _finish_download(status="Download cancelled")
+        _finish_job(cancelled=f"Cancelled ({len(event.frames)} frames were written)")
+    elif kind == "error":
+        _finish_job(error=event.message, hint=hints.worker_hint(event.code, event.hint))
+    else:
+        return False
+    return True
 
 
-def _finish_download(status="", error="", hint=""):
-    global _download
-    _download = None
-    state.download_fraction = 1.0 if status and not error else 0.0
-    state.download_status = status or ("Failed" if error else "")
-    state.download_error = error
-    state.download_hint = hint
+def _on_download_event(event):
+    task = _download_task
+    kind = event.type
+    if kind == "accepted":
+        return task.update("Waiting in the queue" if event.queue_position else "Starting")
+    if kind == "progress":
+        return task.update(f"Downloading {_download_model}…", event.fraction)
+    if kind == "downloaded":
+        task.finish(f"Downloaded {event.model} in {event.seconds:.0f} s", result=event.path)
+        report('INFO', f"ZS²: {task.message} ({event.path})")
+    elif kind == "error":
+        task.fail(event.message, hints.worker_hint(event.code, event.hint))
+        print(f"ZS²: {task.error}\n{task.hint}", file=sys.stderr)
+    elif kind == "cancelled":
+        task.cancel("Download cancelled")
+    else:
+        return False
+    return True
+
+
+def _import(done):
+    """Bring the finished clip into the scene it was planned for; import nothing elsewhere."""
+    plan = _running.plan
+    job_dir = os.path.dirname(done.manifest) if done.manifest else plan.job_dir
+    _remember(plan.job["model"])
+    targets = plan.targets
+    scene = bpy.data.scenes.get(targets.scene_name)
+    if bpy.data.filepath != targets.blend_file or scene is None:
+        _finish_job(error="The clip finished, but the .blend file or scene it was made for is no longer open",
+                    hint=hints.fix("blend_closed") + f": {job_dir}")
+        return
+    try:
+        notes = _import_clip(plan, scene, done, job_dir)
+    except Exception as e:  # noqa: BLE001 — bpy raises many types; the timer must report, not die
+        traceback.print_exc()
+        _finish_job(error=f"The clip finished, but importing it failed: {e}", hint=hints.fix("import") + f" ({job_dir})")
+        return
+    notes = list(done.notes or []) + notes
+    _finish_job(done=f"Done in {done.seconds:.1f} s: {len(done.frames)} frames",
+                result={"output_dir": job_dir, "notes": notes})
+    for note in notes:
+        report('INFO', f"ZS²: {note}")
+
+
+def _import_clip(plan, scene, done, job_dir):
+    """The plan's import targets: material and/or strip, replacing Regenerate's clip in place.
+    Returns the notes the import has for the user (e.g. what F12 renders)."""
+    targets = plan.targets
+    collection = bpy.data.collections.get(targets.collection_name) or scene.collection
+    notes = []
+    if targets.target in ("MATERIAL", "BOTH"):
+        importers.import_material(scene, collection, done.frames, plan.job, job_dir, targets.frame_start,
+                                  list(targets.object_names), targets.use_emission, mapping=targets.mapping,
+                                  camera=bpy.data.objects.get(targets.camera_name) if targets.camera_name else None,
+                                  replace=targets.replace.material or None)
+    if targets.target in ("STRIP", "BOTH"):
+        placed = importers.place_strip(scene, done.frames, done.video, plan.job, job_dir, targets.frame_start,
+                                       targets.use_movie, placement=targets.strip_placement,
+                                       replace=targets.replace.strip or None)
+        notes.extend(placed.notes)
+    return notes
+
+
+def _remember(model):
+    """A model that finished a clip goes to the top of the preferences' Recent list."""
+    try:
+        preferences.remember_model(preferences.get(), model)
+    except LookupError:  # the add-on was disabled meanwhile: nothing to remember it in
+        return
+
+
+def _finish_job(done="", cancelled="", error="", hint="", result=None):
+    """End the running job's task (done, cancelled or failed) and remove its staging folder."""
+    global _running
+    running, _running = _running, None
+    if running is None:
+        return
+    running.staging.remove()
+    task = running.task
     if error:
+        task.fail(error, hint)
         print(f"ZS²: {error}\n{hint}", file=sys.stderr)
+    elif cancelled:
+        task.cancel(cancelled)
+    else:
+        task.finish(done, result=result)
 
 
 def report(kind, message):
@@ -261,121 +377,3 @@ def report(kind, message):
         bpy.ops.zss.report(kind=kind, message=message)
     except (RuntimeError, AttributeError) as e:  # no window (background), or the add-on is being disabled
         print(f"{message} ({e})" if kind != 'INFO' else message, file=sys.stderr)
-
-
-def ready_summary(ready):
-    """One line about the generator: versions, device, GPU memory."""
-    versions = ready.versions or {}
-    parts = [f"{name} {versions[name]}" for name in ("python", "torch", "diffusers", "transformers", "zss")
-             if versions.get(name)]
-    memory = ""
-    if ready.gpu_total_bytes:
-        memory = f", GPU memory {_format_bytes(ready.gpu_free_bytes)} free of {_format_bytes(ready.gpu_total_bytes)}"
-    return f"Generator ready on {ready.device} ({ready.dtype}){memory}: {', '.join(parts)}"
-
-
-def _format_bytes(value):
-    return f"{value / 2**30:.1f} GiB" if value else "?"
-
-
-def _handle(event):
-    kind = event.type
-    if kind == "accepted":
-        state.status = "Waiting in the queue" if event.queue_position else "Starting"
-    elif kind == "progress":
-        state.fraction = event.fraction
-        label = STAGE_LABELS.get(event.stage, event.stage)
-        eta = f", {event.eta:.0f} s left" if event.eta is not None else ""
-        state.status = f"{label} {event.step}/{event.total}{eta}"
-    elif kind == "done":
-        _import(event)
-    elif kind == "cancelled":
-        _finish(status=f"Cancelled ({len(event.frames)} frames were written)")
-    elif kind == "error":
-        _finish(error=event.message, hint=hints.worker_hint(event.code, event.hint))
-
-
-def _import(done):
-    """Bring the finished clip into the scene it was made for; import nothing elsewhere."""
-    r = _running
-    job_dir = os.path.dirname(done.manifest) if done.manifest else os.path.join(r.job["output_dir"], r.job["id"])
-    scene = bpy.data.scenes.get(r.scene_name)
-    _remember(r.job["model"])
-    if bpy.data.filepath != r.blend_file or scene is None:
-        _finish(error="The clip finished, but the .blend file or scene it was made for is no longer open",
-                hint=hints.fix("blend_closed") + f": {job_dir}")
-        return
-    collection = bpy.data.collections.get(r.collection_name) or scene.collection
-    try:
-        if r.target in ("MATERIAL", "BOTH"):
-            importers.import_material(scene, collection, done.frames, r.job, job_dir, r.frame_start,
-                                      r.object_names, r.use_emission)
-        if r.target in ("STRIP", "BOTH"):
-            importers.import_strip(scene, done.frames, done.video, r.job, job_dir, r.frame_start, r.use_movie)
-    except Exception as e:  # noqa: BLE001 — bpy raises many types; the timer must report, not die
-        traceback.print_exc()
-        _finish(error=f"The clip finished, but importing it failed: {e}",
-                hint=hints.fix("import") + f" ({job_dir})")
-        return
-    state.output_dir = job_dir
-    _finish(status=f"Done in {done.seconds:.1f} s: {len(done.frames)} frames", fraction=1.0)
-    state.notes = list(done.notes or [])
-    for note in state.notes:
-        report('INFO', f"ZS²: {note}")
-
-
-def _remember(model):
-    """A model that finished a clip goes to the top of the preferences' Recent list."""
-    try:
-        preferences.remember_model(preferences.get(), model)
-    except LookupError:
-        pass
-
-
-def _finish(status="", error="", hint="", fraction=0.0):
-    global _running
-    if _running is not None:
-        remove_staging(_running.staging)
-    _running = None
-    state.job_id = ""
-    state.fraction = fraction
-    state.status = status or ("Failed" if error else "")
-    state.error = error
-    state.hint = hint
-    if error:
-        print(f"ZS²: {error}\n{hint}", file=sys.stderr)
-
-
-def remove_staging(path):
-    """Delete a job's depth maps; the worker copied them into the job folder."""
-    if not path or not os.path.isdir(path):
-        return
-    try:
-        shutil.rmtree(path)
-        parent = os.path.dirname(path)
-        if not os.listdir(parent):
-            os.rmdir(parent)
-    except OSError as e:
-        print(f"ZS²: could not remove the staging folder {path}: {e}", file=sys.stderr)
-
-
-def _redraw():
-    timers.redraw({'VIEW_3D', 'SEQUENCE_EDITOR', 'PREFERENCES'})
-
-
-def stop_worker():
-    """At interpreter exit: end the generator process without touching bpy."""
-    global _client
-    if _client is not None:
-        _client.stop()
-        _client = None
-
-
-def shutdown():
-    """Stop polling and the worker (unregister); a running job is abandoned."""
-    global _download
-    stop_timer()
-    if _running is not None:
-        _finish(error="The add-on was disabled while a clip was being generated", hint=hints.fix("disabled"))
-    _download = None
-    stop_worker()

@@ -1,21 +1,23 @@
-"""Scene.zss + preferences → a protocol job dict (docs/protocol.md).
+"""Scene.zss + preferences → one immutable JobPlan: the protocol job, its depth frames, its import targets.
 
 The one place that resolves the "auto" settings (frames = 0, width/height = 0, chunk = -1), evaluates
 keyframed λ/μ, turns the prompt schedule's scene frames into clip indices, and decides where the output
-goes, so validation, depth rendering and the job agree on the numbers.
+goes. plan() reads the scene once; validation, depth rendering, submit, import and Regenerate all read
+that plan (depth images are added with JobPlan.with_control, which builds a new plan).
 """
 
+import dataclasses
 import os
 import secrets
 import time
 
 import bpy
 
+from ..zss_core import defaults
 from . import animation
 
-MAX_FRAMES = 1024  # protocol.MAX_LIST
-MIN_SIZE, MAX_SIZE = 64, 2048
 STAGING = ".staging"  # depth maps are rendered here, outside the job folder the worker creates
+DEFAULT_FOLDER = "//zss"  # clips of a saved .blend go next to it unless Output Folder is //-relative
 
 
 def frame_range(settings, scene):
@@ -26,8 +28,9 @@ def frame_range(settings, scene):
 
 
 def _snap(value):
-    """Down to a multiple of 8, at least MIN_SIZE."""
-    return max(MIN_SIZE, int(value / 8 + 1e-6) * 8)
+    """Down to a multiple of 8, at least the smallest size."""
+    step = defaults.SIZE_MULTIPLE
+    return max(defaults.MIN_SIZE, int(value / step + 1e-6) * step)
 
 
 def resolution(settings, scene, max_resolution):
@@ -39,9 +42,9 @@ def resolution(settings, scene, max_resolution):
     if width and height:
         return width, height
     if width:
-        return width, min(MAX_SIZE, _snap(width * render_h / render_w))
+        return width, min(defaults.MAX_SIZE, _snap(width * render_h / render_w))
     if height:
-        return min(MAX_SIZE, _snap(height * render_w / render_h)), height
+        return min(defaults.MAX_SIZE, _snap(height * render_w / render_h)), height
     scale = min(1.0, max_resolution / max(render_w, render_h))
     return _snap(render_w * scale), _snap(render_h * scale)
 
@@ -56,18 +59,14 @@ def user_path(text):
     return text
 
 
-DEFAULT_MODEL = "builtin:textures"  # shipped inside the add-on's zss_core: works offline
-DEFAULT_CONTROLNETS = {"builtin:textures": "builtin:textures-depth", "tiny": "tiny"}
-
-
 def model_setting(prefs):
     """The model preference, or the built-in texture model when none is configured."""
-    return prefs.model.strip() or DEFAULT_MODEL
+    return prefs.model.strip() or defaults.DEFAULT_MODEL
 
 
 def controlnet_setting(prefs):
     """The depth ControlNet preference, or the built-in model's own one ("" when there is none)."""
-    return prefs.controlnet_model.strip() or DEFAULT_CONTROLNETS.get(model_setting(prefs), "")
+    return prefs.controlnet_model.strip() or defaults.default_controlnet(model_setting(prefs))
 
 
 def model_reference(text):
@@ -77,13 +76,29 @@ def model_reference(text):
 
 
 def output_root(prefs):
-    """//zss next to a saved .blend, else the preferences' folder; "" when neither exists."""
-    if bpy.data.filepath:
-        return os.path.normpath(bpy.path.abspath("//zss"))
+    """Where job folders go; "" when there is nowhere (output_problem says why).
+
+    A saved .blend: the Output Folder when it is //-relative (resolved against the .blend), else //zss
+    next to it. An unsaved file: the Output Folder when it is absolute (a //-relative one has no .blend
+    to be relative to yet).
+    """
     folder = prefs.output_dir.strip()
-    if not folder or folder.startswith("//"):  # relative to a .blend that has no folder yet
+    relative = folder.startswith("//")
+    if bpy.data.filepath:
+        return os.path.normpath(bpy.path.abspath(folder if relative else DEFAULT_FOLDER))
+    if not folder or relative:
         return ""
     return os.path.abspath(os.path.expanduser(folder))
+
+
+def output_problem(prefs):
+    """Why output_root is "": (hints key, what is wrong), or None when there is a folder."""
+    if output_root(prefs):
+        return None
+    folder = prefs.output_dir.strip()
+    if folder.startswith("//"):
+        return "output_relative", f"The Output Folder {folder} is relative to the .blend file, which is not saved"
+    return "output_dir", "The .blend file is not saved and no output folder is set"
 
 
 def new_job_id(root):
@@ -131,9 +146,9 @@ def prompt_keys(settings, frame_start):
     return sorted(keys, key=lambda k: k["frame"]) or None
 
 
-def build(scene, prefs, job_id, root, control_images=None, overrides=None):
-    """The protocol job dict. With depth on and no control_images yet, control is left out
-    (controlnet_model is kept) so the job can be validated before rendering depth.
+def build(scene, prefs, job_id, root, overrides=None):
+    """The protocol job dict (plan() calls it once per job). With depth on, control is left out
+    (controlnet_model is kept) until JobPlan.with_control adds the rendered maps.
 
     overrides replace computed fields (regenerate uses it for the stored per-frame λ/μ).
     """
@@ -171,7 +186,94 @@ def build(scene, prefs, job_id, root, control_images=None, overrides=None):
     }
     if settings.use_depth:
         job["controlnet_model"] = model_reference(controlnet_setting(prefs))
-        if control_images is not None:
-            job["control"] = {"type": "depth", "images": list(control_images), "scale": settings.control_scale}
     job.update(overrides or {})
     return job
+
+
+@dataclasses.dataclass(frozen=True)
+class DepthFrames:
+    """The depth maps a plan needs: scene frames frame_start … frame_start+count-1 at width × height."""
+
+    frame_start: int
+    count: int
+    width: int
+    height: int
+    folder: str  # the staging folder (staging.folder(plan) owns it)
+    scale: float  # the ControlNet's conditioning scale
+
+
+@dataclasses.dataclass(frozen=True)
+class Replace:
+    """Regenerate / Vary Seed: the earlier clip's datablocks, updated in place instead of copied."""
+
+    material: str = ""  # the ZS² material (its image is reloaded onto the new frames)
+    strip: str = ""  # the ZS² strip (in the plates scene, or in the scene itself)
+
+
+@dataclasses.dataclass(frozen=True)
+class ImportTargets:
+    """Where the finished clip goes: read from the scene when the job is planned, not when it ends."""
+
+    blend_file: str  # the .blend the job was planned in ("" unsaved): nothing is imported into another one
+    scene_name: str
+    collection_name: str
+    object_names: tuple  # mesh objects that get the material (a new plane when none)
+    target: str  # MATERIAL, STRIP or BOTH
+    use_emission: bool
+    use_movie: bool  # a strip from the MP4 instead of the PNG frames
+    frame_start: int  # the scene frame of the clip's first frame
+    strip_placement: str = "PLATES"  # PLATES ("<scene> · plates" edit scene) or SCENE (this scene's sequencer)
+    mapping: str = "CAMERA"  # CAMERA (a depth clip projected from camera_name) or UV
+    camera_name: str = ""  # the camera the depth frames were rendered from ("" without depth)
+    replace: Replace = Replace()  # Regenerate / Vary Seed: what is replaced in place
+
+
+@dataclasses.dataclass(frozen=True)
+class JobPlan:
+    """One job, planned once: the protocol job (a dict, as sent), its depth frames, its import targets."""
+
+    job: dict
+    depth: DepthFrames | None
+    targets: ImportTargets
+
+    @property
+    def id(self):
+        return self.job["id"]
+
+    @property
+    def job_dir(self):
+        """The folder the worker creates for this job."""
+        return os.path.join(self.job["output_dir"], self.job["id"])
+
+    def with_control(self, images):
+        """A new plan whose job conditions on the rendered depth maps."""
+        job = {**self.job, "control": {"type": "depth", "images": list(images), "scale": self.depth.scale}}
+        return dataclasses.replace(self, job=job)
+
+
+def plan(context, prefs, object_names=(), overrides=None, replace=Replace(), job_id=None):
+    """Read the scene once into a JobPlan. `context` is a bpy context or a scene.
+
+    object_names: the mesh objects the material goes on. overrides replace computed job fields
+    (Regenerate pins the stored per-frame λ/μ and models); replace names the clip Regenerate replaces.
+    job_id: a fixed id (validation before anything is written); by default a new unique one.
+    """
+    scene = getattr(context, "scene", context)
+    collection = getattr(context, "collection", None)
+    settings = scene.zss
+    root = output_root(prefs)
+    job_id = job_id or new_job_id(root)
+    job = build(scene, prefs, job_id, root, overrides=overrides)
+    frame_start, count = frame_range(settings, scene)
+    depth = None
+    if settings.use_depth:
+        depth = DepthFrames(frame_start, count, job["width"], job["height"], staging_dir(root, job_id),
+                            settings.control_scale)
+    targets = ImportTargets(
+        blend_file=bpy.data.filepath, scene_name=scene.name,
+        collection_name=collection.name if collection is not None else "",
+        object_names=tuple(object_names), target=settings.target, use_emission=settings.use_emission,
+        use_movie=prefs.strip_source == 'MOVIE', frame_start=frame_start,
+        strip_placement=settings.strip_placement, mapping=settings.mapping,
+        camera_name=scene.camera.name if depth and scene.camera else "", replace=replace)
+    return JobPlan(job=job, depth=depth, targets=targets)

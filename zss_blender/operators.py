@@ -1,9 +1,10 @@
-"""Operators: generate (validate → depth → send → return at once), cancel, check, open, seeds, the prompt
-schedule, and the generator environment (set up / repair / rebuild / cancel, download, recent models).
+"""Operators: generate (plan → validate → check the generator → depth → send → return at once), cancel,
+check, open, seeds, the prompt schedule, and the generator environment (set up / repair / rebuild /
+cancel, download, recent models).
 
 Generate never waits for the model: it sends the job and returns {'FINISHED'}; jobs.poll (a timer)
 follows the job and imports the result. Setting up the generator likewise returns at once;
-environment.poll follows it.
+environment.poll follows it. Operators only call other modules' functions; they write no module's state.
 """
 
 import json
@@ -13,76 +14,81 @@ import time
 
 import bpy
 
-from ..zss_core import client as worker_client
-from . import checks, depth, environment, hints, importers, jobs, jobspec, preferences
+from ..zss_core import client as generator_client
+from . import checks, compat, depth, environment, hints, importers, jobs, jobspec, preferences, staging
 
 SEED_MAX = 2**31 - 1  # IntProperty range
-ready_summary = jobs.ready_summary
-
-
-def validation_problems(context, overrides=None):
-    """Every reason Generate would refuse, as (field, message) pairs; [] when it can go."""
-    scene = context.scene
-    try:
-        prefs = preferences.get(context)
-    except LookupError as e:
-        return [("addon", hints.message("addon", str(e).split(" — ")[0]))]
-    found = checks.problems(scene, prefs)
-    root = jobspec.output_root(prefs) or ""
-    job = jobspec.build(scene, prefs, "validation", root, overrides=overrides)
-    return found + checks.job_problems(job, covered={field for field, _ in found})
+VALIDATION_ID = "validation"  # the job id of a plan that is only validated (nothing is written)
 
 
 def _selected_mesh_names(context):
     return [o.name for o in (getattr(context, "selected_objects", None) or []) if o.type == 'MESH']
 
 
-def start_generation(context, operator, overrides=None):
-    """The body of zss.generate (also used by regenerate / vary seed)."""
-    found = validation_problems(context, overrides)
-    if found:
-        for _field, message in found:
-            operator.report({'ERROR'}, message)
-        return {'CANCELLED'}
+def plan_problems(scene, prefs, plan):
+    """Every reason the plan cannot be sent, as (field, message) pairs; [] when it can go."""
+    found = checks.problems(scene, prefs)
+    return found + checks.job_problems(plan.job, covered={field for field, _ in found})
 
-    scene = context.scene
-    settings = scene.zss
-    prefs = preferences.get(context)
-    root = jobspec.output_root(prefs)
-    job_id = jobspec.new_job_id(root)
-    staging = jobspec.staging_dir(root, job_id)
-    job = jobspec.build(scene, prefs, job_id, root, overrides=overrides)
-    frame_start, count = jobspec.frame_range(settings, scene)
 
-    if settings.use_depth:
-        try:
-            images, _near_far = depth.render_depth_maps(scene, context.view_layer, frame_start, count,
-                                                        job["width"], job["height"], staging)
-        except (depth.DepthError, RuntimeError, OSError) as e:  # bpy.ops.render raises RuntimeError
-            jobs.remove_staging(staging)
-            operator.report({'ERROR'}, hints.message("depth", f"Rendering depth maps failed: {e}"))
-            return {'CANCELLED'}
-        job = jobspec.build(scene, prefs, job_id, root, control_images=images, overrides=overrides)
-        late = checks.job_problems(job)
-        if late:
-            jobs.remove_staging(staging)
-            for _field, message in late:
-                operator.report({'ERROR'}, message)
-            return {'CANCELLED'}
-
-    running = jobs.Running(
-        job=job, blend_file=bpy.data.filepath, scene_name=scene.name,
-        collection_name=context.collection.name if getattr(context, "collection", None) else "",
-        object_names=_selected_mesh_names(context), frame_start=frame_start, target=settings.target,
-        use_emission=settings.use_emission, use_movie=prefs.strip_source == 'MOVIE', staging=staging)
-    python = jobspec.user_path(prefs.python_path)
+def validation_problems(context, overrides=None):
+    """Every reason Generate would refuse, as (field, message) pairs; [] when it can go."""
     try:
-        jobs.ensure_worker(python)
-        jobs.submit(job, running)
-    except (worker_client.WorkerStartError, worker_client.WorkerNotRunning) as e:
-        jobs.remove_staging(staging)
-        return _start_failed(operator, e)
-    operator.report({'INFO'}, f"Generating {count} frames at {job['width']}×{job['height']} (job {job_id})")
+        prefs = preferences.get(context)
+    except LookupError as e:
+        return [("addon", hints.message("addon", str(e).split(" — ")[0]))]
+    plan = jobspec.plan(context, prefs, (), overrides=overrides, job_id=VALIDATION_ID)
+    return plan_problems(context.scene, prefs, plan)
+
+
+def _refuse(operator, messages):
+    for message in messages:
+        operator.report({'ERROR'}, message)
+    return {'CANCELLED'}
+
+
+def start_generation(context, operator, overrides=None, replace=jobspec.Replace(), scene=None):
+    """The body of zss.generate (also of Regenerate / Vary Seed, which replace the clip `replace` and may
+    name the 3D scene a plate strip was made for)."""
+    try:
+        prefs = preferences.get(context)
+    except LookupError as e:
+        return _refuse(operator, [hints.message("addon", str(e).split(" — ")[0])])
+    scene = scene or context.scene
+    here = scene == context.scene
+    view_layer = context.view_layer if here else scene.view_layers[0]
+    found = checks.problems(scene, prefs)
+    if any(field == "output_dir" for field, _ in found):  # no folder to plan the job in
+        return _refuse(operator, [message for _field, message in found])
+    plan = jobspec.plan(context if here else scene, prefs, _selected_mesh_names(context) if here else (),
+                        overrides=overrides, replace=replace)
+    found += checks.job_problems(plan.job, covered={field for field, _ in found})
+    if found:
+        return _refuse(operator, [message for _field, message in found])
+    problem = environment.generator_problem(prefs)
+    if problem:
+        return _refuse(operator, [problem])
+
+    with staging.folder(plan) as folder:
+        if plan.depth is not None:
+            try:
+                images, _near_far = depth.render_depth_maps(scene, view_layer, plan.depth.frame_start,
+                                                            plan.depth.count, plan.depth.width, plan.depth.height,
+                                                            folder.path)
+            except (depth.DepthError, RuntimeError, OSError) as e:  # bpy.ops.render raises RuntimeError
+                return _refuse(operator, [hints.message("depth", f"Rendering depth maps failed: {e}")])
+            plan = plan.with_control(images)
+            late = checks.job_problems(plan.job)
+            if late:
+                return _refuse(operator, [message for _field, message in late])
+        try:
+            jobs.ensure_client(prefs)
+            jobs.submit(plan, folder)
+        except (generator_client.WorkerStartError, generator_client.WorkerNotRunning) as e:
+            return _start_failed(operator, e)
+    job = plan.job
+    operator.report({'INFO'}, f"Generating {job['frames']} frames at {job['width']}×{job['height']} "
+                              f"(job {plan.id})")
     return {'FINISHED'}
 
 
@@ -134,8 +140,9 @@ class ZSS_OT_check_generator(bpy.types.Operator):
             self.report({'ERROR'}, str(e))
             return {'CANCELLED'}
         if jobs.is_running() or jobs.download_running():  # never restart the worker under a running task
-            ready = jobs.state.ready
-            self.report({'INFO'}, ready_summary(ready) if ready else "The generator is busy starting a clip or download")
+            ready = jobs.ready()
+            self.report({'INFO'}, jobs.ready_summary(ready) if ready else
+                        "The generator is busy starting a clip or download")
             return {'FINISHED'}
         problem = checks.python_problem(prefs.python_path)
         if problem:
@@ -144,25 +151,18 @@ class ZSS_OT_check_generator(bpy.types.Operator):
         python = jobspec.user_path(prefs.python_path)
         c = jobs.client()
         warm = c is not None and c.is_alive() and c.ready is not None and c.python_executable == python
-        if not warm:  # a running generator proves its environment; otherwise check it while it starts
-            try:
-                jobs.ensure_worker(python)
-            except worker_client.WorkerStartError:
-                pass  # the check says why
+        if not warm:  # a running generator proves its environment; otherwise check it first
             health = environment.check(prefs, python, timeout=max(self.timeout, 1.0))
-            environment.state.health = health
             if not health.get("ok"):
                 jobs.stop_worker()
                 self.report({'ERROR'}, environment.health_problem(health))
                 return {'CANCELLED'}
         try:
-            ready = jobs.wait_ready(python, timeout=self.timeout)
-        except worker_client.WorkerStartError as e:
+            ready = jobs.ensure_client(prefs).wait_ready(timeout=self.timeout)
+        except generator_client.WorkerStartError as e:
             self.report({'ERROR'}, hints.message("worker_start", str(e)))
             return {'CANCELLED'}
-        jobs.state.status = ready_summary(ready)
-        environment.state.health = {**(environment.state.health or {}), "ok": True}
-        self.report({'INFO'}, jobs.state.status)
+        self.report({'INFO'}, jobs.ready_summary(ready))
         return {'FINISHED'}
 
 
@@ -247,8 +247,8 @@ class ZSS_OT_download_model(bpy.types.Operator):
             return {'CANCELLED'}
         task_id = "download-" + time.strftime("%Y%m%d-%H%M%S") + f"-{random.randrange(16**6):06x}"
         try:
-            jobs.start_download(jobspec.user_path(prefs.python_path), model, task_id)
-        except (worker_client.WorkerStartError, worker_client.WorkerNotRunning) as e:
+            jobs.start_download(prefs, model, task_id)
+        except (generator_client.WorkerStartError, generator_client.WorkerNotRunning) as e:
             return _start_failed(self, e)
         self.report({'INFO'}, f"Downloading {model} (progress in the add-on's preferences)")
         return {'FINISHED'}
@@ -362,7 +362,8 @@ class ZSS_OT_open_output(bpy.types.Operator):
     bl_label = "Open Output Folder"
 
     def execute(self, context):
-        folder = jobs.state.output_dir
+        task = jobs.job_task()
+        folder = task.result["output_dir"] if task is not None else ""
         if not folder or not os.path.isdir(folder):
             folder = jobspec.output_root(preferences.get(context))
         if not folder or not os.path.isdir(folder):
@@ -411,6 +412,22 @@ def stored_source(context):
         if source is not None:
             return source
     return None
+
+
+def _all_strips():
+    for scene in bpy.data.scenes:
+        editor = scene.sequence_editor
+        if editor is not None:
+            yield from compat.all_strips(editor)
+
+
+def replace_target(source):
+    """The stored clip's material and strip (found by its job id): Regenerate / Vary Seed replace them in
+    place instead of piling up copies."""
+    job_id = source.get("zss_job_id")
+    material = next((m.name for m in bpy.data.materials if m.get("zss_job_id") == job_id), "")
+    strip = next((s.name for s in _all_strips() if s.get("zss_job_id") == job_id), "")
+    return jobspec.Replace(material=material, strip=strip)
 
 
 def apply_stored(scene, source, seed=None):
@@ -462,8 +479,9 @@ class _StoredClipOperator:
         if source is None:
             self.report({'ERROR'}, hints.message("no_clip", "No ZS² clip is selected"))
             return {'CANCELLED'}
-        overrides = apply_stored(context.scene, source, seed=self.new_seed(source.get("zss_seed", 0)))
-        return start_generation(context, self, overrides=overrides)
+        scene = bpy.data.scenes.get(source.get("zss_scene", "")) or context.scene  # a plate's 3D scene
+        overrides = apply_stored(scene, source, seed=self.new_seed(source.get("zss_seed", 0)))
+        return start_generation(context, self, overrides=overrides, replace=replace_target(source), scene=scene)
 
 
 class ZSS_OT_regenerate(_StoredClipOperator, bpy.types.Operator):

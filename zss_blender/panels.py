@@ -1,8 +1,14 @@
 """Sidebar panels (3D View and Sequencer) sharing one draw function, the prompt schedule list, the
-recent models menu and the add-on preferences' layout; drawing only, no logic."""
+recent models menu and the add-on preferences' layout; drawing only, no logic.
+
+The panels read the tasks of jobs.py and environment.py and never write them. The registered
+AddonPreferences class is made here from preferences.Properties plus this module's drawing, so
+preferences.py needs no UI (and the import graph has no cycle).
+"""
 
 import bpy
 
+from ..zss_core import defaults
 from . import environment, icons, jobs, jobspec, preferences
 
 
@@ -13,17 +19,19 @@ def _progress(layout, fraction, text):
         layout.label(text=f"{text} ({fraction:.0%})")
 
 
-def _status(layout, running, fraction, status, error, hint, hint_lines=6, working="Working…"):
-    """A task's progress bar while it runs, else its last status; its error and hint in red."""
-    if running:
-        _progress(layout, fraction, status or working)
-    elif status and not error:
-        layout.label(text=status, icon='CHECKMARK')
-    if error:
+def _status(layout, task, hint_lines=6, working="Working…"):
+    """A task's progress bar while it runs, else its last message; its error and hint in red."""
+    if task is None:
+        return
+    if task.running():
+        _progress(layout, task.progress, task.message or working)
+    elif task.message and not task.error:
+        layout.label(text=task.message, icon='CHECKMARK' if task.status == "done" else 'INFO')
+    if task.error:
         alert = layout.column()
         alert.alert = True
-        alert.label(text=error, icon='ERROR')
-        for line in hint.splitlines()[:hint_lines]:
+        alert.label(text=task.error, icon='ERROR')
+        for line in task.hint.splitlines()[:hint_lines]:
             alert.label(text=line)
 
 
@@ -42,7 +50,6 @@ def draw_zss(layout, context):
     """The whole ZS² UI: prompt, settings, generate/cancel, progress, last error, output."""
     scene = context.scene
     settings = scene.zss
-    state = jobs.state
 
     col = layout.column()
     col.label(text="Prompt")
@@ -96,10 +103,15 @@ def draw_zss(layout, context):
     row.operator("zss.regenerate", icon='FILE_REFRESH')
     row.operator("zss.vary_seed", icon='MOD_NOISE')
 
-    _status(layout, jobs.is_running(), state.fraction, state.status, state.error, state.hint)
-    for note in state.notes:
-        layout.label(text=note, icon='INFO')
+    task = jobs.job_task()
+    _status(layout, task)
+    if task is not None and task.status == "done":
+        for note in task.result["notes"]:
+            layout.label(text=note, icon='INFO')
     layout.operator("zss.open_output", icon='FILE_FOLDER')
+
+
+LOOP_SCHEDULE_NOTE = "The schedule wraps: the last prompt blends back into the first"
 
 
 def _section(layout, idname, title, default_closed=True):
@@ -121,6 +133,8 @@ def _loop_tile_schedule(layout, settings):
     col = body.column(align=True)
     col.use_property_split = True
     col.prop(settings, "loop")
+    if settings.loop and len(settings.prompt_keys):
+        col.label(text=LOOP_SCHEDULE_NOTE, icon='INFO')
     col.prop(settings, "tile")
     body.label(text="Prompt Schedule (empty: the Prompt for every frame)")
     row = body.row()
@@ -164,17 +178,20 @@ class ZSS_MT_recent_models(bpy.types.Menu):
 
 def _setup_status(layout, setup):
     """Progress, the last log lines and the outcome of Set Up / Repair / Rebuild."""
-    if setup.busy:
+    task = setup.task
+    if task is None:
+        return
+    if task.running():
         row = layout.row(align=True)
-        _progress(row, setup.fraction, setup.message or "Working…")
+        _progress(row, task.progress, task.message or "Working…")
         row.operator("zss.setup_cancel", text="", icon='CANCEL')
-    elif setup.phase in ("done", "cancelled") and setup.message:
-        layout.label(text=setup.message, icon='CHECKMARK' if setup.phase == "done" else 'INFO')
-    if setup.error:
+    elif task.message and not task.error:
+        layout.label(text=task.message, icon='CHECKMARK' if task.status == "done" else 'INFO')
+    if task.error:
         box = layout.box()
         box.alert = True
-        box.label(text=setup.error, icon='ERROR')
-    if setup.log and (setup.busy or setup.error):
+        box.label(text=task.error, icon='ERROR')
+    if setup.log and (task.running() or task.error):
         box = layout.box()
         col = box.column(align=True)
         col.scale_y = 0.7
@@ -217,7 +234,6 @@ def _generator(layout, prefs):
 
 
 def _model(layout, prefs):
-    state = jobs.state
     online = preferences.online_access()
     box = layout.box()
     box.label(text="Model", icon='FILE_3D')
@@ -230,9 +246,14 @@ def _model(layout, prefs):
         row.operator("zss.download_model", icon='IMPORT')
         if not online:
             box.label(text="Download needs online access (Preferences ▸ System ▸ Network)", icon='INFO')
-    _status(box, jobs.download_running(), state.download_fraction, state.download_status, state.download_error,
-            state.download_hint, hint_lines=4, working="Downloading…")
+    if not prefs.model.strip():
+        box.label(text=f"Empty: the built-in texture model ({defaults.DEFAULT_MODEL})", icon='INFO')
+    _status(box, jobs.download_task(), hint_lines=4, working="Downloading…")
     box.prop(prefs, "controlnet_model")
+    if not prefs.controlnet_model.strip():
+        builtin = jobspec.controlnet_setting(prefs)
+        box.label(text=f"Empty: the model's own depth ControlNet ({builtin})" if builtin else
+                  "Empty: this model has no built-in depth ControlNet; set one for Depth Control", icon='INFO')
     box.prop(prefs, "allow_pickle")
 
 
@@ -257,6 +278,15 @@ def draw_preferences(layout, prefs):
     col.prop(prefs, "strip_source")
 
 
+class ZSSPreferences(preferences.Properties, bpy.types.AddonPreferences):
+    """The generator runs in its own Python (with torch): Blender's Python has none."""
+
+    bl_idname = preferences.ADDON_ID
+
+    def draw(self, context):
+        draw_preferences(self.layout, self)
+
+
 class _ZSSPanel:
     bl_region_type = 'UI'
     bl_category = "ZS²"
@@ -279,4 +309,4 @@ class ZSS_PT_sequencer(_ZSSPanel, bpy.types.Panel):
     bl_space_type = 'SEQUENCE_EDITOR'
 
 
-CLASSES = (ZSS_UL_prompt_keys, ZSS_MT_recent_models, ZSS_PT_main, ZSS_PT_sequencer)
+CLASSES = (ZSSPreferences, ZSS_UL_prompt_keys, ZSS_MT_recent_models, ZSS_PT_main, ZSS_PT_sequencer)

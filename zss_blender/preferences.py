@@ -1,6 +1,7 @@
 """Add-on preferences: where the generator lives and what it loads (per machine, not per .blend).
 
-Drawing is in panels.draw_preferences (kept with the other UI). online_access() is the one place that
+The properties are a mixin (Properties); panels.ZSSPreferences adds the drawing and is the class
+Blender registers, so this module imports no UI. online_access() is the one place that
 reads Blender's "Allow Online Access" (tests replace it: bpy.app.online_access is read-only).
 """
 
@@ -36,10 +37,8 @@ STRIP_SOURCE_ITEMS = (
 )
 
 
-class ZSSPreferences(bpy.types.AddonPreferences):
-    """The generator runs in its own Python (with torch): Blender's Python has none."""
-
-    bl_idname = ADDON_ID
+class Properties:
+    """The preferences' properties (per machine, not per .blend); panels.ZSSPreferences registers them."""
 
     python_path: StringProperty(
         name="Generator Python", subtype='FILE_PATH',
@@ -92,16 +91,13 @@ class ZSSPreferences(bpy.types.AddonPreferences):
     precision: EnumProperty(name="Precision", items=PRECISION_ITEMS, default="AUTO")
     output_dir: StringProperty(
         name="Output Folder", subtype='DIR_PATH',
-        description="Where clips go for unsaved .blend files (saved files use //zss/ next to the .blend)")
+        description="Where clips go for unsaved .blend files (an absolute folder; saved files use //zss/ next "
+                    "to the .blend). A //-relative folder such as //clips is resolved against the saved .blend "
+                    "and is used for saved files")
     max_resolution: IntProperty(
         name="Max Resolution", default=768, min=64, max=2048, subtype='PIXEL',
         description="Largest side of a clip when the size follows the render resolution")
     strip_source: EnumProperty(name="Strip From", items=STRIP_SOURCE_ITEMS, default="IMAGES")
-
-    def draw(self, context):
-        from . import panels
-
-        panels.draw_preferences(self.layout, self)
 
 
 def get(context=None):
@@ -145,4 +141,3 @@ def is_hub_id(text):
     return bool(owner and name) and not os.path.exists(os.path.expanduser(text)) and " " not in text
 
 
-CLASSES = (ZSSPreferences,)

@@ -49,8 +49,8 @@ def load_addon():
 
 @pytest.fixture(scope="session")
 def addon():
+    import bpy  # noqa: F401  (imported after the environment above is set; puts addon_utils on sys.path)
     import addon_utils
-    import bpy  # noqa: F401  (imported after the environment above is set)
 
     module = load_addon()
     yield module
@@ -68,14 +68,11 @@ def zb(addon):
     environment = addon.zss_blender.environment
     assert not jobs.is_running(), "a previous test left a job running"
     assert not environment.is_running(), "a previous test left a setup running"
-    jobs.state.__init__()
     environment.state.__init__()
     yield addon.zss_blender
     if jobs.is_running():  # a failed test: do not leak its job into the next one
         jobs.cancel()
-        jobs._finish(error="test ended")
-    if jobs.download_running():
-        jobs._finish_download(error="test ended")
+    jobs.abandon("test ended")
     environment.cancel()
     environment.state.__init__()
 

@@ -104,3 +104,71 @@ def test_output_root_and_job_ids(zb, prefs, tmp_path):
     ids = {zb.jobspec.new_job_id(str(tmp_path)) for _ in range(20)}
     assert len(ids) == 20
     assert all(zb.operators.checks.protocol.JOB_ID_PATTERN.fullmatch(i) for i in ids)
+
+
+def test_plan_reads_the_scene_once_and_is_immutable(zb, prefs):
+    import dataclasses
+
+    import bpy
+
+    scene = bpy.context.scene
+    scene.frame_start, scene.frame_end = 3, 6
+    settings = scene.zss
+    settings.prompt, settings.width, settings.height = "bark", 64, 64
+    settings.use_depth, settings.control_scale, settings.target = True, 0.7, 'BOTH'
+    plan = zb.jobspec.plan(bpy.context, prefs, ["Cube"])
+    assert plan.job["frames"] == 4 and "control" not in plan.job
+    assert (plan.depth.frame_start, plan.depth.count, plan.depth.width, plan.depth.height) == (3, 4, 64, 64)
+    assert plan.depth.folder == os.path.join(prefs.output_dir, ".staging", plan.id)
+    targets = plan.targets
+    assert (targets.scene_name, targets.object_names, targets.target, targets.frame_start) == \
+        (scene.name, ("Cube",), 'BOTH', 3)
+    assert targets.camera_name == "Camera" and targets.replace == zb.jobspec.Replace()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan.job = {}
+
+    # Depth images make a new plan; the scene is not read again (a change after planning does not leak in).
+    settings.control_scale = 3.0
+    with_maps = plan.with_control(["/d/1.png", "/d/2.png", "/d/3.png", "/d/4.png"])
+    assert with_maps.job["control"] == {"type": "depth", "images": ["/d/1.png", "/d/2.png", "/d/3.png", "/d/4.png"],
+                                        "scale": pytest.approx(0.7)}
+    assert "control" not in plan.job and with_maps.targets is plan.targets and with_maps.id == plan.id
+
+
+def test_staging_folder_is_removed_on_every_path_but_a_handed_over_one(zb, prefs):
+    import bpy
+
+    bpy.context.scene.zss.use_depth = True
+    plan = zb.jobspec.plan(bpy.context, prefs)
+    with pytest.raises(ValueError), zb.staging.folder(plan) as folder:
+        assert os.path.isdir(folder.path)
+        raise ValueError("a depth render failed")
+    assert not os.path.exists(folder.path) and not os.path.exists(os.path.dirname(folder.path))
+    with zb.staging.folder(plan) as folder:
+        folder.hand_over()  # the job owns it now
+    assert os.path.isdir(folder.path)
+    folder.remove()  # the job's task ended
+    assert not os.path.exists(os.path.dirname(folder.path))
+
+
+def test_relative_output_folder_resolves_against_the_saved_blend(zb, prefs, tmp_path):
+    """Bug 7: //clips was rejected silently; now it is the .blend's clips folder, or a clear message."""
+    import bpy
+
+    prefs.output_dir = "//clips"
+    assert zb.jobspec.output_root(prefs) == ""
+    problems = dict(zb.operators.validation_problems(bpy.context))
+    assert "Output Folder //clips is relative to the .blend file, which is not saved" in problems["output_dir"]
+    assert "Save the .blend first or use an absolute folder" in problems["output_dir"]
+    bpy.context.scene.zss.prompt = "ivy"
+    with pytest.raises(RuntimeError, match="Save the .blend first or use an absolute folder"):
+        bpy.ops.zss.generate()
+
+    (tmp_path / "shots").mkdir()
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "shots" / "shot.blend"))
+    assert zb.jobspec.output_root(prefs) == str(tmp_path / "shots" / "clips")
+    assert "output_dir" not in dict(zb.operators.validation_problems(bpy.context))
+    plan = zb.jobspec.plan(bpy.context, prefs)
+    assert plan.job_dir == str(tmp_path / "shots" / "clips" / plan.id)
+    prefs.output_dir = str(tmp_path / "elsewhere")  # an absolute folder is for unsaved files only
+    assert zb.jobspec.output_root(prefs) == str(tmp_path / "shots" / "zss")

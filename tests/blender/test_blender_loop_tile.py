@@ -80,8 +80,8 @@ def test_move_and_remove_rows(zb, prefs, scene):
 def sent(zb, monkeypatch):
     """What Generate would send, instead of starting a worker."""
     jobs = []
-    monkeypatch.setattr(zb.jobs, "ensure_worker", lambda python: None)
-    monkeypatch.setattr(zb.jobs, "submit", lambda job, running: jobs.append(job))
+    monkeypatch.setattr(zb.jobs, "ensure_client", lambda prefs: None)
+    monkeypatch.setattr(zb.jobs, "submit", lambda plan, staging: jobs.append(plan.job))
     return jobs
 
 

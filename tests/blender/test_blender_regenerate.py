@@ -10,10 +10,10 @@ LAM = [0.0, 0.01, 0.02, 0.03]
 @pytest.fixture
 def sent(zb, prefs, monkeypatch, tmp_path):
     """Capture what Generate would send instead of starting a worker."""
-    jobs = []
-    monkeypatch.setattr(zb.jobs, "ensure_worker", lambda python: None)
-    monkeypatch.setattr(zb.jobs, "submit", lambda job, running: jobs.append((job, running)))
-    return jobs
+    plans = []
+    monkeypatch.setattr(zb.jobs, "ensure_client", lambda prefs: None)
+    monkeypatch.setattr(zb.jobs, "submit", lambda plan, staging: plans.append(plan))
+    return plans
 
 
 def stored_job(tmp_path):
@@ -43,12 +43,14 @@ def test_regenerate_from_material_keeps_everything(zb, sent, tmp_path):
                                  7, ["Cube"])
     bpy.context.view_layer.objects.active = bpy.data.objects["Cube"]
     assert bpy.ops.zss.regenerate() == {'FINISHED'}
-    (new, running), = sent
+    (plan,) = sent
+    new = plan.job
     for key in ("prompt", "negative_prompt", "frames", "width", "height", "steps", "guidance", "seed", "noise",
                 "model", "chunk"):
         assert new[key] == job[key], key
     assert new["lam"] == pytest.approx(LAM) and new["mu"] == pytest.approx(0.9)
-    assert new["id"] != job["id"] and running.frame_start == 7
+    assert new["id"] != job["id"] and plan.targets.frame_start == 7
+    assert plan.targets.replace.material == bpy.data.objects["Cube"].active_material.name
     assert scene.zss.prompt == "stormy sea" and scene.zss.seed == 1234  # the panel shows what was reused
 
 
@@ -61,7 +63,9 @@ def test_vary_seed_from_strip_changes_only_the_seed(zb, sent, tmp_path):
     scene.sequence_editor.active_strip = strip
     bpy.data.objects["Cube"].active_material = None
     assert bpy.ops.zss.vary_seed() == {'FINISHED'}
-    (new, _running), = sent
+    (plan,) = sent
+    new = plan.job
+    assert plan.targets.replace.strip == strip.name
     assert new["seed"] != job["seed"] and new["prompt"] == job["prompt"] and new["lam"] == pytest.approx(LAM)
 
 
