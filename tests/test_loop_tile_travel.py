@@ -6,10 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from zss_core.attention import cyclic_momentum_weights, loop_mu_list
-from zss_core.noise import SQRT_E, dependency_noise, loop_noise, make_noise, noise_divergence
-from zss_core.prompts import interpolate_keys, normalize_schedule, slerp
+from zss_core.attention import cyclic_momentum_weights
+from zss_core.noise import (
+    SQRT_E,
+    dependency_noise,
+    loop_noise,
+    make_noise,
+    noise_divergence,
+)
+from zss_core.prompts import interpolate_keys, slerp
 from zss_core.sampler import sample_video
+from zss_core.schedule import loop_mu_list, normalize_schedule, prompt_weights
 from zss_core.tiling import seamless_tiling
 
 SHAPE = (4, 64, 64)
@@ -195,3 +202,11 @@ def test_prompt_travel_changes_the_clip_and_single_prompt_is_unchanged(tiny_pipe
     # TMA is causal: frame 0 sees only itself and its key prompt, so it is the single-prompt frame 0.
     assert float(np.abs(travel[0] - single[0]).max()) < 1e-5
     assert float(np.abs(travel[3] - single[3]).max()) > 1e-3
+
+
+def test_mu_lists_for_clips_and_loops():
+    assert loop_mu_list(0.5, 4) == [0.5, 0.5, 0.5, 0.5]  # the wrap transition gets the same μ
+    assert loop_mu_list([0.2, 0.4, 0.6], 4) == pytest.approx([0.4, 0.2, 0.4, 0.6])  # mean of the others
+    assert loop_mu_list([0.1, 0.4, 0.6, 0.8], 4) == [0.1, 0.4, 0.6, 0.8]  # entry 0 is the wrap
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        loop_mu_list([1.5, 0.4, 0.6, 0.8], 4)

@@ -5,8 +5,16 @@ import math
 import pytest
 import torch
 
-from zss_core.noise import (alpha_for_divergence, dependency_noise, independent_noise, make_noise, mixed_noise,
-                            noise_divergence, per_frame, progressive_noise)
+from zss_core.noise import (
+    alpha_for_divergence,
+    dependency_noise,
+    independent_noise,
+    make_noise,
+    mixed_noise,
+    noise_divergence,
+    progressive_noise,
+)
+from zss_core.schedule import per_frame
 
 SHAPE = (4, 64, 64)
 
@@ -48,7 +56,7 @@ def test_marginals_stay_standard_normal(lam):
     means = noise.flatten(1).mean(1)
     stds = noise.flatten(1).std(1)
     # 16384 values per frame: the mean's standard error is 0.008; the std drifts by a few percent
-    # because the random search slightly correlates the candidate with the previous frame (ALGORITHM.md).
+    # because the random search slightly correlates the candidate with the previous frame (docs/algorithm.md).
     assert means.abs().max() < 0.05
     assert (stds - 1).abs().max() < 0.04
 

@@ -433,3 +433,33 @@ def test_fields_with_default_factories_may_be_omitted_on_the_wire():
 def test_download_request_needs_its_model():
     with pytest.raises(p.ProtocolError):
         p.message_from_json('{"type": "download", "id": "d1"}', expect="request")
+
+
+def test_stdlib_modules_import_without_torch():
+    """protocol, schedule and defaults run in Blender's Python, which has no torch or numpy."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['torch'] = None; sys.modules['numpy'] = None\n"
+            "from zss_core import defaults, protocol, schedule\n"
+            "assert protocol.per_frame is schedule.per_frame\n"
+            "assert protocol.NOISE_MODELS == defaults.NOISE_MODELS\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                            cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+    assert result.returncode == 0, result.stderr
+
+
+def _job_problems(good_job, **kw):
+    return p.validate_job({**good_job, **kw})
+
+
+def test_validation_follows_the_shared_limits(good_job):
+    from zss_core import defaults
+
+    too_big = _job_problems(good_job, width=defaults.MAX_SIZE + defaults.SIZE_MULTIPLE)
+    assert [p.field for p in too_big] == ["width"] and str(defaults.MAX_SIZE) in too_big[0].message
+    assert [p.field for p in _job_problems(good_job, steps=defaults.MAX_STEPS + 1)] == ["steps"]
+    assert _job_problems(good_job, steps=defaults.MAX_STEPS) == []
+    assert [p.field for p in _job_problems(good_job, frames=defaults.MAX_FRAMES + 1)] == ["frames"]
+    for name in defaults.NOISE_MODELS:
+        assert _job_problems(good_job, noise=name) == []

@@ -8,40 +8,19 @@ same as mixing K and V after them, and costs one einsum instead of two.
 
 TMA is causal over frames, so a clip can be processed in chunks within a denoising step: each
 processor carries its layer's last momentum state from one chunk to the next (``TemporalState``
-says which frames the current batch holds). See ../shared/ALGORITHM.md, section 2.
+says which frames the current batch holds). See docs/algorithm.md ▸ Temporal momentum attention.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from .protocol import per_frame
-
-
-def _mu_list(mu: float | Sequence[float], frames: int) -> list[float]:
-    """μ per frame (entry 0 unused: the first frame has no history). Sequences of length
-    ``frames`` or ``frames − 1`` (transitions), as for λ (``protocol.per_frame``)."""
-    values = per_frame(mu, frames, "mu")
-    bad = [v for v in values if not 0.0 <= v <= 1.0]
-    if bad:
-        raise ValueError(f"mu must lie in [0, 1], got {bad[0]}")
-    return values
-
-
-def loop_mu_list(mu: float | Sequence[float], frames: int) -> list[float]:
-    """μ per frame for loop mode, where entry 0 is the wrap transition (frame m − 1 → frame 0):
-    ``mu[0]`` for a list of length ``frames``, else the mean of the other transitions."""
-    values = _mu_list(mu, frames)
-    if isinstance(mu, Sequence) and len(mu) == frames:
-        values[0] = float(mu[0])
-    elif frames > 1:
-        values[0] = sum(values[1:]) / (frames - 1)
-    return values
+from .schedule import loop_mu_list, mu_list
 
 
 def recurrence_weights(mu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,7 +28,7 @@ def recurrence_weights(mu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
     For x̄ᵢ = μᵢ·x̄ᵢ₋₁ + (1 − μᵢ)·xᵢ (i = 0..n−1, x̄₋₁ the carry) returns (W, c) with
     x̄ = W·x + c·carry: W[i, j] = (1 − μⱼ)·Π_{l=j+1..i} μₗ and c[i] = Π_{l=0..i} μₗ.
-    With μ₀ = 0 (no carry: the clip's first frame) W is the matrix of ALGORITHM.md and c = 0.
+    With μ₀ = 0 (no carry: the clip's first frame) W is the matrix of docs/algorithm.md and c = 0.
     """
     n = mu.shape[0]
     w = torch.zeros(n, n, dtype=mu.dtype, device=mu.device)
@@ -67,7 +46,7 @@ def recurrence_weights(mu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def momentum_weights(frames: int, mu: float | Sequence[float]) -> torch.Tensor:
     """The (frames × frames) lower-triangular matrix W of TMA, rows summing to 1 (float64)."""
-    values = torch.tensor(_mu_list(mu, frames), dtype=torch.float64)
+    values = torch.tensor(mu_list(mu, frames), dtype=torch.float64)
     if frames:
         values[0] = 0.0
     w, _ = recurrence_weights(values)
@@ -182,9 +161,6 @@ class TemporalMomentumAttnProcessor:
         if state.loop and self._carry is not None and self._carry_key == (state.step - 1, state.frames):
             return self._carry
         return None
-
-    def reset(self) -> None:
-        self._carry, self._carry_key = None, None
 
     def __call__(
         self,

@@ -14,6 +14,8 @@ import os
 import secrets
 import sys
 
+from . import defaults
+
 
 def _size(text: str) -> tuple[int, int]:
     try:
@@ -68,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--size", type=_size, default=None,
                      help="WIDTHxHEIGHT, multiples of 8 (default: 64x64 for the built-in models, else 512x512)")
     gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--model", default=DEFAULT_MODEL,
+    gen.add_argument("--model", default=defaults.DEFAULT_MODEL,
                      help="'builtin:textures' (the shipped texture model), 'tiny' (random weights, for tests), "
                           "a diffusers folder, a .safetensors file or a hub id")
     gen.add_argument("--controlnet", default=None,
@@ -76,9 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--control-depth", default=None, metavar="DIR|GLOB", help="one depth image per frame")
     gen.add_argument("--control-scale", type=float, default=1.0)
     gen.add_argument("--chunk", type=int, default=None, help="frames per UNet batch (exact; bounds memory)")
-    gen.add_argument("--noise", default="dependency", choices=("dependency", "mixed", "progressive", "independent"))
-    gen.add_argument("--search", default="exact", choices=("exact", "paper"))
-    gen.add_argument("--scheduler", default="ddim")
+    gen.add_argument("--noise", default=defaults.NOISE_MODELS[0], choices=defaults.NOISE_MODELS)
+    gen.add_argument("--search", default=defaults.SEARCHES[0], choices=defaults.SEARCHES)
+    gen.add_argument("--scheduler", default=defaults.SCHEDULERS[0], choices=defaults.SCHEDULERS)
     gen.add_argument("--device", default="auto")
     gen.add_argument("--dtype", default="auto")
     gen.add_argument("--fps", type=float, default=24.0)
@@ -89,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--tile", choices=("x", "y", "xy"), default=None, help="frames tile seamlessly on these axes")
     gen.add_argument("--prompt-at", nargs=2, action="append", metavar=("FRAME", "PROMPT"), default=[],
                      help="prompt travel key at a 0-based frame (repeatable); PROMPT holds at frame 0")
-    gen.add_argument("--prompt-interpolation", choices=("linear", "slerp"), default="linear")
+    gen.add_argument("--prompt-interpolation", choices=defaults.PROMPT_INTERPOLATIONS,
+                     default=defaults.PROMPT_INTERPOLATIONS[0])
 
     sub.add_parser("worker", help="run the generator process (JSON lines on stdin/stdout)")
     sub.add_parser("setup-env", help="create, check or repair a generator environment (see --help)", add_help=False)
@@ -100,14 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-DEFAULT_MODEL = "builtin:textures"
-BUILTIN_CONTROLNETS = {"builtin:textures": "builtin:textures-depth", "tiny": "tiny"}
-SMALL_MODELS = ("builtin:textures", "tiny")  # trained / built at 64×64
+DEFAULT_MODEL = defaults.DEFAULT_MODEL  # kept: the name this module has always exported
 
 
 def job_from_args(args) -> dict:
     if args.size is None:
-        args.size = (64, 64) if args.model in SMALL_MODELS else (512, 512)
+        args.size = defaults.default_size(args.model)
     job = {
         "id": args.id or new_job_id(), "prompt": args.prompt, "negative_prompt": args.negative,
         "frames": args.frames, "width": args.size[0], "height": args.size[1], "steps": args.steps,
@@ -122,7 +123,7 @@ def job_from_args(args) -> dict:
         job["prompts"] = [{"frame": _int_or_text(frame), "prompt": text} for frame, text in args.prompt_at]
     if args.control_depth is not None:
         job["control"] = {"type": "depth", "images": _control_images(args.control_depth), "scale": args.control_scale}
-        job["controlnet_model"] = args.controlnet or BUILTIN_CONTROLNETS.get(args.model)
+        job["controlnet_model"] = args.controlnet or defaults.default_controlnet(args.model) or None
     return job
 
 

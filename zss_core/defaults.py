@@ -1,4 +1,4 @@
-"""Facts the engine, the CLI and the Blender add-on share: limits, default models, noise-model names.
+"""Facts the engine, the CLI and the Blender add-on share: limits, default models, the names of choices.
 
 Standard library only (Blender's Python imports it). Defined once here; protocol validation, the CLI's
 argument parser and the add-on's properties and checks all read these names.
@@ -16,11 +16,24 @@ MAX_GUIDANCE = 50.0
 DEFAULT_MODEL = "builtin:textures"
 # The depth ControlNet that goes with a model when the user names none ("" when there is none).
 DEFAULT_CONTROLNETS = {"builtin:textures": "builtin:textures-depth", "tiny": "tiny"}
+# Models trained / built at 64×64: their natural default frame size (others: 512×512).
+SMALL_MODELS = ("builtin:textures", "tiny")
 
 # Noise models of zss_core.noise, in the order the UI lists them.
 NOISE_MODELS = ("dependency", "mixed", "progressive", "independent")
+# How the dependency noise finds its mixing coefficient (zss_core.noise).
+SEARCHES = ("exact", "paper")
+# Schedulers a job can name (zss_core.models maps them to diffusers classes).
+SCHEDULERS = ("ddim", "euler", "euler_a", "dpmpp", "pndm", "lms", "unipc")
+# How prompt-travel embeddings are blended between keys (zss_core.prompts).
+PROMPT_INTERPOLATIONS = ("linear", "slerp")
 
 
-def default_controlnet(model):
+def default_controlnet(model: str) -> str:
     """The depth ControlNet that goes with ``model`` when none is set ("" when there is none)."""
     return DEFAULT_CONTROLNETS.get(model, "")
+
+
+def default_size(model: str) -> tuple[int, int]:
+    """(width, height) a clip gets when none is asked for: the size ``model`` was made for."""
+    return (64, 64) if model in SMALL_MODELS else (512, 512)

@@ -9,22 +9,23 @@ All four generators share one calling convention::
 a per-frame sequence. The baselines convert it to their own mixing coefficient α so that every model
 reaches the same *expected* divergence for the same λ, which makes equal-λ comparisons fair.
 
-The divergence and the two-stage search follow ../shared/ALGORITHM.md (section 1), which fixes the
-paper's loose description and the bugs in its pseudocode.
+The divergence and the two-stage search follow docs/algorithm.md (Dependency noise model), which fixes
+the paper's loose description and the bugs in its pseudocode.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import torch
 
-from .protocol import per_frame
+from .defaults import NOISE_MODELS as NOISE_MODEL_NAMES
+from .defaults import SEARCHES
+from .schedule import per_frame
 
 SQRT_E = math.sqrt(math.e)  # E[exp(y)·y] for y ~ N(0, 1): the divergence of independent noise
-SEARCHES = ("exact", "paper")
 
 
 @dataclass
@@ -61,7 +62,7 @@ def noise_divergence(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def alpha_for_divergence(lam: float, model: str = "dependency") -> float:
-    """The mixing α whose *expected* divergence equals λ (the oracle of ALGORITHM.md).
+    """The mixing α whose *expected* divergence equals λ (the oracle of docs/algorithm.md).
 
     For εⁱ = √α·εⁱ⁻¹ + √(1−α)·z (dependency, progressive): E[D] = √e·(1 − √α).
     For the mixed model (shared + individual noise), consecutive frames share α: E[D] = √e·(1 − α).
@@ -109,7 +110,7 @@ def _solve_paper(prev: torch.Tensor, cand: torch.Tensor, lam: float, iterations:
     """The paper's line search (Algorithm 1, lines 11-18), α clamped to [0, 1], best α kept.
 
     Start at α = 0 with step δ = 0.1; step forward while the loss (D − λ)² decreases, else halve δ.
-    Taken literally it only moves α upwards, so it can overshoot and stick (ALGORITHM.md).
+    Taken literally it only moves α upwards, so it can overshoot and stick (docs/algorithm.md).
     """
 
     def loss(alpha: float) -> float:
@@ -293,12 +294,9 @@ def loop_noise(frames, shape, lam, *, generator=None, device=None, dtype=torch.f
     return (noise, stats) if return_stats else noise
 
 
-NOISE_MODELS = {
-    "dependency": dependency_noise,
-    "mixed": mixed_noise,
-    "progressive": progressive_noise,
-    "independent": independent_noise,
-}
+# Name → generator for every name of defaults.NOISE_MODELS: each name ``x`` is served by ``x_noise``
+# (a name without its generator fails here, at import).
+NOISE_MODELS = {name: globals()[f"{name}_noise"] for name in NOISE_MODEL_NAMES}
 
 
 def make_noise(model: str, frames: int, shape, lam, *, loop: bool = False, **kwargs):

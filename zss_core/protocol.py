@@ -15,18 +15,20 @@ import types
 import typing
 from typing import ClassVar
 
+from . import defaults, schedule
+from .defaults import NOISE_MODELS, SCHEDULERS, SEARCHES
+# per_frame is re-exported: the name protocol users have always imported (schedule defines it).
+from .schedule import per_frame
+
 PROTOCOL_VERSION = 1
 MAX_LINE_BYTES = 16 * 1024 * 1024  # a line longer than this is a broken or hostile client
 MAX_TEXT = 2000  # prompt and negative prompt
 MAX_PATH = 4096  # model, folder and image paths
-MAX_LIST = 1024  # any list in a job (and the frame count)
+MAX_LIST = defaults.MAX_FRAMES  # any list in a job (and the frame count)
 
-NOISE_MODELS = ("dependency", "mixed", "progressive", "independent")
-SEARCHES = ("exact", "paper")
-SCHEDULERS = ("ddim", "euler", "euler_a", "dpmpp", "pndm", "lms", "unipc")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 CONTROL_TYPES = ("depth",)
-INTERPOLATIONS = ("linear", "slerp")
+INTERPOLATIONS = defaults.PROMPT_INTERPOLATIONS
 STAGES = ("load", "denoise", "decode", "download")
 ERROR_CODES = (
     "bad_request",
@@ -125,12 +127,10 @@ class Job:
     vae_tiling: bool = False
     cpu_offload: bool = False
 
-    def prompt_schedule(self):
+    def prompt_schedule(self) -> list[tuple[int, str]]:
         """[(frame, prompt), …] sorted: the ``prompts`` keys, with ``prompt`` at frame 0 unless a key
-        is already there. Without keys it is the single prompt — the simple case."""
-        keys = {int(k["frame"]): k["prompt"] for k in self.prompts or ()}
-        keys.setdefault(0, self.prompt)
-        return sorted(keys.items())
+        is already there (``schedule.prompt_keys``). Without keys it is the single prompt."""
+        return schedule.prompt_keys(self.prompt, self.prompts)
 
     @classmethod
     def from_dict(cls, d):
@@ -180,27 +180,15 @@ def _floats(value):
     return [float(v) for v in value] if isinstance(value, list) else float(value)
 
 
-def per_frame(values, frames, name):
-    """Expand a scalar or a per-frame sequence (λ, μ) into a list of length ``frames``.
-
-    A sequence of length ``frames`` is taken as is, except entry 0: it belongs to the first frame,
-    which has no predecessor, and becomes 0.0; a sequence of length ``frames − 1`` holds the
-    transitions (entry i applies between frame i and frame i+1) and gets a leading 0.0.
-    The one definition shared by the protocol, the noise models and the attention.
-    """
-    if isinstance(values, (int, float)):
-        return [0.0] + [float(values)] * (frames - 1) if frames > 0 else []
-    values = [float(v) for v in values]
-    if len(values) == frames:
-        return [0.0] + values[1:] if frames > 0 else []
-    if len(values) == frames - 1:
-        return [0.0] + values
-    raise ValueError(f"{name} must be a number or a list of {frames} or {frames - 1} values, got {len(values)}")
-
-
 # -------------------------------------------------------------------- validation
 
 _JOB_FIELDS = tuple(f.name for f in dataclasses.fields(Job))
+_JOB_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Job) if f.default is not dataclasses.MISSING}
+
+
+def _value(d: dict, name: str) -> typing.Any:
+    """A field of a raw job, or the Job's default for it when the job leaves it out."""
+    return d.get(name, _JOB_DEFAULTS[name])
 _REQUIRED = {
     "id": 'a name for the job folder, e.g. "clip-001"',
     "prompt": "the text to generate",
@@ -385,34 +373,35 @@ def validate_job(d):
                          f"or digit (it names the job folder), got {_show(v)}")
     if "prompt" in d:
         ck.text("prompt", d["prompt"], MAX_TEXT, allow_empty=False)
-    ck.text("negative_prompt", d.get("negative_prompt", ""), MAX_TEXT)
+    ck.text("negative_prompt", _value(d, "negative_prompt"), MAX_TEXT)
     if "model" in d:
         ck.text("model", d["model"], MAX_PATH, allow_empty=False)
 
-    frames = d.get("frames", 8)
+    frames = _value(d, "frames")
     if not ck.integer("frames", frames, 1, MAX_LIST):
         frames = None  # unknown: skip the checks that depend on it
+    lo, hi, multiple = defaults.MIN_SIZE, defaults.MAX_SIZE, defaults.SIZE_MULTIPLE
     for name in ("width", "height"):
-        v = d.get(name, 512)
-        if not _is_int(v) or not 64 <= v <= 2048 or v % 8:
-            ck.add(name, f"{name} must be a multiple of 8 from 64 to 2048, got {_show(v)}")
-    ck.integer("steps", d.get("steps", 30), 1, 500)
-    ck.number("guidance", d.get("guidance", 7.5), 0, 50)
-    ck.integer("seed", d.get("seed", 0), 0, 2**63 - 1)
-    ck.per_frame("lam", d.get("lam", 0.01), frames, math.inf, "a finite number ≥ 0")
-    ck.per_frame("mu", d.get("mu", 0.98), frames, 1, "a number from 0 to 1")
-    ck.choice("noise", d.get("noise", "dependency"), NOISE_MODELS)
-    ck.choice("search", d.get("search", "exact"), SEARCHES)
-    ck.integer("candidates", d.get("candidates", 10), 1, 1000)
-    ck.choice("scheduler", d.get("scheduler", "ddim"), SCHEDULERS)
-    ck.choice("dtype", d.get("dtype", "auto"), DTYPES)
-    device = d.get("device", "auto")
+        v = _value(d, name)
+        if not _is_int(v) or not lo <= v <= hi or v % multiple:
+            ck.add(name, f"{name} must be a multiple of {multiple} from {lo} to {hi}, got {_show(v)}")
+    ck.integer("steps", _value(d, "steps"), 1, defaults.MAX_STEPS)
+    ck.number("guidance", _value(d, "guidance"), 0, defaults.MAX_GUIDANCE)
+    ck.integer("seed", _value(d, "seed"), 0, 2**63 - 1)
+    ck.per_frame("lam", _value(d, "lam"), frames, math.inf, "a finite number ≥ 0")
+    ck.per_frame("mu", _value(d, "mu"), frames, 1, "a number from 0 to 1")
+    ck.choice("noise", _value(d, "noise"), NOISE_MODELS)
+    ck.choice("search", _value(d, "search"), SEARCHES)
+    ck.integer("candidates", _value(d, "candidates"), 1, 1000)
+    ck.choice("scheduler", _value(d, "scheduler"), SCHEDULERS)
+    ck.choice("dtype", _value(d, "dtype"), DTYPES)
+    device = _value(d, "device")
     if not isinstance(device, str) or not _DEVICE_PATTERN.fullmatch(device):
         ck.add("device", f"device must be auto, cpu, cuda, cuda:N or mps; got {_show(device)}")
     chunk = d.get("chunk")
     if chunk is not None and chunk != "auto":
         ck.integer("chunk", chunk, 1, MAX_LIST, extra=' (or null for all frames at once, or "auto")')
-    ck.number("fps", d.get("fps", 24.0), 1, 240)
+    ck.number("fps", _value(d, "fps"), 1, 240)
 
     controlnet = d.get("controlnet_model")
     if controlnet is not None:
@@ -426,7 +415,7 @@ def validate_job(d):
     for name in ("loop", "tile_x", "tile_y", "allow_pickle", "attention_slicing", "vae_tiling", "cpu_offload"):
         if not isinstance(d.get(name, False), bool):
             ck.add(name, f"{name} must be true or false, got {_show(d[name])}")
-    ck.choice("prompt_interpolation", d.get("prompt_interpolation", "linear"), INTERPOLATIONS)
+    ck.choice("prompt_interpolation", _value(d, "prompt_interpolation"), INTERPOLATIONS)
     if d.get("prompts") is not None:
         ck.prompts(d["prompts"], frames)
 

@@ -24,9 +24,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .attention import TemporalState, _mu_list, loop_mu_list, temporal_momentum_attention
+from . import schedule
+from .attention import TemporalState, temporal_momentum_attention
 from .noise import NoiseStats, make_noise
-from .prompts import encode_schedule, normalize_schedule
+from .prompts import encode_schedule
 from .tiling import seamless_tiling
 
 
@@ -151,12 +152,12 @@ def sample_video(
 
     # 2. Prompt, control images, timesteps: the stock pipeline's own components and helpers.
     do_cfg = guidance > 1.0 and unet.config.time_cond_proj_dim is None
-    schedule = normalize_schedule(prompt, frames)
-    if len(schedule) == 1:
-        prompt_embeds, negative_embeds = pipe.encode_prompt(schedule[0][1], device, 1, do_cfg, negative_prompt)
+    keys = schedule.normalize_schedule(prompt, frames)
+    if len(keys) == 1:
+        prompt_embeds, negative_embeds = pipe.encode_prompt(keys[0][1], device, 1, do_cfg, negative_prompt)
     else:
-        prompt_embeds, negative_embeds = encode_schedule(pipe, schedule, frames, device, prompt_interpolation,
-                                                         do_cfg, negative_prompt)
+        prompt_embeds, negative_embeds = encode_schedule(pipe, keys, frames, device, prompt_interpolation,
+                                                         do_cfg, negative_prompt, loop)
     control = None
     if _is_controlnet(pipe):
         control = _prepare_control(pipe, control_images, frames, width, height, device, controlnet.dtype)
@@ -166,7 +167,7 @@ def sample_video(
     latents = latents.to(device=device, dtype=prompt_embeds.dtype) * scheduler.init_noise_sigma
     extra_step_kwargs = pipe.prepare_extra_step_kwargs(generator, 0.0)
 
-    mu_values = (loop_mu_list(mu, frames) if loop else _mu_list(mu, frames)) if tma else [0.0] * frames
+    mu_values = (schedule.loop_mu_list(mu, frames) if loop else schedule.mu_list(mu, frames)) if tma else [0.0] * frames
     state = TemporalState(mu=mu_values, loop=loop)
     chunks = _chunks(frames, chunk)
     groups = 2 if do_cfg else 1
