@@ -369,8 +369,7 @@ def place_strip(scene, frames, video, job, job_dir, frame_start, use_movie=False
     notes = ()
     if placement == 'PLATES':
         plates.scene_strip_above(target, scene, channel)
-        note = plates.transparency_note(scene)
-        notes = (note,) if note else ()
+        notes = (plates.placement_note(scene, target),)
     strip = _new_strip(strips, frames, video, clip_name(job["prompt"]), channel, start, use_movie)
     store_params(strip, job_params(job, job_dir, frame_start))
     strip["zss_scene"] = scene.name  # the 3D scene the clip was made for (a plate lives in another scene)

@@ -6,7 +6,7 @@ the clip strips (plates) sit on low channels and a Scene strip of the 3D scene s
 Alpha Over, at the 3D scene's own frames (edit frame f shows 3D frame f). Rendering the plates scene
 composites the 3D render over the generated background — where the 3D scene renders a transparent film
 (Render ▸ Film ▸ Transparent). That is the 3D scene's setting and stays the user's choice:
-transparency_note() says what to do when it is off. The plates scene follows the 3D scene's frame
+placement_note() says where the clip went and, when the film is opaque, what to do. The plates scene follows the 3D scene's frame
 range, frame rate, resolution and colour management at every import.
 
 Runs from the job poller (a timer): data API only.
@@ -87,11 +87,12 @@ def scene_strip_above(edit, scene, channel):
     strips = compat.top_level_strips(edit.sequence_editor)
     strip = find_scene_strip(edit, scene)
     length = scene.frame_end - scene.frame_start + 1
+    floor = channel  # the new scene strip goes above this and every other strip
     if strip is not None and (strip.frame_final_start, strip.frame_final_duration) != (scene.frame_start, length):
-        channel = max(channel, strip.channel - 1)
+        floor = max(channel, strip.channel - 1)  # re-made no lower than it was
         strips.remove(strip)
         strip = None
-    top = max([s.channel for s in strips if s != strip] + [channel]) + 1
+    top = max([s.channel for s in strips if s != strip] + [floor]) + 1
     if strip is None:
         strip = strips.new_scene(scene.name, scene, top, scene.frame_start)
         strip.scene_input = 'CAMERA'
@@ -101,10 +102,11 @@ def scene_strip_above(edit, scene, channel):
     return strip
 
 
-def transparency_note(scene):
-    """What the user should know when scene's render would hide the plates behind it (else None)."""
+def placement_note(scene, edit):
+    """Where the strip went and how to see it — the user is in scene, whose own sequencer stays empty;
+    when scene renders an opaque background it would hide the clip, so the note says how to fix that."""
+    where = f"The clip is in the scene '{edit.name}', under the render of '{scene.name}'"
     if scene.render.film_transparent:
-        return None
-    return (f"The clip went to the scene '{plates_name(scene)}', under the render of '{scene.name}'. "
-            f"'{scene.name}' renders an opaque background that covers it: turn on Render Properties ▸ Film ▸ "
-            "Transparent there to see the clip behind the 3D render")
+        return where + ": render that scene to see the 3D scene over the clip"
+    return (where + f"; '{scene.name}' renders an opaque background that covers the clip: turn on Render "
+            "Properties ▸ Film ▸ Transparent there to see the clip behind the 3D render")

@@ -90,14 +90,16 @@ def test_strip_goes_to_a_plates_scene_under_the_3d_render(zb, clip, tmp_path):
     assert (scene_strip.frame_final_start, scene_strip.frame_final_end) == (scene.frame_start, scene.frame_end + 1)
     assert (edit.frame_start, edit.frame_end, edit.render.fps) == (1, 12, 30)
     assert (edit.render.resolution_x, edit.render.resolution_y) == (32, 24) and edit.render.use_sequencer
-    # The 3D film is opaque, so the plate would be hidden: the import says so (and changes nothing).
+    # The import says where the clip went; the 3D film is opaque and would hide the clip: the note says
+    # what to do (and the import changes nothing in the 3D scene).
     (note,) = result.notes
-    assert "Transparent" in note and edit.name in note
+    assert edit.name in note and "Transparent" in note
 
     # The user turns on a transparent film: F12 in the 3D scene renders the cube only, the plates scene
     # renders the cube over the clip.
     scene.render.film_transparent = True
-    assert zb.importers.place_strip(scene, frames, None, job, job_dir, START + 50).notes == ()
+    (note,) = zb.importers.place_strip(scene, frames, None, job, job_dir, START + 50).notes
+    assert edit.name in note and "Transparent" not in note
     own = render(bpy, scene, START + 1, str(tmp_path / "3d.png"))
     h, w = own.shape[:2]
     assert own[h // 2, w // 2, 2] > 200 and own[h // 2, w // 2, 0] < 30  # the blue cube
@@ -122,9 +124,14 @@ def test_second_import_reuses_the_plates_scene_on_a_free_channel(zb, clip):
     assert len(scene_strips) == 1
     assert first.channel == 1 and second.channel == 2 and scene_strips[0].channel == 3
     assert second.frame_final_start == START + 1
+    # The 3D scene got longer: its scene strip follows, still above the plates, still one.
+    scene.frame_end = 400
+    zb.importers.import_strip(scene, frames, None, job, job_dir, START + 2)
+    (scene_strip,) = [s for s in strips_of(edit) if s.type == 'SCENE']
+    assert (scene_strip.frame_final_end, edit.frame_end) == (401, 400) and scene_strip.channel == 4
     # Renamed scenes keep their pairing.
     scene.name = "Shot 010"
-    third = zb.importers.import_strip(scene, frames, None, job, job_dir, START + 100)
+    third = zb.importers.import_strip(scene, frames, None, job, job_dir, START + 500)
     assert third.id_data == edit and len(bpy.data.scenes) == scenes
 
 
