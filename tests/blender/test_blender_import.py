@@ -179,7 +179,7 @@ def test_replace_updates_material_image_and_strip_in_place(zb, tmp_path):
 
     def counts():
         return (len(bpy.data.materials), len(bpy.data.images), len(bpy.data.node_groups), len(bpy.data.scenes),
-                len(editor.strips_all if hasattr(editor, "strips_all") else editor.sequences_all))  # 5.0 / 4.x
+                len(zb.compat.all_strips(editor)))
 
     before = counts()
     for n in range(1, 6):

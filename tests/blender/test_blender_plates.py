@@ -27,11 +27,9 @@ def clip(tmp_path):
     return job, str(job_dir), frames
 
 
-def strips_of(scene):
+def strips_of(zb, scene):
     editor = scene.sequence_editor
-    if editor is None:
-        return []
-    return list(editor.strips if hasattr(editor, "strips") else editor.sequences)
+    return list(zb.compat.top_level_strips(editor)) if editor is not None else []
 
 
 def setup_3d_scene(bpy):
@@ -78,10 +76,10 @@ def test_strip_goes_to_a_plates_scene_under_the_3d_render(zb, clip, tmp_path):
     result = zb.importers.place_strip(scene, frames, None, job, job_dir, START)
 
     # The 3D scene is untouched: no strip, so F12 there renders the 3D scene.
-    assert strips_of(scene) == [] and not scene.render.film_transparent
+    assert strips_of(zb, scene) == [] and not scene.render.film_transparent
     edit = bpy.data.scenes[f"{scene.name} · plates"]
     assert result.scene == edit and result.strip.id_data == edit
-    plate, scene_strip = sorted(strips_of(edit), key=lambda s: s.channel)
+    plate, scene_strip = sorted(strips_of(zb, edit), key=lambda s: s.channel)
     assert plate == result.strip and plate.type == 'IMAGE' and plate["zss_job_id"] == job["id"]
     assert plate["zss_scene"] == scene.name
     assert (plate.frame_final_start, plate.frame_final_duration) == (START, FRAMES)
@@ -120,14 +118,14 @@ def test_second_import_reuses_the_plates_scene_on_a_free_channel(zb, clip):
     second = zb.importers.import_strip(scene, frames, None, job, job_dir, START + 1)  # overlaps the first
     edit = bpy.data.scenes[f"{scene.name} · plates"]
     assert len(bpy.data.scenes) == scenes and first.id_data == second.id_data == edit
-    scene_strips = [s for s in strips_of(edit) if s.type == 'SCENE']
+    scene_strips = [s for s in strips_of(zb, edit) if s.type == 'SCENE']
     assert len(scene_strips) == 1
     assert first.channel == 1 and second.channel == 2 and scene_strips[0].channel == 3
     assert second.frame_final_start == START + 1
     # The 3D scene got longer: its scene strip follows, still above the plates, still one.
     scene.frame_end = 400
     zb.importers.import_strip(scene, frames, None, job, job_dir, START + 2)
-    (scene_strip,) = [s for s in strips_of(edit) if s.type == 'SCENE']
+    (scene_strip,) = [s for s in strips_of(zb, edit) if s.type == 'SCENE']
     assert (scene_strip.frame_final_end, edit.frame_end) == (401, 400) and scene_strip.channel == 4
     # Renamed scenes keep their pairing.
     scene.name = "Shot 010"
@@ -143,6 +141,6 @@ def test_this_scene_placement_keeps_the_old_behaviour(zb, clip):
     scene.zss.strip_placement = 'SCENE'
     scenes = len(bpy.data.scenes)
     result = zb.importers.place_strip(scene, frames, None, job, job_dir, START)
-    assert result.scene == scene and strips_of(scene) == [result.strip] and result.notes == ()
+    assert result.scene == scene and strips_of(zb, scene) == [result.strip] and result.notes == ()
     assert len(bpy.data.scenes) == scenes
     assert zb.plates.F12_WARNING  # what the panel shows for this placement
