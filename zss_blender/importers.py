@@ -350,9 +350,10 @@ def place_strip(scene, frames, video, job, job_dir, frame_start, use_movie=False
 
     placement 'PLATES' (None = Scene.zss.strip_placement) puts it into scene's plates scene (see
     plates.py) under a Scene strip of scene, so F12 in scene still renders 3D; 'SCENE' into scene's own
-    sequencer. The strip goes on the lowest free channel at frame_start — or, with replace naming a strip
+    sequencer. A plates scene given as scene stands for its 3D scene. The strip goes on the lowest free channel at frame_start — or, with replace naming a strip
     of that sequencer (Regenerate, Vary Seed), takes that strip's channel and start in its place.
     """
+    scene = plates.owner_scene(scene)  # given the plates scene itself: its 3D scene
     placement = placement or _setting(scene, "strip_placement", 'PLATES')
     target = plates.plates_scene(scene) if placement == 'PLATES' else scene
     editor = target.sequence_editor or target.sequence_editor_create()

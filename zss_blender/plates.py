@@ -51,6 +51,13 @@ def find_plates_scene(scene):
     return next((s for s in bpy.data.scenes if s != scene and s.get(OWNER_KEY) == scene), None)
 
 
+def owner_scene(scene):
+    """The 3D scene a plates scene belongs to; any other scene is its own owner. A clip regenerated
+    from a plate (the user is in the plates scene) is made for, and imported into, the 3D scene."""
+    owner = scene.get(OWNER_KEY)
+    return owner if isinstance(owner, bpy.types.Scene) else scene
+
+
 def follow(scene, edit):
     """Give the plates scene the 3D scene's frame range, frame rate, resolution and colour management."""
     edit.frame_start, edit.frame_end = scene.frame_start, scene.frame_end

@@ -131,6 +131,10 @@ def test_second_import_reuses_the_plates_scene_on_a_free_channel(zb, clip):
     scene.name = "Shot 010"
     third = zb.importers.import_strip(scene, frames, None, job, job_dir, START + 500)
     assert third.id_data == edit and len(bpy.data.scenes) == scenes
+    # Regenerating from a plate hands over the plates scene: it stands for its 3D scene (no plates² scene).
+    assert zb.plates.owner_scene(edit) == scene and zb.plates.owner_scene(scene) == scene
+    fourth = zb.importers.import_strip(edit, frames, None, job, job_dir, START, replace=third.name)
+    assert fourth.id_data == edit and len(bpy.data.scenes) == scenes and fourth.frame_final_start == START + 500
 
 
 def test_this_scene_placement_keeps_the_old_behaviour(zb, clip):
