@@ -40,7 +40,7 @@ def test_pickle_memory_and_chunk_reach_the_job(zb, prefs):
 
 
 class FakeClient:
-    """A WorkerClient stand-in: records requests, hands out the events a test queues."""
+    """A GeneratorClient stand-in: records requests, hands out the events a test queues."""
 
     def __init__(self, python="python"):
         self.python_executable = python
@@ -63,15 +63,15 @@ class FakeClient:
         self.sent.append(("download", model, task_id))
         return task_id
 
-    def stop(self):
+    def close(self):
         pass
 
 
 @pytest.fixture
 def fake_client(zb, monkeypatch):
     client = FakeClient()
-    monkeypatch.setattr(zb.jobs, "_client", client)
-    monkeypatch.setattr(zb.jobs, "ensure_worker", lambda python: client)
+    monkeypatch.setattr(zb.jobs, "make_client", lambda prefs: client)
+    monkeypatch.setattr(zb.jobs, "_stale", lambda c, prefs: c is not client)
     reports = []
     monkeypatch.setattr(zb.jobs, "report", lambda kind, message: reports.append((kind, message)))
     client.reports = reports
@@ -101,9 +101,9 @@ def test_done_job_updates_recent_models_and_shows_notes(zb, prefs, fake_client, 
                       manifest=str(tmp_path / "out" / job["id"] / "job.json"), seconds=1.0, model_load_seconds=0.1,
                       notes=[note]),
     ]
-    assert zb.jobs.poll() is None and zb.jobs.state.status.startswith("Done")
+    assert zb.jobs.poll() is None and zb.jobs.job_task().message.startswith("Done")
     assert zb.preferences.recent_models(prefs) == ["tiny", "x/old-2", "x/old-1"]  # distinct, newest first
-    assert zb.jobs.state.notes == [note] and ('INFO', f"ZS²: {note}") in fake_client.reports
+    assert zb.jobs.job_task().result["notes"] == [note] and ('INFO', f"ZS²: {note}") in fake_client.reports
 
     for i in range(10):
         zb.preferences.remember_model(prefs, f"m/{i}")
@@ -112,8 +112,8 @@ def test_done_job_updates_recent_models_and_shows_notes(zb, prefs, fake_client, 
 
     # A new job clears the last job's notes.
     assert bpy.ops.zss.generate() == {'FINISHED'}
-    assert zb.jobs.state.notes == []
-    zb.jobs._finish(status="test")
+    assert zb.jobs.job_task().result["notes"] == [] and zb.jobs.job_task().running()
+    zb.jobs.abandon("test ended")
 
 
 def test_download_through_the_worker(zb, prefs, fake_client, monkeypatch):
@@ -131,10 +131,12 @@ def test_download_through_the_worker(zb, prefs, fake_client, monkeypatch):
                           protocol.Progress(id=task_id, step=0, total=1, fraction=0.0, elapsed=0.0, eta=None,
                                             stage="download")]
     assert zb.jobs.poll() is not None
-    assert zb.jobs.state.download_status == f"Downloading {prefs.model}…"
+    assert zb.jobs.download_task().message == f"Downloading {prefs.model}…"
     fake_client.events = [protocol.Downloaded(id=task_id, model=prefs.model, path="/cache/sd15", seconds=42.0)]
     assert zb.jobs.poll() is None
-    assert zb.jobs.state.download_status == f"Downloaded {prefs.model} in 42 s" and not zb.jobs.download_running()
+    task = zb.jobs.download_task()
+    assert task.message == f"Downloaded {prefs.model} in 42 s" and not zb.jobs.download_running()
+    assert task.status == "done" and task.result == "/cache/sd15"
     assert fake_client.reports[-1][0] == 'INFO' and "/cache/sd15" in fake_client.reports[-1][1]
 
     # A failed download shows the generator's message with a hint.
@@ -142,8 +144,8 @@ def test_download_through_the_worker(zb, prefs, fake_client, monkeypatch):
     task_id = fake_client.sent[-1][2]
     fake_client.events = [protocol.Error(id=task_id, code="download_failed", message="Could not download it")]
     assert zb.jobs.poll() is None
-    assert zb.jobs.state.download_error == "Could not download it"
-    assert zb.jobs.state.download_hint == zb.hints.WORKER_FIXES["download_failed"][1]
+    assert zb.jobs.download_task().error == "Could not download it" and zb.jobs.download_task().failed()
+    assert zb.jobs.download_task().hint == zb.hints.WORKER_FIXES["download_failed"][1]
 
 
 def test_download_refused_offline_or_for_local_models(zb, prefs, fake_client, monkeypatch, tmp_path):
@@ -166,15 +168,12 @@ def test_download_refused_offline_or_for_local_models(zb, prefs, fake_client, mo
     assert fake_client.sent == []
 
 
-def test_worker_environment_follows_online_access(zb, monkeypatch):
-    created = []
-
+def test_worker_environment_follows_online_access(zb, prefs, monkeypatch):
     class Recorder(FakeClient):
         def __init__(self, python, env=None):
             super().__init__(python)
             self.env = env
             self.alive = False
-            created.append(self)
 
         def is_alive(self):
             return self.alive
@@ -182,18 +181,21 @@ def test_worker_environment_follows_online_access(zb, monkeypatch):
         def start(self, wait=True):
             self.alive = True
 
-        def stop(self):
+        def close(self):
             self.alive = False
 
-    monkeypatch.setattr(zb.jobs.worker_client, "WorkerClient", Recorder)
-    monkeypatch.setattr(zb.jobs, "_client", None)
+    zb.jobs.stop_worker()
+    monkeypatch.setattr(zb.jobs.generator_client, "LocalClient", Recorder)
     monkeypatch.setattr(zb.preferences, "online_access", lambda: False)
-    offline = zb.jobs.ensure_worker("py")
-    assert offline.env["HF_HUB_OFFLINE"] == "1" and offline.alive
-    assert zb.jobs.ensure_worker("py") is offline  # kept warm
-    monkeypatch.setattr(zb.preferences, "online_access", lambda: True)
-    online = zb.jobs.ensure_worker("py")  # online access turned on: a fresh worker without the flag
-    assert online is not offline and online.env is None and not offline.alive
+    try:
+        offline = zb.jobs.ensure_client(prefs)
+        assert offline.env["HF_HUB_OFFLINE"] == "1" and offline.alive
+        assert zb.jobs.ensure_client(prefs) is offline  # kept warm
+        monkeypatch.setattr(zb.preferences, "online_access", lambda: True)
+        online = zb.jobs.ensure_client(prefs)  # online access turned on: a fresh worker without the flag
+        assert online is not offline and online.env is None and not offline.alive
+    finally:
+        zb.jobs.stop_worker()
 
 
 def test_every_error_has_a_hint_and_the_readme_table_is_current(zb):

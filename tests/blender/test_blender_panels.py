@@ -107,18 +107,20 @@ def test_idle_panel(zb, prefs):
 
 
 def test_running_and_error_panel(zb, prefs, monkeypatch):
-    state = zb.jobs.state
+    task = zb.tasks.Task("job", id="j")
+    task.update("Sampling 4/10, about 12 s left", 0.4)
+    monkeypatch.setattr(zb.jobs, "job_task", lambda: task)
     monkeypatch.setattr(zb.jobs, "is_running", lambda: True)
-    state.fraction, state.status = 0.4, "Denoising 4/10"
     log = draw(zb)
-    assert ("operator", "zss.cancel") in log and ("progress", "Denoising 4/10") in log
+    assert ("operator", "zss.cancel") in log and ("progress", "Sampling 4/10, about 12 s left") in log
     monkeypatch.setattr(zb.jobs, "is_running", lambda: False)
-    state.error, state.hint = "The generator process stopped unexpectedly", "line one\nline two"
+    task.fail("The generator process stopped unexpectedly", "line one\nline two")
     log = draw(zb)
     assert ("label", "The generator process stopped unexpectedly") in log and ("label", "line two") in log
+    assert not any(kind == "progress" for kind, *_ in log)
 
 
-def test_schedule_section_and_notes(zb, prefs):
+def test_schedule_section_and_notes(zb, prefs, monkeypatch):
     import bpy
 
     settings = bpy.context.scene.zss
@@ -128,7 +130,10 @@ def test_schedule_section_and_notes(zb, prefs):
     assert ("operator_prop", "zss.prompt_key_move", "direction", "DOWN") in log
     assert ("prop", "prompt_interpolation") not in log  # only with keys
     bpy.ops.zss.prompt_key_add()
-    zb.jobs.state.notes = ["Ran out of memory with 16 frames per chunk; finished with 8."]
+    task = zb.tasks.Task("job", id="j")
+    task.finish("Done in 1.0 s: 8 frames",
+                result={"output_dir": "/x", "notes": ["Ran out of memory with 16 frames per chunk; finished with 8."]})
+    monkeypatch.setattr(zb.jobs, "job_task", lambda: task)
     log = draw(zb)
     assert ("prop", "prompt_interpolation") in log
     assert ("label", "Ran out of memory with 16 frames per chunk; finished with 8.") in log
@@ -159,6 +164,12 @@ def test_preferences_draw(zb, prefs, monkeypatch):
     log = draw_preferences(zb, prefs)
     assert any(k == "label" and "Download needs online access" in t for k, t, *_ in log)
 
+    # An empty Model and ControlNet say what they mean: the built-in models.
+    prefs.model = prefs.controlnet_model = ""
+    log = draw_preferences(zb, prefs)
+    assert ("label", "Empty: the built-in texture model (builtin:textures)") in log
+    assert ("label", "Empty: the model's own depth ControlNet (builtin:textures-depth)") in log
+
     # A broken environment offers Repair and Rebuild.
     zb.environment.state.health = {"ok": False, "missing": ["torch", "diffusers"], "problem": "x"}
     try:
@@ -182,3 +193,18 @@ def test_recent_models_menu(zb, prefs):
     log.clear()
     zb.panels.ZSS_MT_recent_models.draw(menu, bpy.context)
     assert [entry[3] for entry in log if entry[0] == "operator_prop"] == ["a/b", "/models/x.safetensors"]
+
+
+def test_loop_with_a_schedule_says_it_wraps(zb, prefs):
+    """Bug 5: a looping clip with a prompt schedule wraps its schedule too; the panel says so."""
+    import bpy
+
+    settings = bpy.context.scene.zss
+    note = ("label", zb.panels.LOOP_SCHEDULE_NOTE)
+    settings.loop = True
+    assert note not in draw(zb)  # no schedule: nothing to wrap
+    bpy.ops.zss.prompt_key_add()
+    assert note in draw(zb)
+    settings.loop = False
+    assert note not in draw(zb)
+    assert "last prompt blends back into the first" in zb.panels.LOOP_SCHEDULE_NOTE

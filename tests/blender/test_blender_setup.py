@@ -20,7 +20,7 @@ FAKES = pathlib.Path(__file__).resolve().parent / "fakes"
 
 
 class FakeWorker:
-    """What jobs.ensure_worker returns after the install: reports ready at once."""
+    """What jobs.ensure_client returns after the install: reports ready at once."""
 
     def __init__(self, python):
         self.python_executable = python
@@ -30,8 +30,11 @@ class FakeWorker:
     def is_alive(self):
         return True
 
-    def stderr_tail(self, n=40):
+    def diagnostics(self, lines=40):
         return ""
+
+    def close(self):
+        pass
 
 
 @pytest.fixture
@@ -42,13 +45,13 @@ def fake_setup(zb, prefs, monkeypatch, tmp_path):
     monkeypatch.setattr(zb.preferences, "online_access", lambda: True)
     started = []
 
-    def ensure_worker(python):
-        started.append(python)
-        worker = FakeWorker(python)
+    def ensure_client(prefs):
+        started.append(prefs.python_path)
+        worker = FakeWorker(prefs.python_path)
         monkeypatch.setattr(zb.jobs, "_client", worker)
         return worker
 
-    monkeypatch.setattr(zb.jobs, "ensure_worker", ensure_worker)
+    monkeypatch.setattr(zb.jobs, "ensure_client", ensure_client)
     prefs.generator_dir = str(tmp_path / "generator")
     prefs.python_path = ""
     return started
@@ -59,10 +62,10 @@ def poll_until_idle(environment, timeout=30.0):
     seen = []
     deadline = time.monotonic() + timeout
     while environment.poll() is not None:
-        seen.append((environment.state.fraction, environment.state.message))
+        seen.append((environment.state.task.progress, environment.state.task.message))
         assert time.monotonic() < deadline, f"setup did not finish: {environment.state}"
         time.sleep(0.02)
-    seen.append((environment.state.fraction, environment.state.message))
+    seen.append((environment.state.task.progress, environment.state.task.message))
     return seen
 
 
@@ -95,7 +98,7 @@ def test_command_line(zb, prefs, tmp_path):
                                                                "zss_core.setup_env", "D", "--json", "--check"]
     # The real module parses these arguments (only --help: nothing is installed).
     result = subprocess.run([sys.executable, "-m", "zss_core.setup_env", "--help"], capture_output=True, text=True,
-                            env=zb.environment.child_env(), cwd=str(tmp_path))
+                            env=zb.environment.generator_client.child_env(), cwd=str(tmp_path))
     assert result.returncode == 0 and "--torch-spec" in result.stdout and "--pip-arg" in result.stdout
 
 
@@ -111,11 +114,12 @@ def test_setup_success_sets_python_and_starts_worker(zb, prefs, fake_setup, monk
     assert env.state.busy and env.is_running() and env.state.action == "setup"
     seen = poll_until_idle(env)
 
-    assert env.state.phase == "done", (env.state.error, list(env.state.log))
+    task = env.state.task
+    assert task.status == "done", (task.error, list(env.state.log))
     folder = prefs.generator_dir
     assert prefs.python_path == os.path.join(folder, "bin", "python")
     assert fake_setup == [prefs.python_path]  # the worker was started with the new environment
-    assert env.state.message.startswith("Generator ready on cpu") and zb.jobs.state.status == env.state.message
+    assert task.message.startswith("Generator ready on cpu") and task.progress == 1.0
     fractions = [f for f, _ in seen]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     # The log keeps the last lines only (the fake printed its arguments first, then 12 pip lines and more).
@@ -153,9 +157,9 @@ def test_setup_failure_shows_the_error_and_log(zb, prefs, fake_setup, monkeypatc
     assert bpy.ops.zss.setup_generator() == {'FINISHED'}
     poll_until_idle(zb.environment)
     state = zb.environment.state
-    assert state.phase == "failed"
-    assert state.error.startswith("Setting up the generator failed: pip install torch failed")
-    assert " — " in state.error and "Repair" in state.error
+    assert state.task.failed()
+    assert state.task.error.startswith("Setting up the generator failed: pip install torch failed")
+    assert " — " in state.task.error and "Repair" in state.task.error
     assert "a line that is not JSON" in state.log
     assert prefs.python_path == "/keep/this/python" and fake_setup == []
 
@@ -183,7 +187,7 @@ def test_cancel_ends_the_process_and_its_children(zb, prefs, fake_setup, monkeyp
         assert time.monotonic() < deadline, list(env.state.log)
         time.sleep(0.02)
     child = int(next(line for line in env.state.log if line.startswith("CHILD ")).split()[1])
-    assert env.state.fraction == 0.25 and env.state.message.startswith("Creating a virtual environment")
+    assert env.state.task.progress == 0.25 and env.state.task.message.startswith("Creating a virtual environment")
 
     assert bpy.ops.zss.setup_cancel() == {'FINISHED'}
     assert proc.poll() is not None and not env.is_running()  # gone at once, not after the next poll
@@ -191,7 +195,7 @@ def test_cancel_ends_the_process_and_its_children(zb, prefs, fake_setup, monkeyp
     while not _gone(child):
         assert time.monotonic() < deadline, "pip (the child) survived the cancel"
         time.sleep(0.05)
-    assert env.state.phase == "cancelled" and env.poll() is None
+    assert env.state.task.cancelled() and env.poll() is None
     assert not bpy.ops.zss.setup_cancel.poll()
     assert prefs.python_path == "" and fake_setup == []
 
@@ -224,13 +228,13 @@ def test_check_generator_reports_missing_packages_and_offers_repair(zb, prefs, t
     monkeypatch.setattr(zb.environment, "SETUP_MODULE", "fake_setup_env")
     monkeypatch.setenv("PYTHONPATH", str(FAKES))
     monkeypatch.setattr(zb.preferences, "online_access", lambda: True)
-    monkeypatch.setattr(zb.jobs, "ensure_worker", lambda python: FakeWorker(python))
+    monkeypatch.setattr(zb.jobs, "ensure_client", lambda prefs: FakeWorker(prefs.python_path))
     monkeypatch.setattr(zb.jobs, "client", lambda: FakeWorker(prefs.python_path))
     prefs.generator_dir = str(tmp_path / "generator")
     assert bpy.ops.zss.setup_generator(repair=True) == {'FINISHED'}
     assert zb.environment.state.action == "repair" and zb.environment.state.directory == str(tmp_path / "bare")
     poll_until_idle(zb.environment)
-    assert zb.environment.state.phase == "done" and not zb.environment.state.broken
+    assert zb.environment.state.task.status == "done" and not zb.environment.state.broken
     assert prefs.python_path == str(tmp_path / "bare" / "bin" / "python")
 
     # Rebuild only ever deletes the add-on's own environment folder.
@@ -243,3 +247,37 @@ def test_check_generator_reports_missing_packages_and_offers_repair(zb, prefs, t
 def test_check_of_a_folder_without_python(zb, prefs, tmp_path):
     health = zb.environment.check(prefs, str(tmp_path / "nothing"))
     assert health["ok"] is False and "not set up" in health["problem"]
+
+
+def test_generate_refuses_a_python_without_torch_and_names_the_fix(zb, prefs, tmp_path):
+    """Bug 1: a generator Python without torch passed the pre-checks and failed later in the worker with
+    a cut traceback. Generate now imports the generator's packages in that Python first."""
+    import bpy
+
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "bare")], check=True)
+    prefs.python_path = str(tmp_path / "bare" / "bin" / "python")
+    scene = bpy.context.scene
+    scene.zss.prompt, scene.zss.frames, scene.zss.width, scene.zss.height = "slate", 2, 64, 64
+    worker = zb.jobs.client()
+    with pytest.raises(RuntimeError) as info:
+        bpy.ops.zss.generate()
+    message = str(info.value)
+    assert f"The generator Python {prefs.python_path} cannot run the generator: missing torch" in message
+    assert "Press Set Up Generator" in message and " — " in message
+    assert zb.jobs.client() is worker and not zb.jobs.is_running()  # nothing was started or sent
+    assert not os.path.exists(os.path.join(prefs.output_dir, ".staging"))
+    assert zb.environment.state.broken  # the preferences show Repair / Rebuild too
+
+
+def test_a_healthy_generator_is_checked_once(zb, prefs):
+    """The check imports torch in the generator's Python (seconds): it runs once per python and its
+    installed packages, not for every Generate."""
+    zb.jobs.stop_worker()  # a warm worker would prove the environment without a check
+    prefs.python_path = sys.executable
+    assert zb.environment.generator_problem(prefs) is None
+    health = zb.environment.state.health
+    assert health["ok"] and health["versions"].get("torch")
+    started = time.perf_counter()
+    assert zb.environment.generator_problem(prefs) is None
+    assert zb.environment.state.health is health  # remembered: not run again
+    assert time.perf_counter() - started < 0.5
