@@ -290,5 +290,5 @@ def test_client_imports_without_torch():
     code = ("import sys, zss_core, zss_core.client, zss_core.protocol; "
             "bad = [m for m in ('torch', 'numpy', 'bpy') if m in sys.modules]; "
             "assert not bad, bad")
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, "-c", code], check=False, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr

@@ -1,99 +1,193 @@
-"""Runs the generator process and talks to it over stdio (docs/protocol.md).
+"""The seam between a front end (the Blender add-on, tests, tools) and a generator (docs/protocol.md).
+
+`GeneratorClient` is everything the add-on may call: submit a job, poll typed events without blocking,
+cancel, close. `LocalClient` runs the generator as a local worker process that speaks JSON lines over
+stdio; the network client of `zss serve` implements the same class.
 
 Standard library only: the Blender add-on uses this from Blender's Python, which has no torch.
-Torch lives in a separate interpreter (`python_executable`), so a crash, a hang or an
-out-of-memory there never takes Blender down; the client reports it as a `worker_died` event.
+Torch lives in a separate interpreter (`python_executable`), so a crash, a hang or an out-of-memory
+there never takes Blender down; the client reports it as a `worker_died` event.
+Reading the pipe and decoding JSON happen in the process's reader thread; the caller's thread only
+drains a queue of decoded events, so `poll_events` costs microseconds whatever the worker writes.
 """
 
+from __future__ import annotations
+
+import abc
 import collections
+import dataclasses
 import os
 import queue
 import subprocess
-import threading
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Self
 
 from . import protocol
-from .protocol import Cancel, Download, Error, Generate, Job, Ping, Ready, Shutdown
+from .process import WorkerNotRunning, WorkerProcess
+from .protocol import Cancel, Download, Error, Generate, Job, Message, Ping, Ready, Shutdown
+
+__all__ = ["PACKAGE_PARENT", "GeneratorClient", "LocalClient", "WorkerClient", "WorkerNotRunning",
+           "WorkerStartError", "child_env"]
 
 # The folder that holds the zss_core package: put on the child's PYTHONPATH so the worker
 # imports from the repository or from the installed Blender extension without pip install.
 PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-_ENDING_EVENTS = ("done", "error", "cancelled", "downloaded")
-_STDERR_LINES = 200
+ENDING_EVENTS = ("done", "error", "cancelled", "downloaded")  # a job or download is over after one of these
+HISTORY_EVENTS = 5000
+SETUP_HINT = ("Check that this Python is the generator's environment (torch, diffusers, transformers): "
+              "`zss setup-env DIR --check` names what is missing and `zss setup-env DIR` installs it.")
 
 
 class WorkerStartError(RuntimeError):
-    """The worker exited or stayed silent before `ready`; the message holds its stderr tail."""
+    """The generator could not be started or did not report ready; the message says why and what to do."""
 
 
-class WorkerNotRunning(RuntimeError):
-    """A request was sent while the worker is not running (instead of a BrokenPipeError)."""
+def child_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a child Python that runs this copy of zss_core (the worker, setup_env).
+
+    `env` (default: this process's environment) with the package parent first on PYTHONPATH (the
+    repository or the installed extension works without pip install), UTF-8 pipes (Windows would
+    otherwise use the ANSI code page) and unbuffered output (events arrive when they are written).
+    """
+    out = dict(os.environ if env is None else env)
+    out["PYTHONUNBUFFERED"] = "1"
+    out["PYTHONIOENCODING"] = "utf-8"
+    old = out.get("PYTHONPATH")
+    out["PYTHONPATH"] = PACKAGE_PARENT + (os.pathsep + old if old else "")
+    return out
 
 
+class GeneratorClient(abc.ABC):
+    """What the add-on talks to: the local worker process today, `zss serve` next.
+
+    Meant for a single consumer thread (a Blender timer, a test): events come out of `poll_events`
+    in the order the generator sent them, each once; a client that loses its generator turns every
+    pending job into an `error` event with code `worker_died`.
+    """
+
+    ready: Ready | None = None  # the generator's Ready event once it arrived, else None
+
+    @abc.abstractmethod
+    def start(self, wait: bool = True, timeout: float = 120.0) -> Ready | None:
+        """Start (or connect to) the generator; with wait, return its Ready event or raise WorkerStartError."""
+
+    @abc.abstractmethod
+    def wait_ready(self, timeout: float = 120.0) -> Ready:
+        """Start the generator if needed and block until it is ready; raises WorkerStartError."""
+
+    @abc.abstractmethod
+    def submit(self, job: Job | dict[str, Any]) -> str:
+        """Send a job; returns its id. Raises ValueError for a bad id, WorkerNotRunning when not running."""
+
+    @abc.abstractmethod
+    def poll_events(self) -> list[Message]:
+        """Every event that arrived since the last call, oldest first; never blocks."""
+
+    @abc.abstractmethod
+    def cancel(self, job_id: str) -> None:
+        """Ask the generator to stop a job; it answers `cancelled` (or `error` for an unknown id)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Stop the generator (or disconnect); safe to call twice."""
+
+    @abc.abstractmethod
+    def is_alive(self) -> bool:
+        """Whether the generator can take requests now."""
+
+    @abc.abstractmethod
+    def describe(self) -> str:
+        """One line saying where the generator runs, for the panel and error messages."""
+
+    @abc.abstractmethod
+    def diagnostics(self, lines: int = 40) -> str:
+        """The tail of the generator's log, for error messages."""
+
+    @property
+    @abc.abstractmethod
+    def pending(self) -> list[str]:
+        """Ids of submitted jobs that have not ended yet."""
+
+    def __enter__(self) -> Self:
+        """Makes sure the generator is ready (starting it if needed)."""
+        self.wait_ready()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclasses.dataclass(frozen=True)
 class _Exited:
     """Queue marker: stdout closed and the process ended with `returncode`."""
 
-    def __init__(self, returncode, unexpected):
-        self.returncode = returncode
-        self.unexpected = unexpected
+    returncode: int
+    unexpected: bool
 
 
 class _Run:
-    """State of one process; reader threads only touch their own run, never a restarted one."""
+    """One start of the worker: its process and the queue its reader thread fills with decoded events."""
 
-    def __init__(self, proc=None):
-        self.proc = proc
-        self.events = queue.Queue()
-        self.stderr = collections.deque(maxlen=_STDERR_LINES)
-        self.stderr_lock = threading.Lock()
-        self.stopping = threading.Event()
-        self.threads = []
+    def __init__(self, command: Sequence[str], env: Mapping[str, str], cwd: str | None) -> None:
+        self.events: queue.SimpleQueue[Message | _Exited] = queue.SimpleQueue()
+        self.process = WorkerProcess(command, self._on_line, self._on_exit, env=env, cwd=cwd)
+        self.ended = False  # its end was handled (stopped by us, or the exit was taken from the queue)
 
-    def log(self, line):
-        with self.stderr_lock:
-            self.stderr.append(line)
+    def _on_line(self, line: str) -> None:
+        """Reader thread: decode one stdout line; anything that is not an event goes to the log."""
+        if not line.strip():
+            return
+        try:
+            event = protocol.message_from_json(line, expect="event")
+        except protocol.ProtocolError as e:
+            self.process.log(f"[unparsed stdout] {line.rstrip()[:2000]} ({e})")
+            return
+        self.events.put(event)
+
+    def _on_exit(self, returncode: int, unexpected: bool) -> None:
+        self.events.put(_Exited(returncode, unexpected))
 
 
-class WorkerClient:
-    """One generator process: start, submit jobs, poll events, stop.
+class LocalClient(GeneratorClient):
+    """The generator as a local worker process (`python -m zss_core.worker`) over stdio.
 
-    Meant for a single consumer (a Blender timer, a test): poll_events and wait_for are not
-    meant to be called from several threads at once.
+    WorkerProcess owns the process's life (start, stop, exit, stderr); this class owns the protocol:
+    requests, the ids still pending, the event queue and the `worker_died` events of a lost process.
     """
 
-    def __init__(self, python_executable, env=None, cwd=None, module="zss_core.worker", extra_args=()):
+    def __init__(self, python_executable: str, env: dict[str, str] | None = None, cwd: str | None = None,
+                 module: str = "zss_core.worker", extra_args: Iterable[str] = ()) -> None:
         self.python_executable = python_executable
         self.env = env
         self.cwd = cwd
         self.module = module
         self.extra_args = tuple(extra_args)
-        self.ready = None
-        self.history = collections.deque(maxlen=5000)  # every event handed out, oldest first
-        self._run = _Run()
-        self._out = collections.deque()  # decoded events not yet handed out
-        self._pending = []  # submitted job ids without done/error/cancelled yet
-        self._write_lock = threading.Lock()
+        self.ready: Ready | None = None
+        self.history: collections.deque[Message] = collections.deque(maxlen=HISTORY_EVENTS)  # handed out, oldest first
+        self._run: _Run | None = None
+        self._out: collections.deque[Message] = collections.deque()  # taken from the queue, not handed out yet
+        self._pending: list[str] = []  # submitted ids without done/error/cancelled/downloaded yet
 
     @property
-    def process(self):
-        """The last Popen; kept after stop() so its exit code stays readable."""
-        return self._run.proc
+    def process(self) -> subprocess.Popen[str] | None:
+        """The last subprocess.Popen (None before the first start); kept after stop() for its exit code."""
+        return None if self._run is None else self._run.process.popen
 
-    # ------------------------------------------------------------------ process
-
-    def command(self):
+    def command(self) -> list[str]:
         return [self.python_executable, "-u", "-m", self.module, *self.extra_args]
 
-    def child_env(self):
-        env = dict(os.environ if self.env is None else self.env)
-        env["PYTHONUNBUFFERED"] = "1"
-        env["PYTHONIOENCODING"] = "utf-8"  # Windows would otherwise write stdout in the ANSI code page
-        old = env.get("PYTHONPATH")
-        env["PYTHONPATH"] = PACKAGE_PARENT + (os.pathsep + old if old else "")
-        return env
+    def child_env(self) -> dict[str, str]:
+        """The worker's environment: `child_env(self.env)`."""
+        return child_env(self.env)
 
-    def start(self, wait=True, timeout=120.0):
+    def describe(self) -> str:
+        return f"local: {self.python_executable}"
+
+    # ------------------------------------------------------------------ life
+
+    def start(self, wait: bool = True, timeout: float = 120.0) -> Ready | None:
         """Start the worker; with wait, return the Ready event or raise WorkerStartError."""
         if self.is_alive():
             raise RuntimeError("the generator process is already running; use restart() to replace it")
@@ -101,146 +195,91 @@ class WorkerClient:
         self.history.clear()
         self._out.clear()
         self._pending = []
-        kwargs = {}
-        if os.name == "nt":
-            kwargs["creationflags"] = subprocess.CREATE_NO_WINDOW
-        else:
-            kwargs["start_new_session"] = True  # Ctrl-C in Blender's terminal must not hit the worker
+        run = self._run = _Run(self.command(), self.child_env(), self.cwd)
         try:
-            proc = subprocess.Popen(
-                self.command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                text=True, encoding="utf-8", errors="replace", bufsize=1,
-                env=self.child_env(), cwd=self.cwd, **kwargs,
-            )
+            run.process.start()
         except OSError as e:
-            raise WorkerStartError(f"Could not start the generator with {self.python_executable!r}: {e}") from e
-        run = self._run = _Run(proc)
-        stderr_thread = threading.Thread(target=self._read_stderr, args=(run,), daemon=True, name="zss-stderr")
-        stdout_thread = threading.Thread(target=self._read_stdout, args=(run, stderr_thread),
-                                         daemon=True, name="zss-stdout")
-        run.threads = [stdout_thread, stderr_thread]
-        stderr_thread.start()
-        stdout_thread.start()
-        return self._wait_ready(timeout) if wait else None
+            run.ended = True
+            raise WorkerStartError(f"Could not start the generator with {self.python_executable!r}: {e}. "
+                                   "Set the generator Python to an existing python executable.") from e
+        return self.wait_ready(timeout) if wait else None
 
-    def _wait_ready(self, timeout):
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                item = self._run.events.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                self.stop(timeout=1.0)  # a worker stuck in start-up reads no shutdown request
-                raise WorkerStartError(f"The generator did not report ready within {timeout:g} s.\n"
-                                       f"{self.stderr_tail()}") from None
-            if isinstance(item, _Exited):
-                self.stop()
-                raise WorkerStartError(f"The generator exited during start-up (exit code {item.returncode}).\n"
-                                       f"{self.stderr_tail()}")
-            if isinstance(item, Ready):
-                if item.protocol != protocol.PROTOCOL_VERSION:
-                    self.stop()
-                    raise WorkerStartError(f"The generator speaks protocol {item.protocol}, this client "
-                                           f"speaks {protocol.PROTOCOL_VERSION}; install matching versions.")
-                return item
-            self._out.extend(self._take(item))  # anything before ready stays available to poll_events
+    def wait_ready(self, timeout: float = 120.0) -> Ready:
+        """Start the worker if needed (not started, closed, or its death already reported) and block until
+        it reports ready. Events that arrive meanwhile stay for poll_events; the Ready event itself is
+        returned (and kept in `ready`), not handed out again.
 
-    def _read_stdout(self, run, stderr_thread):
-        for line in run.proc.stdout:
-            if not line.strip():
-                continue
-            try:
-                event = protocol.message_from_json(line, expect="event")
-            except protocol.ProtocolError as e:
-                run.log(f"[unparsed stdout] {line.rstrip()[:2000]} ({e})")
-                continue
-            if isinstance(event, Ready) and run is self._run:
-                self.ready = event
-            run.events.put(event)
-        returncode = run.proc.wait()
-        stderr_thread.join(timeout=2.0)  # so the worker_died hint holds the worker's last words
-        run.events.put(_Exited(returncode, unexpected=not run.stopping.is_set()))
-
-    @staticmethod
-    def _read_stderr(run):
-        for line in run.proc.stderr:
-            run.log(line.rstrip("\n"))
-
-    def stderr_tail(self, n=40):
-        """The last n lines the worker wrote to stderr (plus unparsable stdout lines)."""
+        Raises WorkerStartError when it exits first, stays silent for `timeout` seconds (it is then
+        stopped: a worker stuck in start-up reads no shutdown request) or speaks another protocol.
+        """
         run = self._run
-        with run.stderr_lock:
-            lines = list(run.stderr)[-n:] if n > 0 else []
-        return "\n".join(lines)
+        if run is None or run.ended or (self.ready is not None and not self.is_alive()):
+            self.start(wait=False)
+            run = self._run
+        assert run is not None
+        deadline = time.monotonic() + timeout
+        while self.ready is None:
+            try:
+                item = run.events.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                self.stop(timeout=1.0)
+                raise WorkerStartError(
+                    f"The generator did not report ready within {timeout:g} s ({self.describe()}). "
+                    f"{SETUP_HINT}\n{self.diagnostics()}") from None
+            if isinstance(item, _Exited):
+                self.stop()  # closes the pipes; the process has ended
+                run.ended = True
+                self._pending = []  # the exception is the report
+                raise WorkerStartError(
+                    f"The generator exited during start-up (exit code {item.returncode}) "
+                    f"({self.describe()}). {SETUP_HINT}\n{self.diagnostics()}")
+            if isinstance(item, Ready):
+                self.ready = item
+            else:
+                self._out.extend(self._take(item))
+        if self.ready.protocol != protocol.PROTOCOL_VERSION:
+            found = self.ready.protocol
+            self.stop()
+            raise WorkerStartError(f"The generator speaks protocol {found}, this client speaks "
+                                   f"{protocol.PROTOCOL_VERSION}; install the same zss version in both "
+                                   f"(generator: {self.python_executable}).")
+        return self.ready
 
-    def is_alive(self):
-        return self.process is not None and self.process.poll() is None
+    def is_alive(self) -> bool:
+        return self._run is not None and self._run.process.is_alive()
 
-    def stop(self, timeout=5.0):
+    def stop(self, timeout: float = 5.0) -> int | None:
         """Ask the worker to exit, then terminate, then kill; safe to call twice. Returns the exit code."""
         run = self._run
-        proc = run.proc
-        if proc is None:
+        if run is None:
             return None
-        run.stopping.set()
-        if proc.poll() is None:
+        if run.process.is_alive():
             self._pending = []  # we end them; a worker that already died still reports worker_died
-        if proc.poll() is None and not proc.stdin.closed:
-            try:
-                self._send(Shutdown())
-            except WorkerNotRunning as e:
-                run.log(f"[client] shutdown not delivered: {e}")
-        if not proc.stdin.closed:
-            try:
-                proc.stdin.close()  # EOF on stdin also tells the worker to exit
-            except OSError as e:  # flushing into a dead pipe
-                run.log(f"[client] closing stdin: {e}")
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.terminate()
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        # Closing a pipe that another thread still reads can block, so only close after the reader ended.
-        for thread, pipe in zip(run.threads, (proc.stdout, proc.stderr)):
-            thread.join(timeout=2.0)
-            if not thread.is_alive():
-                pipe.close()
-        return proc.returncode
+            run.ended = True
+        return run.process.stop(timeout, farewell=Shutdown().to_json())
 
-    close = stop
+    def close(self) -> None:
+        self.stop()
 
-    def restart(self, wait=True, timeout=120.0):
+    def restart(self, wait: bool = True, timeout: float = 120.0) -> Ready | None:
         self.stop()
         return self.start(wait=wait, timeout=timeout)
 
-    def __enter__(self):
-        """Starts the worker (waiting for ready) unless it already runs."""
-        if not self.is_alive():
-            self.start()
-        return self
+    def stderr_tail(self, n: int = 40) -> str:
+        """The last n lines the worker wrote to stderr (plus unparsable stdout lines)."""
+        return "" if self._run is None else self._run.process.stderr_tail(n)
 
-    def __exit__(self, *exc):
-        self.stop()
+    def diagnostics(self, lines: int = 40) -> str:
+        return self.stderr_tail(lines)
 
-    # ----------------------------------------------------------------- requests
+    # -------------------------------------------------------------- requests
 
-    def _send(self, message):
-        proc = self.process
-        if proc is None or proc.poll() is not None or proc.stdin.closed:
-            code = "" if proc is None or proc.returncode is None else f" (exit code {proc.returncode})"
-            raise WorkerNotRunning(f"The generator process is not running{code}; start it first.")
-        line = message.to_json() + "\n"
-        with self._write_lock:
-            try:
-                proc.stdin.write(line)
-                proc.stdin.flush()
-            except (BrokenPipeError, OSError, ValueError) as e:  # ValueError: closed by another thread
-                raise WorkerNotRunning(f"The generator process stopped accepting requests: {e}") from e
+    def _send(self, message: Message) -> None:
+        if self._run is None:
+            raise WorkerNotRunning("The generator process is not running; start it first.")
+        self._run.process.write_line(message.to_json())
 
-    def submit(self, job):
+    def submit(self, job: Job | dict[str, Any]) -> str:
         """Send a job (Job or dict); returns its id. The worker validates it fully."""
         d = job.to_dict() if isinstance(job, Job) else dict(job)
         job_id = d.get("id")
@@ -252,7 +291,7 @@ class WorkerClient:
         self._pending.append(job_id)
         return job_id
 
-    def download(self, model, task_id):
+    def download(self, model: str, task_id: str) -> str:
         """Ask the worker to fetch hub model ``model`` into the local cache; returns the task id.
 
         Answered by ``accepted``, ``progress`` (stage "download"), then ``downloaded`` or ``error``.
@@ -263,57 +302,65 @@ class WorkerClient:
         self._pending.append(task_id)
         return task_id
 
-    def cancel(self, job_id):
+    def cancel(self, job_id: str) -> None:
         self._send(Cancel(id=job_id))
 
-    def ping(self, id=None):
+    def ping(self, id: str | None = None) -> None:
         self._send(Ping(id=id))
 
     @property
-    def pending(self):
+    def pending(self) -> list[str]:
         """Ids of submitted jobs that have not ended yet."""
         return list(self._pending)
 
-    # ------------------------------------------------------------------- events
+    # ---------------------------------------------------------------- events
 
-    def _take(self, item):
-        """Turn one queue item into the events to hand out, updating job tracking."""
+    def _take(self, item: Message | _Exited) -> list[Message]:
+        """Turn one queue item into the events to hand out, updating `ready` and the pending ids."""
         if isinstance(item, _Exited):
+            if self._run is not None:
+                self._run.ended = True
             if not item.unexpected:
                 self._pending = []
                 return []
             message = f"The generator process stopped unexpectedly (exit code {item.returncode})."
             hint = "See the generator log below; generate again to restart it.\n" + self.stderr_tail()
-            ids = self._pending or [None]
+            ids: list[str | None] = list(self._pending) or [None]
             self._pending = []
             return [Error(id=job_id, code="worker_died", message=message, hint=hint) for job_id in ids]
-        if item.type in _ENDING_EVENTS and item.id in self._pending:
-            self._pending.remove(item.id)
+        job_id = getattr(item, "id", None)
+        if isinstance(item, Ready):
+            self.ready = item
+        elif item.type in ENDING_EVENTS and job_id in self._pending:
+            self._pending.remove(job_id)
         return [item]
 
-    def _fill(self, block_until=None):
-        """Move queue items into self._out; block until one arrives or the deadline passes."""
+    def _fill(self, block_until: float | None = None) -> None:
+        """Move queue items into self._out; with a deadline, block until one arrives or it passes."""
+        if self._run is None:
+            return
+        events = self._run.events
         while True:
             try:
                 if block_until is None:
-                    item = self._run.events.get_nowait()
+                    item = events.get_nowait()
                 else:
-                    item = self._run.events.get(timeout=max(0.0, block_until - time.monotonic()))
+                    item = events.get(timeout=max(0.0, block_until - time.monotonic()))
             except queue.Empty:
                 return
             self._out.extend(self._take(item))
             if block_until is not None:
                 return
 
-    def poll_events(self):
-        """Every event read since the last call; never blocks."""
+    def poll_events(self) -> list[Message]:
+        """Every event read since the last call; never blocks (the reader thread decoded them already)."""
         self._fill()
         events = list(self._out)
         self._out.clear()
         self.history.extend(events)
         return events
 
-    def wait_for(self, predicate, timeout=30.0):
+    def wait_for(self, predicate: Callable[[Message], bool], timeout: float = 30.0) -> Message:
         """Block until an event satisfies predicate and return it; later events stay queued.
 
         Events passed over are recorded in `history`. Raises TimeoutError.
@@ -329,3 +376,6 @@ class WorkerClient:
                 seen = ", ".join(e.type for e in list(self.history)[-10:])
                 raise TimeoutError(f"no matching event within {timeout:g} s (last seen: {seen or 'none'})")
             self._fill(block_until=deadline)
+
+
+WorkerClient = LocalClient  # the public name before the GeneratorClient seam; the add-on and tests use it
