@@ -13,10 +13,7 @@ from . import environment, icons, jobs, jobspec, preferences
 
 
 def _progress(layout, fraction, text):
-    if hasattr(layout, "progress"):  # Blender 4.0+
-        layout.progress(factor=fraction, type='BAR', text=text)
-    else:
-        layout.label(text=f"{text} ({fraction:.0%})")
+    layout.progress(factor=fraction, type='BAR', text=text)
 
 
 def _status(layout, task, hint_lines=6, working="Working…"):
@@ -115,14 +112,10 @@ LOOP_SCHEDULE_NOTE = "The schedule wraps: the last prompt blends back into the f
 
 
 def _section(layout, idname, title, default_closed=True):
-    """A collapsible section (layout panels, Blender 4.1+), else a plain box; None when collapsed."""
-    if hasattr(layout, "panel"):
-        header, body = layout.panel(idname, default_closed=default_closed)
-        header.label(text=title)
-        return body
-    box = layout.box()
-    box.label(text=title)
-    return box
+    """A collapsible section (a layout panel); None when collapsed."""
+    header, body = layout.panel(idname, default_closed=default_closed)
+    header.label(text=title)
+    return body
 
 
 def _loop_tile_schedule(layout, settings):

@@ -273,7 +273,6 @@ def test_a_healthy_generator_is_checked_once(zb, prefs):
     """The check imports torch in the generator's Python (seconds): it runs once per python and its
     installed packages, not for every Generate."""
     zb.jobs.stop_worker()  # a warm worker would prove the environment without a check
-    prefs.python_path = sys.executable
     assert zb.environment.generator_problem(prefs) is None
     health = zb.environment.state.health
     assert health["ok"] and health["versions"].get("torch")
