@@ -112,3 +112,17 @@ def test_depth_controlnet_follows_its_control_map(pipes):
     shuffled = np.mean([_corr(luma[i], heights[(i + 3) % 8]) for i in range(8)])
     print(f"control correlation: matched {matched:.2f}, shuffled {shuffled:.2f}")
     assert matched > 0.6 and matched > shuffled + 0.4  # measured: 0.85 vs -0.01
+
+
+def test_looping_prompt_schedule_does_not_jump_at_the_wrap(pipes):
+    """Bug 5: a loop with a prompt schedule travels back to the first prompt instead of cutting to it."""
+    from zss_core.sampler import sample_video
+
+    text, _ = pipes
+    clip = sample_video(text, [(0, "red bricks"), (4, "blue marble veins")], frames=8, width=64, height=64,
+                        steps=STEPS, guidance=GUIDANCE, seed=0, loop=True, output_type="np")
+    frames = [np.asarray(f, dtype=np.float32) * 255 for f in clip.frames]
+    neighbours = [float(np.abs(b - a).mean()) for a, b in zip(frames, frames[1:])]
+    wrap = float(np.abs(frames[0] - frames[-1]).mean())
+    print(f"frame difference: wrap {wrap:.1f}, neighbours mean {np.mean(neighbours):.1f}, max {max(neighbours):.1f}")
+    assert wrap <= max(neighbours)  # before the fix the wrap was the clip's largest jump by far

@@ -210,3 +210,44 @@ def test_mu_lists_for_clips_and_loops():
     assert loop_mu_list([0.1, 0.4, 0.6, 0.8], 4) == [0.1, 0.4, 0.6, 0.8]  # entry 0 is the wrap
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         loop_mu_list([1.5, 0.4, 0.6, 0.8], 4)
+
+
+# --- prompt travel around a loop (bug 5: the schedule wraps with the loop) -------------------------
+
+def _weight_steps(weights):
+    """Largest change of any key's weight between neighbouring frames, and across the wrap."""
+    steps = [max(abs(x - y) for x, y in zip(a, b)) for a, b in zip(weights, weights[1:])]
+    return max(steps), max(abs(x - y) for x, y in zip(weights[-1], weights[0]))
+
+
+@pytest.mark.parametrize("keys, frames", [([0, 4], 8), ([0, 3, 5], 8), ([2, 6], 9), ([1, 6], 8), ([3], 6)])
+def test_looping_prompt_weights_are_continuous_across_the_wrap(keys, frames):
+    weights = prompt_weights(keys, frames, loop=True)
+    assert all(sum(row) == pytest.approx(1.0) for row in weights)
+    for k, frame in enumerate(keys):  # every key frame is that key's prompt, unblended
+        assert weights[frame][k] == 1.0
+    neighbours, wrap = _weight_steps(weights)
+    assert wrap <= neighbours + 1e-12
+
+
+def test_without_loop_the_schedule_holds_its_last_key():
+    weights = prompt_weights([0, 4], 8)
+    assert weights == [[1.0, 0.0], [0.75, 0.25], [0.5, 0.5], [0.25, 0.75]] + [[0.0, 1.0]] * 4
+    assert _weight_steps(weights)[1] == 1.0  # a clip (not a loop) may end elsewhere than it starts
+    looped = prompt_weights([0, 4], 8, loop=True)
+    assert looped[:5] == weights[:5]  # up to the last key nothing changes
+    assert looped[5:] == [[0.25, 0.75], [0.5, 0.5], [0.75, 0.25]]  # then back towards key 0 at frame 8
+
+
+def test_looping_prompt_embeddings_travel_back_to_the_first_key(tiny_pipe):
+    from zss_core.prompts import encode_schedule
+
+    schedule = [(0, "red bricks"), (4, "blue water")]
+    clip, _ = encode_schedule(tiny_pipe, schedule, 8, "cpu")
+    loop, _ = encode_schedule(tiny_pipe, schedule, 8, "cpu", loop=True)
+    assert torch.equal(clip[:5], loop[:5])  # bit-identical up to the last key
+    assert torch.equal(clip[7], clip[4])  # a clip holds the last key …
+    assert torch.allclose(loop[6], (clip[0] + clip[4]) / 2)  # … a loop goes back to the first
+    step = max(float((loop[i + 1] - loop[i]).abs().max()) for i in range(7))
+    assert float((loop[0] - loop[7]).abs().max()) <= step + 1e-6
+    assert float((clip[0] - clip[7]).abs().max()) > 2 * step

@@ -93,7 +93,8 @@ def prompt_blend(key_frames: Sequence[int], frames: int, loop: bool = False) -> 
     blends them linearly by its position. Outside the keys, a clip holds the nearest key (``a == b``);
     a loop (``loop=True``) instead wraps: the frames after the last key travel towards the first key,
     which comes back ``frames`` later (at frame ``frames`` = frame 0 of the next cycle when the first
-    key is at 0), so the prompt is as continuous across the wrap as between any two neighbours.
+    key is at 0), so the prompt is as continuous across the wrap as between the keys. (Keys on the
+    last frame and on frame 0 are one frame apart around the loop: that wrap is a cut, as asked for.)
     """
     if not key_frames:
         raise ValueError("the prompt schedule is empty")
