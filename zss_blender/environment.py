@@ -304,7 +304,8 @@ def _kill(proc):
     if proc.poll() is None:
         try:
             if os.name == "nt":
-                subprocess.run(["taskkill", "/F", "/T", "/PID", str(proc.pid)], capture_output=True, timeout=10)
+                subprocess.run(["taskkill", "/F", "/T", "/PID", str(proc.pid)], check=False, capture_output=True,
+                               timeout=10)
             else:
                 os.killpg(proc.pid, signal.SIGTERM)
         except (OSError, subprocess.SubprocessError):
@@ -352,7 +353,7 @@ def check(prefs, python, timeout=CHECK_TIMEOUT):
 
 def _run_check(args, python, timeout):
     try:
-        result = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, text=True, encoding="utf-8",
+        result = subprocess.run(args, check=False, stdin=subprocess.DEVNULL, capture_output=True, text=True, encoding="utf-8",
                                 errors="replace", env=generator_client.child_env(), timeout=timeout)
     except (OSError, subprocess.TimeoutExpired) as e:
         return {"ok": False, "python": python, "missing": [], "problem": f"the check could not run: {e}"}

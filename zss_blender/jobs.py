@@ -360,7 +360,7 @@ def _finish_job(done="", cancelled="", error="", hint="", result=None):
     running, _running = _running, None
     if running is None:
         return
-    running.staging.remove()
+    running.staging.remove_in_background()
     task = running.task
     if error:
         task.fail(error, hint)

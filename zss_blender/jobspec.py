@@ -251,7 +251,7 @@ class JobPlan:
         return dataclasses.replace(self, job=job)
 
 
-def plan(context, prefs, object_names=(), overrides=None, replace=Replace(), job_id=None):
+def plan(context, prefs, object_names=(), overrides=None, replace=None, job_id=None):
     """Read the scene once into a JobPlan. `context` is a bpy context or a scene.
 
     object_names: the mesh objects the material goes on. overrides replace computed job fields
@@ -275,5 +275,5 @@ def plan(context, prefs, object_names=(), overrides=None, replace=Replace(), job
         object_names=tuple(object_names), target=settings.target, use_emission=settings.use_emission,
         use_movie=prefs.strip_source == 'MOVIE', frame_start=frame_start,
         strip_placement=settings.strip_placement, mapping=settings.mapping,
-        camera_name=scene.camera.name if depth and scene.camera else "", replace=replace)
+        camera_name=scene.camera.name if depth and scene.camera else "", replace=replace or Replace())
     return JobPlan(job=job, depth=depth, targets=targets)

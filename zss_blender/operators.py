@@ -15,7 +15,18 @@ import time
 import bpy
 
 from ..zss_core import client as generator_client
-from . import checks, compat, depth, environment, hints, importers, jobs, jobspec, preferences, staging
+from . import (
+    checks,
+    compat,
+    depth,
+    environment,
+    hints,
+    importers,
+    jobs,
+    jobspec,
+    preferences,
+    staging,
+)
 
 SEED_MAX = 2**31 - 1  # IntProperty range
 VALIDATION_ID = "validation"  # the job id of a plan that is only validated (nothing is written)
@@ -47,7 +58,7 @@ def _refuse(operator, messages):
     return {'CANCELLED'}
 
 
-def start_generation(context, operator, overrides=None, replace=jobspec.Replace(), scene=None):
+def start_generation(context, operator, overrides=None, replace=None, scene=None):
     """The body of zss.generate (also of Regenerate / Vary Seed, which replace the clip `replace` and may
     name the 3D scene a plate strip was made for)."""
     try:

@@ -29,6 +29,11 @@ PRECISION_ITEMS = (
     ("BFLOAT16", "BFloat16", "Brain float (recent GPUs and CPUs)"),
 )
 
+# Output Folder may be //-relative (resolved against the saved .blend); 4.5+ warns about a // path in the
+# preferences unless the property says it supports one (4.2 has no such option and no warning).
+BLEND_RELATIVE = {'PATH_SUPPORTS_BLEND_RELATIVE'} \
+    if "is_path_supports_blend_relative" in bpy.types.Property.bl_rna.properties else set()
+
 RECENT_MODELS = 8  # distinct models remembered after a finished clip
 
 STRIP_SOURCE_ITEMS = (
@@ -90,7 +95,7 @@ class Properties:
     device: EnumProperty(name="Device", items=DEVICE_ITEMS, default="AUTO")
     precision: EnumProperty(name="Precision", items=PRECISION_ITEMS, default="AUTO")
     output_dir: StringProperty(
-        name="Output Folder", subtype='DIR_PATH',
+        name="Output Folder", subtype='DIR_PATH', options=BLEND_RELATIVE,
         description="Where clips go for unsaved .blend files (an absolute folder; saved files use //zss/ next "
                     "to the .blend). A //-relative folder such as //clips is resolved against the saved .blend "
                     "and is used for saved files")

@@ -9,20 +9,29 @@ Both are resolved when a job is built (jobspec.py), so the job always gets the a
 The prompt schedule (prompt travel) is a list of (scene frame, prompt) rows; an empty list means the
 single prompt. Rows hold scene frames so they stay put when the clip range changes; jobspec turns them
 into 0-based clip indices.
-Runtime state (progress, errors, the running job) is not stored here: it lives in jobs.state, so a
+Runtime state (progress, errors, the running job) is not stored here: it lives in jobs.py's tasks, so a
 saved .blend never holds a stale "running" job.
 """
 
 import bpy
-from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty,
-                       StringProperty)
-
-NOISE_ITEMS = (
-    ("DEPENDENCY", "Dependency", "ZS² dependency noise: each frame's noise depends on the previous one"),
-    ("MIXED", "Mixed", "PYoCo mixed noise: a shared component plus per-frame noise"),
-    ("PROGRESSIVE", "Progressive", "PYoCo progressive noise: each frame's noise drifts from the previous"),
-    ("INDEPENDENT", "Independent", "Independent noise per frame (baseline, flickers)"),
+from bpy.props import (
+    BoolProperty,
+    CollectionProperty,
+    EnumProperty,
+    FloatProperty,
+    IntProperty,
+    StringProperty,
 )
+
+from ..zss_core import defaults
+
+_NOISE_DESCRIPTIONS = {
+    "dependency": "ZS² dependency noise: each frame's noise depends on the previous one",
+    "mixed": "PYoCo mixed noise: a shared component plus per-frame noise",
+    "progressive": "PYoCo progressive noise: each frame's noise drifts from the previous",
+    "independent": "Independent noise per frame (baseline, flickers)",
+}
+NOISE_ITEMS = tuple((name.upper(), name.capitalize(), _NOISE_DESCRIPTIONS[name]) for name in defaults.NOISE_MODELS)
 
 TARGET_ITEMS = (
     ("MATERIAL", "Material", "Animated image texture in a material on the selected objects"),
@@ -59,20 +68,20 @@ class ZSSSceneSettings(bpy.types.PropertyGroup):
     prompt: StringProperty(name="Prompt", description="What the clip should show")
     negative_prompt: StringProperty(name="Negative Prompt", description="What the clip should avoid")
     frames: IntProperty(
-        name="Frames", default=0, min=0, max=1024,
+        name="Frames", default=0, min=0, max=defaults.MAX_FRAMES,
         description="Number of frames; 0 uses the scene's frame range (Start to End)")
     frame_start: IntProperty(
         name="Start Frame", default=1,
         description="First frame of the clip when Frames is not 0 (otherwise the scene's start frame)")
     width: IntProperty(
-        name="Width", default=0, min=0, max=2048, subtype='PIXEL',
+        name="Width", default=0, min=0, max=defaults.MAX_SIZE, subtype='PIXEL',
         description="Clip width, a multiple of 8; 0 follows the render resolution (capped by the "
                     "add-on's max resolution)")
     height: IntProperty(
-        name="Height", default=0, min=0, max=2048, subtype='PIXEL',
+        name="Height", default=0, min=0, max=defaults.MAX_SIZE, subtype='PIXEL',
         description="Clip height, a multiple of 8; 0 follows the render resolution")
-    steps: IntProperty(name="Steps", default=30, min=1, max=500, description="Denoising steps")
-    guidance: FloatProperty(name="Guidance", default=7.5, min=0.0, max=50.0,
+    steps: IntProperty(name="Steps", default=30, min=1, max=defaults.MAX_STEPS, description="Denoising steps")
+    guidance: FloatProperty(name="Guidance", default=7.5, min=0.0, max=defaults.MAX_GUIDANCE,
                             description="Classifier-free guidance scale")
     seed: IntProperty(name="Seed", default=0, min=0, description="Random seed; the same seed gives the same clip")
     lam: FloatProperty(
@@ -91,7 +100,7 @@ class ZSSSceneSettings(bpy.types.PropertyGroup):
     control_scale: FloatProperty(name="Control Strength", default=1.0, min=0.0, max=5.0,
                                  description="ControlNet conditioning scale")
     chunk: IntProperty(
-        name="Chunk", default=CHUNK_AUTO, min=CHUNK_AUTO, max=1024,
+        name="Chunk", default=CHUNK_AUTO, min=CHUNK_AUTO, max=defaults.MAX_FRAMES,
         description="Frames per UNet batch, to bound GPU memory (the result is the same): -1 = Auto (the "
                     "most that fit the free GPU memory), 0 = all frames at once, N = N frames")
     loop: BoolProperty(

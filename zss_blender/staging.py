@@ -3,11 +3,14 @@
 One context manager owns it on every path. Leaving the `with` block removes the folder (an error,
 a refused job, an exception) unless the job took it over with hand_over(); then jobs.py removes it
 when the job's task ends (done, failed, cancelled). The worker keeps its own copies in the job folder.
+The job removes it on a background thread: deleting a few dozen files can take tens of milliseconds,
+too long for the timer callback that noticed the job ended.
 """
 
 import os
 import shutil
 import sys
+import threading
 
 
 class Folder:
@@ -32,6 +35,12 @@ class Folder:
         self._owned = False
         return self
 
+    def remove_in_background(self):
+        """remove() on a daemon thread; returns the thread."""
+        thread = threading.Thread(target=self.remove, daemon=True, name="zss-staging")
+        thread.start()
+        return thread
+
     def remove(self):
         """Delete the folder and its .staging parent when that is empty; never raises."""
         path = self.path
@@ -42,6 +51,8 @@ class Folder:
             parent = os.path.dirname(path)
             if not os.listdir(parent):
                 os.rmdir(parent)
+        except FileNotFoundError:  # another job's removal took the shared .staging parent first
+            return
         except OSError as e:  # a file still open on Windows: leave it, the job itself is fine
             print(f"ZS²: could not remove the staging folder {path}: {e}", file=sys.stderr)
 

@@ -90,7 +90,7 @@ def draw_preferences(zb, prefs):
     log = []
     holder = type("Holder", (), {})()  # AddonPreferences.layout only exists while Blender draws
     holder.layout = Layout(log)
-    for name in prefs.bl_rna.properties.keys():
+    for name in prefs.bl_rna.properties.keys():  # noqa: SIM118 (an RNA collection, not a dict)
         if name not in ("rna_type", "bl_idname"):
             setattr(holder, name, getattr(prefs, name))
     holder.bl_rna = prefs.bl_rna
