@@ -269,10 +269,20 @@ def test_generate_refuses_a_python_without_torch_and_names_the_fix(zb, prefs, tm
     assert zb.environment.state.broken  # the preferences show Repair / Rebuild too
 
 
-def test_a_healthy_generator_is_checked_once(zb, prefs):
+def test_a_healthy_generator_is_checked_once(zb, prefs, tmp_path):
     """The check imports torch in the generator's Python (seconds): it runs once per python and its
     installed packages, not for every Generate."""
-    zb.jobs.stop_worker()  # a warm worker would prove the environment without a check
+    # A fresh environment (so no earlier test has checked it) that sees the generator's packages via a .pth.
+    generator = prefs.python_path
+    purelib = subprocess.run([generator, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             check=True, capture_output=True, text=True).stdout.strip()
+    subprocess.run([generator, "-m", "venv", "--without-pip", str(tmp_path / "env")], check=True)
+    site = subprocess.run([str(tmp_path / "env" / "bin" / "python"), "-c",
+                           "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    (pathlib.Path(site) / "generator.pth").write_text(purelib + "\n")
+    prefs.python_path = str(tmp_path / "env" / "bin" / "python")
+
     assert zb.environment.generator_problem(prefs) is None
     health = zb.environment.state.health
     assert health["ok"] and health["versions"].get("torch")
@@ -280,3 +290,9 @@ def test_a_healthy_generator_is_checked_once(zb, prefs):
     assert zb.environment.generator_problem(prefs) is None
     assert zb.environment.state.health is health  # remembered: not run again
     assert time.perf_counter() - started < 0.5
+
+    # Installing (or removing) a package changes site-packages: checked again.
+    time.sleep(0.01)
+    (pathlib.Path(site) / "another.pth").write_text("")
+    assert zb.environment.generator_problem(prefs) is None
+    assert zb.environment.state.health is not health and zb.environment.state.health["ok"]
