@@ -214,3 +214,32 @@ def test_every_error_has_a_hint_and_the_readme_table_is_current(zb):
     for path in (REPO / "zss_blender").glob("*.py"):
         used |= set(re.findall(r'hints\.(?:message|fix)\(\s*"([a-z_]+)"', path.read_text(encoding="utf-8")))
     assert used and used <= set(hints.FIXES), used - set(hints.FIXES)
+
+
+def test_progress_stages_read_as_the_panel_shows_them(zb, prefs, fake_client):
+    """Bug 9, add-on side: each protocol stage has its own words; k/N only where it means something; the
+    time left once sampling started. (test_blender_e2e feeds a real worker's events the same way.)"""
+    import bpy
+
+    protocol = zb.operators.checks.protocol
+    settings = bpy.context.scene.zss
+    settings.prompt, settings.frames, settings.width, settings.height, settings.steps = "tide", 2, 64, 64, 30
+    assert bpy.ops.zss.generate() == {'FINISHED'}
+    job_id = zb.jobs.running_job().id
+
+    def shown(stage, step, total, eta):
+        fake_client.events = [protocol.Progress(id=job_id, step=step, total=total, fraction=0.5, elapsed=1.0,
+                                                eta=eta, stage=stage)]
+        assert zb.jobs.poll() is not None
+        return zb.jobs.job_task().message
+
+    assert shown("load", 0, 30, None) == "Loading model…"  # not "Loading model 0/30"
+    assert shown("encode", 0, 1, None) == "Encoding prompt…"
+    assert shown("denoise", 3, 30, 42.4) == "Sampling 3/30, about 42 s left"
+    assert shown("denoise", 29, 30, 200.0) == "Sampling 29/30, about 3 min left"
+    assert shown("decode", 1, 2, 0.4) == "Decoding frame 1/2, about 1 s left"
+    assert shown("write", 2, 2, None) == "Writing frames"
+    assert zb.jobs.job_task().progress == 0.5
+    redraws = zb.jobs.poll()  # nothing new: the task is unchanged
+    assert redraws is not None and zb.jobs.job_task().message == "Writing frames"
+    zb.jobs.abandon("test ended")
