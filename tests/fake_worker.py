@@ -8,6 +8,7 @@ itself. FAKE_WORKER_MODE picks a misbehaviour:
   slow_start    sleeps FAKE_WORKER_DELAY seconds (default 5) before ready
   crash_on_start writes a traceback to stderr and exits with code 2 before ready
   stubborn      ignores shutdown, stdin EOF and SIGTERM (only SIGKILL stops it)
+  slow_line     writes each pong in two halves, FAKE_WORKER_DELAY seconds (default 5) apart
 FAKE_STEP_SECONDS sets the sleep per denoising step (default 0.01).
 """
 
@@ -29,6 +30,17 @@ _jobs = queue.Queue()
 def emit(kind, **fields):
     with _print_lock:
         sys.stdout.write(json.dumps({"type": kind, **fields}) + "\n")
+        sys.stdout.flush()
+
+
+def emit_slowly(kind, **fields):
+    """One event line, cut in the middle: a reader that waits for the newline waits the delay."""
+    line = json.dumps({"type": kind, **fields}) + "\n"
+    with _print_lock:
+        sys.stdout.write(line[: len(line) // 2])
+        sys.stdout.flush()
+        time.sleep(float(os.environ.get("FAKE_WORKER_DELAY", "5")))
+        sys.stdout.write(line[len(line) // 2:])
         sys.stdout.flush()
 
 
@@ -85,7 +97,7 @@ def main():
     for line in sys.stdin:
         msg = json.loads(line)
         if msg["type"] == "ping":
-            emit("pong", id=msg.get("id"))
+            (emit_slowly if MODE == "slow_line" else emit)("pong", id=msg.get("id"))
         elif msg["type"] == "generate":
             known.add(msg["job"]["id"])
             emit("accepted", id=msg["job"]["id"], queue_position=_jobs.qsize())

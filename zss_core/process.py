@@ -115,7 +115,7 @@ class WorkerProcess:
                 proc.kill()
                 proc.wait()
         # Closing a pipe that another thread still reads can block, so only close it after its reader ended.
-        for thread, pipe in zip(self._threads, (proc.stdout, proc.stderr)):
+        for thread, pipe in zip(self._threads, (proc.stdout, proc.stderr), strict=True):
             thread.join(timeout=READER_JOIN_SECONDS)
             if pipe is not None and not thread.is_alive():
                 pipe.close()
