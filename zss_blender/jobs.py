@@ -35,6 +35,7 @@ class _Running:
 
 
 _client = None  # the GeneratorClient, kept warm between jobs
+_client_settings = None  # (generator, offline) it was made for: a change replaces it
 _running = None  # _Running while a job runs
 _job_task = None  # the current or last job's Task
 _download_task = None  # the current or last download's Task (result: the model's cache path)
@@ -107,30 +108,32 @@ def make_client(prefs):
     return generator_client.LocalClient(jobspec.user_path(prefs.python_path), env=worker_env())
 
 
-def _offline(env):
-    return env is not None and env.get("HF_HUB_OFFLINE") == "1"
+def _settings(prefs):
+    """What a client is made from: the generator (Python) and whether it runs offline."""
+    return jobspec.user_path(prefs.python_path), not preferences.online_access()
 
 
-def _stale(c, prefs):
-    """The client runs another Python, or (while idle) online access changed since it started."""
-    if getattr(c, "python_executable", None) != jobspec.user_path(prefs.python_path):
+def _stale(prefs):
+    """The preferences name another generator, or (while idle) online access changed since it started."""
+    generator, offline = _settings(prefs)
+    if generator != _client_settings[0]:
         return True
     idle = _running is None and not download_running()
-    return idle and _offline(getattr(c, "env", None)) != _offline(worker_env())
+    return idle and offline != _client_settings[1]
 
 
 def ensure_client(prefs):
     """A started client for the preferences; started without waiting (it reports ready later), replaced
     when it died, when Generator Python changed, or when online access changed. Raises WorkerStartError."""
-    global _client
-    if _client is not None and _stale(_client, prefs):
+    global _client, _client_settings
+    if _client is not None and _stale(prefs):
         _client.close()
         _client = None
         if download_running():  # closing the worker ended it without an event
             _download_task.fail("The download stopped because the generator was restarted with another Python",
                                 hints.fix("download_restart"))
     if _client is None:
-        _client = make_client(prefs)
+        _client, _client_settings = make_client(prefs), _settings(prefs)
     if not _client.is_alive():
         _client.start(wait=False)
     return _client

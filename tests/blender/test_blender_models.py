@@ -70,12 +70,14 @@ class FakeClient:
 @pytest.fixture
 def fake_client(zb, monkeypatch):
     client = FakeClient()
+    zb.jobs.stop_worker()
     monkeypatch.setattr(zb.jobs, "make_client", lambda prefs: client)
-    monkeypatch.setattr(zb.jobs, "_stale", lambda c, prefs: c is not client)
     reports = []
     monkeypatch.setattr(zb.jobs, "report", lambda kind, message: reports.append((kind, message)))
     client.reports = reports
-    return client
+    yield client
+    zb.jobs.abandon("test ended")
+    zb.jobs.stop_worker()  # the next test must not find the stand-in as its warm client
 
 
 def test_done_job_updates_recent_models_and_shows_notes(zb, prefs, fake_client, tmp_path):
