@@ -12,13 +12,19 @@ written out so that it can do what the stock ``__call__`` cannot:
 * progress, cancellation between chunks, and each frame handed out as soon as it is decoded.
 
 With one frame, or μ = 0 with independent noise, it reproduces the stock pipeline exactly (tested).
+
+The stages follow the pipeline's own seams: ``prepare`` (prompt embeddings, control images, scheduler)
+→ ``initial_noise`` (ZS²'s dependency noise or a baseline) → ``ChunkedDenoiser`` (the denoising loop
+in chunks, carrying the TMA state) → ``decode``. ``sample`` drives them from one ``SamplingOptions``;
+``sample_video`` is the same with the options spelled as keyword arguments.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -30,9 +36,65 @@ from .noise import NoiseStats, make_noise
 from .prompts import encode_schedule
 from .tiling import seamless_tiling
 
+Progress = Callable[[int, int], None]
+FrameSink = Callable[[int, object], None]
+StageSink = Callable[[str], None]
+STAGES = ("encode", "denoise", "decode")  # what ``on_stage`` is told, in this order
+
 
 class SamplingCancelled(Exception):
     """Raised between chunks when ``should_cancel()`` turns true; holds the frames done so far."""
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """Every knob of one clip, in one value: built once (``runner`` builds it from a job) and passed on.
+
+    ``prompt``: a string, or a schedule of (frame, prompt) keys (0-based frames) whose text embeddings
+    are interpolated per frame (``prompt_interpolation``: ``linear`` or ``slerp``).
+    ``lam``/``mu``: a number or per-frame lists (length ``frames``, entry 0 unused, or ``frames − 1``).
+    ``noise``: ``dependency`` (ZS²), ``mixed``, ``progressive`` or ``independent``; ``search`` and
+    ``candidates`` tune the dependency noise. ``tma=False`` keeps the model's own attention (baselines).
+    ``scheduler``: a name of ``models.set_scheduler`` applied first, or None for the pipeline's own.
+    ``chunk``: frames per UNet batch (None: all at once; exact either way).
+    ``loop``: a seamless loop — closed noise path, cyclic momentum, prompt schedule wrapping back to
+    its first key. ``tile_x``/``tile_y``: frames that tile seamlessly on those axes.
+    ``control_scale``: the ControlNet's conditioning scale. ``output_type``: ``pil``, ``np`` (float
+    arrays (H, W, 3) in [0, 1]) or ``latent``.
+    """
+
+    prompt: str | Sequence[tuple[int, str]]
+    negative_prompt: str = ""
+    frames: int = 8
+    width: int = 512
+    height: int = 512
+    steps: int = 30
+    guidance: float = 7.5
+    seed: int = 0
+    lam: float | Sequence[float] = 0.01
+    mu: float | Sequence[float] = 0.98
+    noise: str = "dependency"
+    search: str = "exact"
+    candidates: int = 10
+    tma: bool = True
+    scheduler: str | None = None
+    chunk: int | None = None
+    loop: bool = False
+    tile_x: bool = False
+    tile_y: bool = False
+    prompt_interpolation: str = "linear"
+    control_scale: float = 1.0
+    output_type: str = "pil"
+
+    def __post_init__(self):
+        if self.frames < 1:
+            raise ValueError(f"frames must be ≥ 1, got {self.frames}")
+        if self.width % 8 or self.height % 8:
+            raise ValueError(f"width and height must be multiples of 8, got {self.width}×{self.height}")
+
+    def replace(self, **changes) -> SamplingOptions:
+        """A copy with some knobs changed (e.g. a smaller chunk after running out of memory)."""
+        return dataclasses.replace(self, **changes)
 
 
 @dataclass
@@ -43,13 +105,20 @@ class ClipResult:
     timings: dict = field(default_factory=dict)
 
 
-def _chunks(frames: int, chunk: int | None):
+@dataclass
+class Conditioning:
+    """What ``prepare`` makes of the prompt and control images, on the pipeline's device."""
+
+    prompt_embeds: torch.Tensor  # (1, tokens, width) for one prompt, (frames, tokens, width) for a schedule
+    negative_embeds: torch.Tensor | None  # (1, tokens, width) under classifier-free guidance
+    control: torch.Tensor | None  # (frames, 3, H, W) in [0, 1] for a ControlNet pipeline
+    do_cfg: bool
+
+
+def frame_chunks(frames: int, chunk: int | None) -> list[tuple[int, int]]:
+    """(start, end) of each chunk, in frame order; no chunk (or a large one) is the whole clip."""
     size = frames if not chunk or chunk >= frames else chunk
     return [(start, min(start + size, frames)) for start in range(0, frames, size)]
-
-
-def _is_controlnet(pipe) -> bool:
-    return getattr(pipe, "controlnet", None) is not None
 
 
 def _prepare_control(pipe, images, frames, width, height, device, dtype) -> torch.Tensor:
@@ -65,159 +134,198 @@ def _prepare_control(pipe, images, frames, width, height, device, dtype) -> torc
     return tensor.to(device=device, dtype=dtype)
 
 
-def _decode(pipe, latents, chunks, output_type, cancelled, on_frame) -> list:
+def prepare(pipe, options: SamplingOptions, control_images: Sequence | None = None) -> Conditioning:
+    """Scheduler, prompt embeddings and control images: the stock pipeline's own components and helpers."""
+    if options.scheduler is not None:
+        from .models import set_scheduler
+
+        set_scheduler(pipe, options.scheduler)
+    device = pipe._execution_device
+    do_cfg = options.guidance > 1.0 and pipe.unet.config.time_cond_proj_dim is None
+    keys = schedule.normalize_schedule(options.prompt, options.frames)
+    if len(keys) == 1:
+        prompt_embeds, negative_embeds = pipe.encode_prompt(keys[0][1], device, 1, do_cfg, options.negative_prompt)
+    else:
+        prompt_embeds, negative_embeds = encode_schedule(pipe, keys, options.frames, device,
+                                                         options.prompt_interpolation, do_cfg,
+                                                         options.negative_prompt, options.loop)
+    control = None
+    controlnet = getattr(pipe, "controlnet", None)
+    if controlnet is not None:
+        control = _prepare_control(pipe, control_images, options.frames, options.width, options.height, device,
+                                   controlnet.dtype)
+    return Conditioning(prompt_embeds, negative_embeds, control, do_cfg)
+
+
+def latent_shape(pipe, options: SamplingOptions) -> tuple[int, int, int]:
+    """(channels, height, width) of one frame's latent."""
+    factor = pipe.vae_scale_factor
+    return pipe.unet.config.in_channels, options.height // factor, options.width // factor
+
+
+def initial_noise(pipe, options: SamplingOptions, generator: torch.Generator,
+                  latents: torch.Tensor | None = None) -> tuple[torch.Tensor, NoiseStats]:
+    """The clip's initial latents (frames, C, h, w), drawn on the CPU from ``generator`` so a clip is
+    reproducible on any device; or the given ``latents`` (unscaled, like the stock pipeline's)."""
+    shape = latent_shape(pipe, options)
+    frames = options.frames
+    if latents is None:
+        return make_noise(options.noise, frames, shape, options.lam, generator=generator,
+                          candidates=options.candidates, search=options.search, loop=options.loop,
+                          return_stats=True)
+    if tuple(latents.shape) != (frames, *shape):
+        raise ValueError(f"latents must have shape {(frames, *shape)}, got {tuple(latents.shape)}")
+    return latents, NoiseStats(target=[0.0] * frames, alpha=[0.0] * frames, divergence=[0.0] * frames)
+
+
+class ChunkedDenoiser:
+    """The denoising loop over the whole clip, ``chunk`` frames per UNet (and ControlNet) call.
+
+    Every step runs all chunks in frame order, then one scheduler step on the whole clip, so multistep
+    and ancestral schedulers see what they would unchunked. The TMA state says which frames the
+    current call holds; each TMA processor carries its layer's momentum from one chunk to the next.
+    """
+
+    def __init__(self, pipe, options: SamplingOptions, cond: Conditioning):
+        self.pipe, self.options, self.cond = pipe, options, cond
+        frames = options.frames
+        if not options.tma:
+            mu = [0.0] * frames
+        else:
+            mu = schedule.loop_mu_list(options.mu, frames) if options.loop else schedule.mu_list(options.mu, frames)
+        self.state = TemporalState(mu=mu, loop=options.loop)
+        self.chunks = frame_chunks(frames, options.chunk)
+        self.groups = 2 if cond.do_cfg else 1
+
+    def predict_noise(self, latent_chunk: torch.Tensor, t, start: int, end: int) -> torch.Tensor:
+        """The guided noise prediction for frames ``start:end`` at timestep ``t``."""
+        pipe, cond, groups = self.pipe, self.cond, self.groups
+        count = end - start
+        self.state.start, self.state.count = start, count
+        model_input = torch.cat([latent_chunk] * groups) if cond.do_cfg else latent_chunk
+        model_input = pipe.scheduler.scale_model_input(model_input, t)
+        if cond.prompt_embeds.shape[0] == 1:
+            embeds = cond.prompt_embeds.expand(count, -1, -1)
+        else:
+            embeds = cond.prompt_embeds[start:end]
+        if cond.do_cfg:
+            embeds = torch.cat([cond.negative_embeds.expand(count, -1, -1), embeds])
+        residuals = {}
+        if cond.control is not None:
+            control = cond.control[start:end]
+            control = torch.cat([control] * groups) if cond.do_cfg else control
+            down, mid = pipe.controlnet(model_input, t, encoder_hidden_states=embeds, controlnet_cond=control,
+                                        conditioning_scale=self.options.control_scale, guess_mode=False,
+                                        return_dict=False)
+            residuals = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
+        pred = pipe.unet(model_input, t, encoder_hidden_states=embeds, return_dict=False, **residuals)[0]
+        if cond.do_cfg:
+            uncond, text = pred.chunk(2)
+            pred = uncond + self.options.guidance * (text - uncond)
+        return pred
+
+    def run(self, latents: torch.Tensor, generator: torch.Generator, progress: Progress | None = None,
+            cancelled: Callable[[], bool] = lambda: False) -> torch.Tensor:
+        """Denoise the initial ``latents`` (unscaled noise) into the clip's final latents."""
+        pipe, scheduler = self.pipe, self.pipe.scheduler
+        scheduler.set_timesteps(self.options.steps, device=pipe._execution_device)
+        timesteps = scheduler.timesteps
+        latents = latents.to(device=pipe._execution_device, dtype=self.cond.prompt_embeds.dtype)
+        latents = latents * scheduler.init_noise_sigma
+        extra_step_kwargs = pipe.prepare_extra_step_kwargs(generator, 0.0)
+        models = [pipe.unet, getattr(pipe, "controlnet", None)] if self.options.tma else []
+        with temporal_momentum_attention(models, self.state):
+            for step_index, t in enumerate(timesteps):
+                self.state.step = step_index
+                noise_pred = torch.empty_like(latents)
+                for start, end in self.chunks:
+                    if cancelled():
+                        raise SamplingCancelled(f"cancelled at step {step_index + 1} of {len(timesteps)}")
+                    noise_pred[start:end] = self.predict_noise(latents[start:end], t, start, end)
+                latents = scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]
+                if progress is not None:
+                    progress(step_index + 1, len(timesteps))
+        return latents
+
+
+def decode(pipe, latents: torch.Tensor, options: SamplingOptions, cancelled: Callable[[], bool] = lambda: False,
+           on_frame: FrameSink | None = None) -> list:
     """Decode chunk by chunk (the VAE is per frame, so this is exact), handing frames out as they come."""
+    if options.output_type == "latent":
+        return list(latents)
     out = []
-    for start, end in chunks:
+    for start, end in frame_chunks(options.frames, options.chunk):
         if cancelled():
             raise SamplingCancelled("cancelled while decoding")
         images = pipe.vae.decode(latents[start:end] / pipe.vae.config.scaling_factor, return_dict=False)[0]
-        images = pipe.image_processor.postprocess(images, output_type=output_type, do_denormalize=[True] * (end - start))
+        images = pipe.image_processor.postprocess(images, output_type=options.output_type,
+                                                  do_denormalize=[True] * (end - start))
         for offset, image in enumerate(images):
-            out.append(image)
+            out.append(np.asarray(image) if options.output_type == "np" else image)
             if on_frame is not None:
                 on_frame(start + offset, image)
     return out
 
 
 @torch.no_grad()
+def sample(pipe, options: SamplingOptions, *, control_images: Sequence | None = None,
+           latents: torch.Tensor | None = None, progress: Progress | None = None,
+           should_cancel: Callable[[], bool] | None = None, on_frame: FrameSink | None = None,
+           on_stage: StageSink | None = None) -> ClipResult:
+    """Sample a clip with ZS²: prepare → initial noise → chunked denoising → decode.
+
+    ``control_images``: one per frame for a ControlNet pipeline. ``latents``: initial noise
+    (frames, 4, H/8, W/8) to use instead of drawing it. ``progress(step, total)`` is called after each
+    denoising step; ``should_cancel()`` is checked before every chunk; ``on_frame(index, frame)``
+    receives each frame as soon as it is decoded; ``on_stage(name)`` hears each stage of ``STAGES``
+    as it starts ("decode" is skipped for latent output).
+    """
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    cancelled = should_cancel or (lambda: False)
+    stage = on_stage or (lambda name: None)
+
+    stage("encode")
+    cond = prepare(pipe, options, control_images)
+    timings["prepare_seconds"] = time.perf_counter() - started
+
+    t0 = time.perf_counter()
+    generator = torch.Generator("cpu").manual_seed(int(options.seed))
+    latents, stats = initial_noise(pipe, options, generator, latents)
+    timings["noise_seconds"] = time.perf_counter() - t0
+
+    # Tiling (circular padding) stays on through decoding: the VAE's convolutions must wrap too.
+    with seamless_tiling([pipe.unet, getattr(pipe, "controlnet", None), pipe.vae], options.tile_x, options.tile_y):
+        stage("denoise")
+        t0 = time.perf_counter()
+        latents = ChunkedDenoiser(pipe, options, cond).run(latents, generator, progress, cancelled)
+        timings["denoise_seconds"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        if options.output_type != "latent":
+            stage("decode")
+        frames = decode(pipe, latents, options, cancelled, on_frame)
+    timings["decode_seconds"] = time.perf_counter() - t0
+    timings["total_seconds"] = time.perf_counter() - started
+    return ClipResult(frames=frames, noise_stats=stats, seed=int(options.seed), timings=timings)
+
+
 def sample_video(
     pipe,
     prompt: str | Sequence[tuple[int, str]],
     *,
-    frames: int = 8,
-    width: int = 512,
-    height: int = 512,
-    steps: int = 30,
-    guidance: float = 7.5,
-    negative_prompt: str = "",
-    seed: int = 0,
-    lam: float | Sequence[float] = 0.01,
-    mu: float | Sequence[float] = 0.98,
-    noise: str = "dependency",
-    search: str = "exact",
-    candidates: int = 10,
-    tma: bool = True,
     control_images: Sequence | None = None,
-    control_scale: float = 1.0,
-    chunk: int | None = None,
-    loop: bool = False,
-    tile_x: bool = False,
-    tile_y: bool = False,
-    prompt_interpolation: str = "linear",
     latents: torch.Tensor | None = None,
-    output_type: str = "pil",
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
     should_cancel: Callable[[], bool] | None = None,
-    on_frame: Callable[[int, object], None] | None = None,
+    on_frame: FrameSink | None = None,
+    on_stage: StageSink | None = None,
+    **options,
 ) -> ClipResult:
-    """Sample a clip of ``frames`` frames with ZS². Returns the frames and the noise statistics.
+    """``sample`` with the ``SamplingOptions`` fields as keyword arguments (frames=…, steps=…, mu=…).
 
-    ``lam``/``mu``: a number or per-frame lists (length ``frames``, entry 0 unused, or ``frames − 1``).
-    ``prompt``: a string, or a schedule of (frame, prompt) keys (0-based frames) whose text embeddings
-    are interpolated per frame (``prompt_interpolation``: ``linear`` or ``slerp``).
-    ``loop``: a seamless loop — closed noise path and cyclic momentum (frame 0 also carries momentum
-    from the clip's end). ``tile_x``/``tile_y``: frames that tile seamlessly on those axes.
-    ``noise``: ``dependency`` (ZS²), ``mixed``, ``progressive`` or ``independent``. ``tma=False`` keeps
-    the model's own attention (for baselines). ``latents``: initial noise (frames, 4, H/8, W/8) to use
-    instead of drawing it (unscaled, like the stock pipeline's ``latents``). The initial noise is drawn
-    on the CPU from ``seed`` so a clip is reproducible on any device. ``progress(step, total)`` is
-    called after each denoising step; ``should_cancel()`` is checked before every chunk;
-    ``on_frame(index, frame)`` receives each frame as soon as it is decoded.
+    Frames, width, height, steps, guidance, negative_prompt, seed, lam, mu, noise, search, candidates,
+    tma, scheduler, chunk, loop, tile_x, tile_y, prompt_interpolation, control_scale and output_type
+    are those of ``SamplingOptions``; the rest are those of ``sample``.
     """
-    if frames < 1:
-        raise ValueError(f"frames must be ≥ 1, got {frames}")
-    if width % 8 or height % 8:
-        raise ValueError(f"width and height must be multiples of 8, got {width}×{height}")
-    timings: dict[str, float] = {}
-    started = time.perf_counter()
-    device = pipe._execution_device
-    unet, controlnet = pipe.unet, getattr(pipe, "controlnet", None)
-    dtype = unet.dtype
-    cancelled = should_cancel or (lambda: False)
-
-    # 1. Initial noise (ZS²'s dependency noise model or a baseline), drawn on the CPU.
-    vae_factor = pipe.vae_scale_factor
-    shape = (unet.config.in_channels, height // vae_factor, width // vae_factor)
-    t0 = time.perf_counter()
-    generator = torch.Generator("cpu").manual_seed(int(seed))
-    if latents is None:
-        latents, stats = make_noise(noise, frames, shape, lam, generator=generator, candidates=candidates,
-                                    search=search, loop=loop, return_stats=True)
-    else:
-        if tuple(latents.shape) != (frames, *shape):
-            raise ValueError(f"latents must have shape {(frames, *shape)}, got {tuple(latents.shape)}")
-        stats = NoiseStats(target=[0.0] * frames, alpha=[0.0] * frames, divergence=[0.0] * frames)
-    timings["noise_seconds"] = time.perf_counter() - t0
-
-    # 2. Prompt, control images, timesteps: the stock pipeline's own components and helpers.
-    do_cfg = guidance > 1.0 and unet.config.time_cond_proj_dim is None
-    keys = schedule.normalize_schedule(prompt, frames)
-    if len(keys) == 1:
-        prompt_embeds, negative_embeds = pipe.encode_prompt(keys[0][1], device, 1, do_cfg, negative_prompt)
-    else:
-        prompt_embeds, negative_embeds = encode_schedule(pipe, keys, frames, device, prompt_interpolation,
-                                                         do_cfg, negative_prompt, loop)
-    control = None
-    if _is_controlnet(pipe):
-        control = _prepare_control(pipe, control_images, frames, width, height, device, controlnet.dtype)
-    scheduler = pipe.scheduler
-    scheduler.set_timesteps(steps, device=device)
-    timesteps = scheduler.timesteps
-    latents = latents.to(device=device, dtype=prompt_embeds.dtype) * scheduler.init_noise_sigma
-    extra_step_kwargs = pipe.prepare_extra_step_kwargs(generator, 0.0)
-
-    mu_values = (schedule.loop_mu_list(mu, frames) if loop else schedule.mu_list(mu, frames)) if tma else [0.0] * frames
-    state = TemporalState(mu=mu_values, loop=loop)
-    chunks = _chunks(frames, chunk)
-    groups = 2 if do_cfg else 1
-
-    def predict_noise(latent_chunk: torch.Tensor, t, start: int, end: int) -> torch.Tensor:
-        count = end - start
-        state.start, state.count = start, count
-        model_input = torch.cat([latent_chunk] * groups) if do_cfg else latent_chunk
-        model_input = scheduler.scale_model_input(model_input, t)
-        if prompt_embeds.shape[0] == 1:
-            embeds = prompt_embeds.expand(count, -1, -1)
-        else:
-            embeds = prompt_embeds[start:end]
-        if do_cfg:
-            embeds = torch.cat([negative_embeds.expand(count, -1, -1), embeds])
-        residuals = {}
-        if controlnet is not None:
-            cond = control[start:end]
-            cond = torch.cat([cond] * groups) if do_cfg else cond
-            down, mid = controlnet(model_input, t, encoder_hidden_states=embeds, controlnet_cond=cond,
-                                   conditioning_scale=control_scale, guess_mode=False, return_dict=False)
-            residuals = dict(down_block_additional_residuals=down, mid_block_additional_residual=mid)
-        pred = unet(model_input, t, encoder_hidden_states=embeds, return_dict=False, **residuals)[0]
-        if do_cfg:
-            uncond, text = pred.chunk(2)
-            pred = uncond + guidance * (text - uncond)
-        return pred
-
-    # 3. Denoising: every step runs all chunks in frame order, then one scheduler step on the clip.
-    #    Tiling (circular padding) stays on through decoding: the VAE's convolutions must wrap too.
-    t0 = time.perf_counter()
-    models = [unet, controlnet] if tma else []
-    with seamless_tiling([unet, controlnet, pipe.vae], tile_x, tile_y):
-        with temporal_momentum_attention(models, state):
-            for step_index, t in enumerate(timesteps):
-                state.step = step_index
-                noise_pred = torch.empty_like(latents)
-                for start, end in chunks:
-                    if cancelled():
-                        raise SamplingCancelled(f"cancelled at step {step_index + 1} of {len(timesteps)}")
-                    noise_pred[start:end] = predict_noise(latents[start:end], t, start, end)
-                latents = scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]
-                if progress is not None:
-                    progress(step_index + 1, len(timesteps))
-        timings["denoise_seconds"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        out = list(latents) if output_type == "latent" else _decode(pipe, latents, chunks, output_type, cancelled,
-                                                                    on_frame)
-    timings["decode_seconds"] = time.perf_counter() - t0
-    timings["total_seconds"] = time.perf_counter() - started
-    if output_type == "np":
-        out = [np.asarray(frame) for frame in out]
-    return ClipResult(frames=out, noise_stats=stats, seed=int(seed), timings=timings)
+    return sample(pipe, SamplingOptions(prompt=prompt, **options), control_images=control_images, latents=latents,
+                  progress=progress, should_cancel=should_cancel, on_frame=on_frame, on_stage=on_stage)
