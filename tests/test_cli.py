@@ -1,6 +1,7 @@
 """`zss generate` end to end on the tiny model, and its refusals of bad input."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -46,6 +47,31 @@ def test_generate_with_depth_control(tmp_path):
     assert code == 0
     assert sorted(p.name for p in (tmp_path / "out" / "c" / "control").iterdir()) == [
         "control_0001.png", "control_0002.png", "control_0003.png"]
+
+
+def test_manifest_points_at_the_kept_control_copies(tmp_path):
+    """Bug 6: job.json names the job folder's control/ copies, not the staging files that get deleted."""
+    import shutil
+
+    from zss_core.protocol import Job
+
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((64, 64), 60 * i, np.uint8)).save(staging / f"depth_{i}.png")
+    code = main(["generate", "x", "--model", "tiny", "--frames", "3", "--size", "64x64", "--steps", "2",
+                 "--control-depth", str(staging), "--out", str(tmp_path / "out"), "--id", "kept"])
+    assert code == 0
+    shutil.rmtree(staging)  # what the add-on does with its staging folder once the job is done
+    job_dir = tmp_path / "out" / "kept"
+    manifest = json.loads((job_dir / "job.json").read_text())
+    images = manifest["job"]["control"]["images"]
+    assert [os.path.dirname(p) for p in images] == [str(job_dir / "control")] * 3
+    named = images + [str(job_dir / name) for name in manifest["frames"]]
+    named += [str(job_dir / manifest[key]) for key in ("video", "contact_sheet")]
+    assert all(os.path.isfile(p) for p in named), [p for p in named if not os.path.isfile(p)]
+    rerun = dict(manifest["job"], id="again")
+    assert Job.from_dict(rerun).control.images == images  # the folder alone reproduces the clip
 
 
 @pytest.mark.parametrize("args, message", [

@@ -47,10 +47,11 @@ def test_full_job_event_order_and_files(client, tmp_path):
     events = events_until_end(client, "j1")
     kinds = [e.type for e in events]
     assert kinds[0] == "accepted" and kinds[-1] == "done"
-    first_frame = kinds.index("frame")
-    assert set(kinds[1:first_frame]) == {"progress"} and set(kinds[first_frame:-1]) == {"frame"}
+    assert set(kinds[1:-1]) == {"progress", "frame"}
     steps = [e.step for e in events if e.type == "progress" and e.stage == "denoise"]
-    assert steps == [1, 2, 3]
+    assert steps == [0, 1, 2, 3]
+    decoded = [e.step for e in events if e.type == "progress" and e.stage == "decode"]
+    assert decoded == [0, 1, 2, 3, 4]
     done = events[-1]
     assert [e.path for e in events if e.type == "frame"] == done.frames
     on_disk = sorted(str(p) for p in (tmp_path / "out" / "j1").glob("frame_*.png"))
@@ -59,6 +60,29 @@ def test_full_job_event_order_and_files(client, tmp_path):
     manifest = json.loads(Path(done.manifest).read_text())
     assert manifest["status"] == "done" and manifest["job"]["id"] == "j1" and len(manifest["frames"]) == 4
     assert {"noise", "timings", "versions", "seed", "device", "dtype"} <= set(manifest)
+
+
+def test_progress_goes_through_every_stage_in_order_with_a_falling_eta(client, tmp_path):
+    """Bug 9: load → encode → denoise k/N → decode f/F → write, and the time left once sampling started."""
+    client.submit(job(tmp_path, "stages", frames=4, steps=10))
+    progress = [e for e in events_until_end(client, "stages") if e.type == "progress"]
+    stages = [e.stage for e in progress]
+    order = [stage for i, stage in enumerate(stages) if i == 0 or stages[i - 1] != stage]
+    assert order == ["load", "encode", "denoise", "decode", "write"]
+    for stage, total in (("load", 1), ("encode", 1), ("denoise", 10), ("decode", 4), ("write", 3)):
+        events = [e for e in progress if e.stage == stage]
+        assert events[0].step == 0 and all(e.total == total for e in events), stage
+        assert [e.step for e in events] == sorted(e.step for e in events), stage
+    for stage in ("denoise", "decode", "write"):
+        assert [e.step for e in progress if e.stage == stage][-1] == {"denoise": 10, "decode": 4, "write": 3}[stage]
+    assert all(e.eta is None for e in progress if e.stage in ("load", "encode") or e.step == 0)
+    etas = [e.eta for e in progress if e.stage == "denoise" and e.step > 0]
+    assert len(etas) == 10 and all(eta is not None and eta >= 0 for eta in etas)
+    assert etas[-1] == 0.0 and etas[0] > etas[-2] >= 0
+    for before, after in zip(etas, etas[1:]):  # non-increasing, within the jitter of a shared machine
+        assert after <= before * 1.5 + 0.05, etas
+    elapsed = [e.elapsed for e in progress]
+    assert elapsed == sorted(elapsed)
 
 
 def test_second_job_reuses_the_pipeline(client, tmp_path):

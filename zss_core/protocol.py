@@ -29,7 +29,9 @@ MAX_LIST = defaults.MAX_FRAMES  # any list in a job (and the frame count)
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 CONTROL_TYPES = ("depth",)
 INTERPOLATIONS = defaults.PROMPT_INTERPOLATIONS
-STAGES = ("load", "denoise", "decode", "download")
+# Progress stages of a job, in order: load (the model), encode (the prompt), denoise (step k/N),
+# decode (frame f/F), write (MP4, contact sheet, manifest); "download" is a download task's one stage.
+STAGES = ("load", "denoise", "decode", "download", "encode", "write")
 ERROR_CODES = (
     "bad_request",
     "unknown_job",

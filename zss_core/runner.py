@@ -5,6 +5,10 @@ Shared by the worker process and the ``zss generate`` command so both produce th
 and ``job.json``. The manifest is written when the job starts (status ``running``) and again when
 it ends (``done``, ``cancelled`` or ``failed``) with the frames that exist, so a folder is never
 ambiguous, even after a crash: a ``running`` manifest means the process died mid-job.
+
+Progress is reported by stage (``JobCallbacks.stage``): ``encode`` (the prompt), ``denoise`` (step
+k of N), ``decode`` (frame f of F) and ``write`` (the MP4, the contact sheet and the manifest);
+the worker adds ``load`` before it and turns them into protocol events.
 """
 
 from __future__ import annotations
@@ -14,12 +18,16 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING
 
 from . import export
 from .protocol import Job
+
+if TYPE_CHECKING:
+    from .sampler import SamplingOptions
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +42,16 @@ class JobError(Exception):
 
 @dataclass
 class JobCallbacks:
-    """How a running job reports back (the worker turns these into protocol events)."""
+    """How a running job reports back (the worker turns these into protocol events).
+
+    ``stage(name, step, total)``: every stage as it starts (step 0) and advances (see the module's
+    docstring); ``progress(step, total)``: the denoising steps alone (a progress bar's view).
+    """
 
     progress: Callable[[int, int], None] = lambda step, total: None
     frame: Callable[[int, str], None] = lambda index, path: None
     should_cancel: Callable[[], bool] = lambda: False
+    stage: Callable[[str, int, int], None] = lambda name, step, total: None
 
 
 @dataclass
@@ -69,17 +82,23 @@ def create_job_dir(job: Job) -> Path:
     return job_dir
 
 
-def load_control_images(job: Job, job_dir: Path) -> list:
+def kept_control_paths(job: Job, job_dir: Path) -> list[Path]:
+    """Where the job folder keeps its copy of each control image: ``control/control_0001.png`` …"""
+    if job.control is None:
+        return []
+    return [job_dir / "control" / f"control_{index + 1:04d}{Path(source).suffix.lower() or '.png'}"
+            for index, source in enumerate(job.control.images)]
+
+
+def load_control_images(job: Job, job_dir: Path) -> list | None:
     """Copy the control images into ``<job>/control/`` (byte for byte) and open them."""
     from PIL import Image, UnidentifiedImageError
 
     if job.control is None:
         return None
-    folder = job_dir / "control"
-    folder.mkdir()
+    (job_dir / "control").mkdir()
     images = []
-    for index, source in enumerate(job.control.images):
-        target = folder / f"control_{index + 1:04d}{Path(source).suffix.lower() or '.png'}"
+    for index, (source, target) in enumerate(zip(job.control.images, kept_control_paths(job, job_dir))):
         try:
             shutil.copyfile(source, target)
             with Image.open(target) as image:
@@ -91,14 +110,36 @@ def load_control_images(job: Job, job_dir: Path) -> list:
     return images
 
 
-def _manifest(job: Job, status: str, job_dir: Path, **extra) -> dict:
-    return {
-        "status": status,
-        "job": job.to_dict(),
-        "frames": [os.path.basename(p) for p in export.existing_frames(job_dir, job.frames)],
-        "versions": export.library_versions(),
-        **extra,
-    }
+class Manifest:
+    """``job.json``: the one place that builds and writes it, at every change of the job's status.
+
+    The job it records points at the job folder's own copies of the control images (the paths the
+    job named are staging files that the client deletes), so the folder reproduces the clip.
+    """
+
+    def __init__(self, job: Job, job_dir: Path, **common):
+        self.job, self.job_dir, self.common = job, job_dir, common
+        self.path = job_dir / export.MANIFEST_NAME
+
+    def job_record(self) -> dict:
+        """The job as run: control images are the kept copies (the named source where none was made)."""
+        record = self.job.to_dict()
+        if record.get("control"):
+            kept = kept_control_paths(self.job, self.job_dir)
+            record["control"]["images"] = [str(copy) if copy.exists() else source
+                                           for copy, source in zip(kept, record["control"]["images"])]
+        return record
+
+    def write(self, status: str, **fields) -> str:
+        export.write_manifest(self.path, {
+            "status": status,
+            "job": self.job_record(),
+            "frames": [os.path.basename(p) for p in export.existing_frames(self.job_dir, self.job.frames)],
+            "versions": export.library_versions(),
+            **self.common,
+            **fields,
+        })
+        return str(self.path)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -128,6 +169,19 @@ def auto_chunk(free_bytes: int | None, per_frame_bytes: int | None, frames: int,
     return max(1, min(frames, int(free_bytes * headroom // per_frame_bytes)))
 
 
+def sampling_options(job: Job, chunk: int | None = None) -> SamplingOptions:
+    """The sampler's knobs for ``job`` (with ``chunk`` resolved: a number or None), built once."""
+    from .sampler import SamplingOptions
+
+    return SamplingOptions(
+        prompt=job.prompt_schedule(), negative_prompt=job.negative_prompt, frames=job.frames, width=job.width,
+        height=job.height, steps=job.steps, guidance=job.guidance, seed=job.seed, lam=job.lam, mu=job.mu,
+        noise=job.noise, search=job.search, candidates=job.candidates, scheduler=job.scheduler, chunk=chunk,
+        loop=job.loop, tile_x=job.tile_x, tile_y=job.tile_y, prompt_interpolation=job.prompt_interpolation,
+        control_scale=job.control.scale if job.control else 1.0,
+    )
+
+
 def measure_frame_memory(pipe, job: Job) -> int | None:
     """Peak GPU bytes one frame adds to a denoising step at the job's size (one probe step), or None.
 
@@ -136,7 +190,7 @@ def measure_frame_memory(pipe, job: Job) -> int | None:
     import torch
     from PIL import Image
 
-    from .sampler import sample_video
+    from .sampler import SamplingOptions, sample
 
     device = pipe._execution_device
     if device.type != "cuda":
@@ -145,8 +199,9 @@ def measure_frame_memory(pipe, job: Job) -> int | None:
     base = torch.cuda.memory_allocated(device)
     torch.cuda.reset_peak_memory_stats(device)
     blank = [Image.new("RGB", (job.width, job.height))] * 2 if getattr(pipe, "controlnet", None) is not None else None
-    sample_video(pipe, job.prompt, frames=2, width=job.width, height=job.height, steps=1, guidance=job.guidance,
-                 control_images=blank, chunk=2, output_type="latent")
+    probe = SamplingOptions(prompt=job.prompt, frames=2, width=job.width, height=job.height, steps=1,
+                            guidance=job.guidance, chunk=2, output_type="latent")
+    sample(pipe, probe, control_images=blank)
     peak = torch.cuda.max_memory_allocated(device) - base
     free_memory()
     return max(1, peak // 2)
@@ -179,56 +234,47 @@ def run_job(job: Job, pipe, callbacks: JobCallbacks | None = None, *, model_load
     callbacks = callbacks or JobCallbacks()
     started = time.perf_counter()
     job_dir = create_job_dir(job)
-    manifest_path = job_dir / export.MANIFEST_NAME
-    device = str(pipe._execution_device)
-    dtype = str(pipe.unet.dtype).replace("torch.", "")
-    common = {"device": device, "dtype": dtype, "model_load_seconds": model_load_seconds}
-    export.write_manifest(manifest_path, _manifest(job, "running", job_dir, **common))
-
-    def on_frame(index, image):
-        path = export.write_frame(job_dir, index, image)
-        callbacks.frame(index, str(path))
-
+    manifest = Manifest(job, job_dir, device=str(pipe._execution_device),
+                        dtype=str(pipe.unet.dtype).replace("torch.", ""), model_load_seconds=model_load_seconds)
     try:
         control = load_control_images(job, job_dir)
+        manifest.write("running")
         chunk = job.chunk
         if chunk == "auto":
             chunk = auto_chunk(free_bytes, measure_frame_memory(pipe, job), job.frames)
+        options = sampling_options(job, chunk)
         attempts: list[dict] = []
         while True:
             _reset_peak_memory(pipe)
             try:
-                result = _sample(job, pipe, control, chunk, callbacks, on_frame)
+                result = _sample(pipe, options, control, job_dir, callbacks)
                 break
             except Exception as exc:
-                smaller = max(1, (chunk or job.frames) // 2)
+                tried = options.chunk or job.frames
+                smaller = max(1, tried // 2)
                 if not is_out_of_memory(exc):
                     raise
                 free_memory()
-                if attempts or smaller == (chunk or job.frames):
-                    raise _oom_error(job, attempts, chunk) from exc
-                attempts.append({"chunk": chunk or job.frames, "error": "out of memory"})
-                log.warning("job %s: out of memory at chunk %s, retrying with chunk %s", job.id, chunk, smaller)
-                chunk = smaller
+                if attempts or smaller == tried:
+                    raise _oom_error(job, attempts, options.chunk) from exc
+                attempts.append({"chunk": tried, "error": "out of memory"})
+                log.warning("job %s: out of memory at chunk %s, retrying with chunk %s", job.id, tried, smaller)
+                options = options.replace(chunk=smaller)
+        chunk = options.chunk or job.frames
         peak = _peak_memory(pipe)
-        memory = {"chunk": chunk or job.frames, "retries": attempts, "peak_bytes": peak,
-                  "peak_bytes_per_frame": peak // (chunk or job.frames) if peak else None}
+        memory = {"chunk": chunk, "retries": attempts, "peak_bytes": peak,
+                  "peak_bytes_per_frame": peak // chunk if peak else None}
         notes = [f"Ran out of memory with {a['chunk']} frames per chunk; finished with {chunk}." for a in attempts]
-        video = sheet = None
-        if job.outputs.mp4:
-            video = str(export.write_mp4(job_dir / export.VIDEO_NAME, result.frames, job.fps))
-        if job.outputs.contact_sheet:
-            sheet = str(export.write_contact_sheet(job_dir / export.SHEET_NAME, result.frames))
+        video, sheet = _write_outputs(job, job_dir, result.frames, callbacks)
     except SamplingCancelled:
-        export.write_manifest(manifest_path, _manifest(job, "cancelled", job_dir, **common,
-                                                       seconds=time.perf_counter() - started))
-        return JobOutcome("cancelled", str(job_dir), export.existing_frames(job_dir, job.frames),
-                          manifest=str(manifest_path), seconds=time.perf_counter() - started)
+        path = manifest.write("cancelled", seconds=time.perf_counter() - started)
+        return JobOutcome("cancelled", str(job_dir), export.existing_frames(job_dir, job.frames), manifest=path,
+                          seconds=time.perf_counter() - started)
     except BaseException as exc:
         error = _as_job_error(exc)
         details = ({"code": error.code, "message": error.message} if isinstance(error, JobError)
                    else {"code": "interrupted", "message": repr(error)})
-        export.write_manifest(manifest_path, _manifest(job, "failed", job_dir, **common, error=details))
+        manifest.write("failed", error=details)
         if error is exc:
             raise
         raise error from exc
@@ -238,24 +284,54 @@ def run_job(job: Job, pipe, callbacks: JobCallbacks | None = None, *, model_load
             os.unlink(path)
         frames = []
     seconds = time.perf_counter() - started
-    export.write_manifest(manifest_path, _manifest(
-        job, "done", job_dir, **common, seconds=seconds, seed=result.seed, video=video and os.path.basename(video),
-        contact_sheet=sheet and os.path.basename(sheet), noise=result.noise_stats.to_dict(), timings=result.timings,
-        memory=memory, notes=notes))
-    return JobOutcome("done", str(job_dir), frames, video, sheet, str(manifest_path), seconds, {"notes": notes})
+    path = manifest.write("done", seconds=seconds, seed=result.seed, video=video and os.path.basename(video),
+                          contact_sheet=sheet and os.path.basename(sheet), noise=result.noise_stats.to_dict(),
+                          timings=result.timings, memory=memory, notes=notes)
+    callbacks.stage("write", _write_steps(job), _write_steps(job))
+    return JobOutcome("done", str(job_dir), frames, video, sheet, path, seconds, {"notes": notes})
 
 
-def _sample(job: Job, pipe, control, chunk, callbacks: JobCallbacks, on_frame):
-    from .sampler import sample_video
+def _sample(pipe, options: SamplingOptions, control, job_dir: Path, callbacks: JobCallbacks):
+    """The sampler with the job's callbacks: frames go to disk as they are decoded; stages are reported."""
+    from .sampler import sample
 
-    return sample_video(
-        pipe, job.prompt_schedule(), negative_prompt=job.negative_prompt, loop=job.loop, tile_x=job.tile_x,
-        tile_y=job.tile_y, prompt_interpolation=job.prompt_interpolation, frames=job.frames, width=job.width,
-        height=job.height, steps=job.steps, guidance=job.guidance, seed=job.seed, lam=job.lam, mu=job.mu,
-        noise=job.noise, search=job.search, candidates=job.candidates, control_images=control,
-        control_scale=job.control.scale if job.control else 1.0, chunk=chunk,
-        progress=callbacks.progress, should_cancel=callbacks.should_cancel, on_frame=on_frame,
-    )
+    totals = {"encode": 1, "denoise": options.steps, "decode": options.frames}
+
+    def on_stage(name):
+        callbacks.stage(name, 0, totals[name])
+
+    def progress(step, total):
+        callbacks.progress(step, total)
+        callbacks.stage("denoise", step, total)
+
+    def on_frame(index, image):
+        path = export.write_frame(job_dir, index, image)
+        callbacks.frame(index, str(path))
+        callbacks.stage("decode", index + 1, options.frames)
+
+    return sample(pipe, options, control_images=control, progress=progress, should_cancel=callbacks.should_cancel,
+                  on_frame=on_frame, on_stage=on_stage)
+
+
+def _write_steps(job: Job) -> int:
+    """Files the write stage makes: the MP4 and the contact sheet when asked for, and the manifest."""
+    return int(job.outputs.mp4) + int(job.outputs.contact_sheet) + 1
+
+
+def _write_outputs(job: Job, job_dir: Path, frames: list, callbacks: JobCallbacks) -> tuple[str | None, str | None]:
+    """The MP4 and the contact sheet (as asked for), reporting the write stage file by file."""
+    total, done = _write_steps(job), 0
+    callbacks.stage("write", done, total)
+    video = sheet = None
+    if job.outputs.mp4:
+        video = str(export.write_mp4(job_dir / export.VIDEO_NAME, frames, job.fps))
+        done += 1
+        callbacks.stage("write", done, total)
+    if job.outputs.contact_sheet:
+        sheet = str(export.write_contact_sheet(job_dir / export.SHEET_NAME, frames))
+        done += 1
+        callbacks.stage("write", done, total)
+    return video, sheet
 
 
 def _oom_error(job: Job, attempts: list[dict], chunk) -> JobError:

@@ -73,16 +73,13 @@ class PipelineCache:
         self.pipe = None
 
     def get(self, job: Job):
-        """(pipeline, seconds spent loading: 0.0 when reused)."""
-        from .models import set_scheduler
-
+        """(pipeline, seconds spent loading: 0.0 when reused). The sampler sets the job's scheduler."""
         from .models import MemoryOptions
 
         memory = MemoryOptions(job.attention_slicing, job.vae_tiling, job.cpu_offload)
         key = (job.model, job.controlnet_model if job.control else None, job.device, job.dtype, job.allow_pickle,
                memory)
         if key == self.key:
-            set_scheduler(self.pipe, job.scheduler)
             return self.pipe, 0.0
         self.release()
         started = time.perf_counter()
@@ -96,6 +93,33 @@ class PipelineCache:
 
         self.pipe, self.key = None, None
         free_memory()
+
+
+class ProgressReporter:
+    """Turns a job's stages into ``progress`` events, with an estimate of the time left.
+
+    ``elapsed`` counts from the job's start (model loading included). ``eta`` is None until a stage
+    that advances at a measurable rate (denoising, decoding, writing) has done its first step; then
+    it is that stage's time per step so far times the steps left in it.
+    """
+
+    TIMED = ("denoise", "decode", "write")
+
+    def __init__(self, events: EventWriter, job_id: str):
+        self.events, self.job_id = events, job_id
+        self.started = time.perf_counter()
+        self.stage_started: dict[str, float] = {}
+
+    def __call__(self, stage: str, step: int, total: int) -> None:
+        now = time.perf_counter()
+        if step == 0 or stage not in self.stage_started:
+            self.stage_started[stage] = now
+        eta = None
+        if stage in self.TIMED and step > 0:
+            eta = round((now - self.stage_started[stage]) / step * (total - step), 3)
+        self.events.send(protocol.Progress(id=self.job_id, step=step, total=total,
+                                           fraction=step / total if total else 0.0,
+                                           elapsed=round(now - self.started, 3), eta=eta, stage=stage))
 
 
 class Worker:
@@ -201,8 +225,7 @@ class Worker:
 
     def run_download(self, request: protocol.Download) -> None:
         started = time.perf_counter()
-        self.events.send(protocol.Progress(id=request.id, step=0, total=1, fraction=0.0, elapsed=0.0, eta=None,
-                                           stage="download"))
+        ProgressReporter(self.events, request.id)("download", 0, 1)
         try:
             path = self.downloader(request.model)
         except Exception as exc:  # hub errors come in many types; each is reported, none kills the worker
@@ -221,27 +244,19 @@ class Worker:
         from .runner import JobCallbacks, JobError, free_memory, is_out_of_memory, run_job
 
         job = queued.job
-        clock = {"start": time.perf_counter()}  # restarted once the model is loaded: ETA is denoising time
-
-        def progress(step, total):
-            elapsed = time.perf_counter() - clock["start"]
-            eta = elapsed / step * (total - step) if step else None
-            self.events.send(protocol.Progress(id=job.id, step=step, total=total, fraction=step / total,
-                                               elapsed=round(elapsed, 3), eta=eta and round(eta, 3), stage="denoise"))
+        report = ProgressReporter(self.events, job.id)
 
         def frame(index, path):
             self.events.send(protocol.Frame(id=job.id, index=index, path=path))
 
         try:
-            self.events.send(protocol.Progress(id=job.id, step=0, total=job.steps, fraction=0.0, elapsed=0.0,
-                                               eta=None, stage="load"))
+            report("load", 0, 1)
             pipe, load_seconds = self.cache.get(job)
-            clock["start"] = time.perf_counter()
             if queued.cancel.is_set():
                 self.events.send(protocol.Cancelled(id=job.id, frames=[]))
                 return
-            outcome = run_job(job, pipe, JobCallbacks(progress, frame, queued.cancel.is_set),
-                              model_load_seconds=load_seconds, free_bytes=free_gpu_bytes(pipe))
+            callbacks = JobCallbacks(frame=frame, should_cancel=queued.cancel.is_set, stage=report)
+            outcome = run_job(job, pipe, callbacks, model_load_seconds=load_seconds, free_bytes=free_gpu_bytes(pipe))
         except ModelError as exc:
             self.cache.release()
             self.events.send(protocol.Error(id=job.id, code=exc.code, message=exc.message, hint=exc.hint,
