@@ -165,9 +165,10 @@ def test_worker_dies_mid_job_then_restart(make_client):
         client.ping()
 
     client.env["FAKE_WORKER_MODE"] = "normal"
-    old_pid = client.process.pid
+    old = client.process
     ready = client.restart(timeout=20)
-    assert ready.pid != old_pid and client.is_alive()
+    assert ready.pid != old.pid and client.is_alive()
+    assert old.stdin.closed and old.stdout.closed and old.stderr.closed  # no pipes left behind
     client.submit(job("j2"))
     assert client.wait_for(is_type("done", "j2"), timeout=10).id == "j2"
 
@@ -377,9 +378,11 @@ def test_wait_ready_restarts_a_worker_that_died_after_ready(make_client):
     client.submit(job("j1"))
     while client.is_alive():
         time.sleep(0.01)
+    old = client.process
     client.env["FAKE_WORKER_MODE"] = "normal"
     second = client.wait_ready(timeout=20)
     assert second.pid != first.pid and client.is_alive()
+    assert old.stdout.closed and old.stderr.closed  # the dead worker's pipes were closed, not leaked
 
 
 def test_wait_ready_reports_a_start_up_failure_with_the_log(make_client):
@@ -390,7 +393,7 @@ def test_wait_ready_reports_a_start_up_failure_with_the_log(make_client):
     with pytest.raises(WorkerStartError) as info:  # the failure of the run it did not see start
         client.wait_ready(timeout=20)
     message = str(info.value)
-    assert "exited during start-up (exit code 2)" in message and "cannot import torch" in message
+    assert "exited during start-up (exit code 2," in message and "cannot import torch" in message
     assert "setup-env" in message and sys.executable in message  # what to do, and which Python
     assert client.poll_events() == []
 
@@ -408,7 +411,7 @@ def test_wait_ready_names_what_a_python_without_the_generator_stack_misses(tmp_p
     finally:
         client.close()
     message = str(info.value)
-    assert "exited during start-up (exit code 1)" in message
+    assert "exited during start-up (exit code 1," in message
     assert "No module named 'torch'" in message and "setup-env" in message and str(python) in message
     assert not client.is_alive() and client.pending == []
 

@@ -191,6 +191,8 @@ class LocalClient(GeneratorClient):
         """Start the worker; with wait, return the Ready event or raise WorkerStartError."""
         if self.is_alive():
             raise RuntimeError("the generator process is already running; use restart() to replace it")
+        if self._run is not None:
+            self._run.process.stop(timeout=1.0)  # it has ended: this only closes its pipes
         self.ready = None
         self.history.clear()
         self._out.clear()
@@ -231,8 +233,8 @@ class LocalClient(GeneratorClient):
                 run.ended = True
                 self._pending = []  # the exception is the report
                 raise WorkerStartError(
-                    f"The generator exited during start-up (exit code {item.returncode}) "
-                    f"({self.describe()}). {SETUP_HINT}\n{self.diagnostics()}")
+                    f"The generator exited during start-up (exit code {item.returncode}, {self.describe()}). "
+                    f"{SETUP_HINT}\n{self.diagnostics()}")
             if isinstance(item, Ready):
                 self.ready = item
             else:

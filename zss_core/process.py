@@ -40,6 +40,7 @@ class WorkerProcess:
         command: Sequence[str],
         on_line: Callable[[str], None],
         on_exit: Callable[[int, bool], None],
+        *,
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
         stderr_lines: int = STDERR_LINES,
