@@ -64,6 +64,39 @@ def test_pickle_checkpoint_refused_by_default_and_explained(tmp_path):
     assert "Allow legacy pickle checkpoints" in info.value.hint
 
 
+@pytest.mark.parametrize("suffix, content", [
+    (".ckpt", {"state_dict": {}}),
+    (".pt", {"optimizer": {"lr": torch.tensor(0.1)}, "epoch": 3}),
+    (".bin", {"encoder.conv_in.weight": torch.zeros(8, 3, 3, 3), "decoder.conv_out.weight": torch.zeros(3, 8, 3, 3)}),
+])
+def test_a_pickle_that_is_not_a_model_is_named_as_such(tmp_path, monkeypatch, suffix, content):
+    """Bug 4: such a file used to get the hub library's "download the config files" message."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    path = tmp_path / f"thing{suffix}"
+    torch.save(content, path)
+    with pytest.raises(ModelIncompatible) as info:
+        load_pipeline(str(path), device="cpu", allow_pickle=True)
+    error = info.value
+    assert f"'thing{suffix}' is not a Stable Diffusion checkpoint" in error.message
+    assert "not a model ZS² can read" in error.message and error.field == "model"
+    assert "Stable Diffusion 1.x checkpoint" in error.hint
+    assert not any(word in error.message + error.hint for word in ("HF_HUB_OFFLINE", "local_files_only", "cached"))
+
+
+def test_a_file_torch_cannot_open_is_named_as_such(tmp_path):
+    path = tmp_path / "junk.pt"
+    path.write_bytes(b"these bytes are no pickle")
+    with pytest.raises(ModelIncompatible, match="'junk.pt' is not a model file ZS² can read: torch cannot open it"):
+        load_pipeline(str(path), device="cpu", allow_pickle=True)
+
+
+def test_a_safetensors_file_without_a_unet_is_not_a_model(tmp_path):
+    path = fake_checkpoint(tmp_path / "vae.safetensors", {"encoder.conv_in.weight": (8, 3, 3, 3)})
+    with pytest.raises(ModelIncompatible, match="'vae.safetensors' is not a Stable Diffusion checkpoint"):
+        load_pipeline(str(path), device="cpu")
+    assert inspect_checkpoint(path) == "sd1"  # as a ControlNet file (no UNet expected) it is not refused here
+
+
 def fake_checkpoint(path, tensors):
     save_file({name: torch.zeros(shape) for name, shape in tensors.items()}, str(path))
     return path

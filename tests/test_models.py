@@ -36,12 +36,33 @@ def test_corrupt_safetensors_file_is_a_clear_error(tmp_path):
     assert info.value.code == "model_load_failed" and info.value.hint
 
 
-def test_unknown_hub_id_offline_is_a_clear_error(monkeypatch, tmp_path):
+def test_unknown_hub_id_offline_says_it_is_not_cached_and_how_to_get_it(monkeypatch, tmp_path):
+    """Bug 4: not the hub library's advice to pass local_files_only=False (a user cannot)."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    with pytest.raises(ModelNotFound, match="not found") as info:
+    with pytest.raises(ModelNotFound) as info:
         load_pipeline("nobody/no-such-model-zss", device="cpu")
-    assert "HF_HUB_OFFLINE" in info.value.hint
+    error = info.value
+    assert "'nobody/no-such-model-zss' is not in the local Hugging Face cache" in error.message
+    assert "HF_HUB_OFFLINE=1" in error.message and error.field == "model"
+    assert "Download button" in error.hint and "hf download nobody/no-such-model-zss" in error.hint
+    assert "local diffusers folder" in error.hint
+    assert "local_files_only" not in error.message + error.hint
+
+
+def test_single_file_checkpoint_offline_says_it_needs_its_configuration(monkeypatch, tmp_path):
+    from safetensors.torch import save_file
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    path = tmp_path / "sd15.safetensors"
+    save_file({"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(320, 4, 3, 3),
+               "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": torch.zeros(320, 768)},
+              str(path))
+    with pytest.raises(ModelNotFound) as info:
+        load_pipeline(str(path), device="cpu")
+    assert "single-file checkpoint" in info.value.message and "not in the local cache" in info.value.message
+    assert "online access" in info.value.hint and "local_files_only" not in info.value.message + info.value.hint
 
 
 def test_pickle_checkpoints_are_refused(tmp_path):

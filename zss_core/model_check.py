@@ -15,6 +15,7 @@ import struct
 from pathlib import Path
 
 SD1_WIDTH = 768
+UNET_PREFIX = "model.diffusion_model."  # every tensor of the UNet in an original (single-file) checkpoint
 KNOWN_WIDTHS = {768: "Stable Diffusion 1.x", 1024: "Stable Diffusion 2.x", 2048: "SDXL"}
 
 
@@ -76,27 +77,73 @@ def read_safetensors_header(path: str | Path) -> dict:
     return header
 
 
-def inspect_checkpoint(path: str | Path, field: str = "model") -> str:
-    """Classify a single-file checkpoint by its tensor names/shapes; raise ModelMismatch if unusable.
+def inspect_checkpoint(path: str | Path, field: str = "model", unet: bool = False) -> str:
+    """Classify a .safetensors checkpoint by its tensor names/shapes; raise ModelMismatch if unusable.
 
-    Returns ``"sd1"``. Recognises LoRA files, SDXL, SD2 and inpainting checkpoints.
+    Returns ``"sd1"``. Recognises LoRA files, SDXL, SD2 and inpainting checkpoints, and (``unet``: the
+    file should be a whole model) files that hold no Stable Diffusion UNet at all.
     """
     header = read_safetensors_header(path)
-    names = list(header)
+    return classify_tensors(Path(path).name, {name: info["shape"] for name, info in header.items()}, field, unet)
+
+
+def inspect_pickle_checkpoint(path: str | Path, field: str = "model", unet: bool = False) -> str:
+    """``inspect_checkpoint`` for a .ckpt/.pt/.pth/.bin file, loaded with weights-only unpickling.
+
+    Used to explain a pickle checkpoint that failed to load: a file torch cannot open, or one whose
+    tensors are not a Stable Diffusion model, is named as such (not as a missing download).
+    """
+    import torch
+
+    name = Path(path).name
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True, mmap=_is_zip(path))
+    except Exception as exc:  # unpickling errors come in many types; all mean "not a checkpoint we can read"
+        detail = (str(exc).strip().splitlines() or [""])[0]
+        raise ModelMismatch(f"'{name}' is not a model file ZS² can read: torch cannot open it "
+                            f"({type(exc).__name__}: {detail}).", _NOT_A_MODEL_HINT, field) from exc
+    state = content.get("state_dict", content) if isinstance(content, dict) else None
+    if not isinstance(state, dict):
+        raise ModelMismatch(f"'{name}' is not a model checkpoint: it holds a {type(content).__name__}, "
+                            "not a table of weights.", _NOT_A_MODEL_HINT, field)
+    shapes = {str(key): list(value.shape) for key, value in state.items() if hasattr(value, "shape")}
+    return classify_tensors(name, shapes, field, unet)
+
+
+def _is_zip(path: str | Path) -> bool:
+    """torch's zip format can be memory-mapped (no full read); the legacy format cannot."""
+    with open(path, "rb") as handle:
+        return handle.read(4) == b"PK\x03\x04"
+
+
+_NOT_A_MODEL_HINT = ("Give a Stable Diffusion 1.x checkpoint (a .safetensors file, or a .ckpt with 'Allow legacy "
+                     "pickle checkpoints'), a diffusers model folder or a Hugging Face hub id.")
+
+
+def classify_tensors(name: str, shapes: dict[str, list[int]], field: str = "model", unet: bool = False) -> str:
+    """What a single-file checkpoint is, from its tensor names and shapes: ``"sd1"`` or ModelMismatch.
+
+    ``unet``: the file must hold a whole model (a UNet's tensors); a ControlNet file holds none.
+    """
+    names = list(shapes)
     if any("lora" in n.lower() for n in names[:2000]):
-        raise ModelMismatch(f"'{Path(path).name}' is a LoRA (an add-on to a model), not a model.",
+        raise ModelMismatch(f"'{name}' is a LoRA (an add-on to a model), not a model.",
                             "Give the base Stable Diffusion 1.x model here; LoRAs are not supported yet.", field)
     if any(n.startswith("conditioner.embedders.") for n in names):
-        raise ModelMismatch(f"'{Path(path).name}' is an SDXL checkpoint; ZS² here needs Stable Diffusion 1.x.",
+        raise ModelMismatch(f"'{name}' is an SDXL checkpoint; ZS² here needs Stable Diffusion 1.x.",
                             _SD1_HINT, field)
-    first = header.get("model.diffusion_model.input_blocks.0.0.weight")
-    if first is not None and first["shape"][1] == 9:
-        raise ModelMismatch(f"'{Path(path).name}' is an inpainting checkpoint (9 input channels).", _SD1_HINT, field)
+    if unet and not any(n.startswith(UNET_PREFIX) for n in names):
+        found = f"{len(names)} tensors, none of them a UNet's ('{UNET_PREFIX}…')" if names else "no tensors"
+        raise ModelMismatch(f"'{name}' is not a Stable Diffusion checkpoint ({found}): it is not a model ZS² "
+                            "can read.", _NOT_A_MODEL_HINT, field)
+    first = shapes.get(UNET_PREFIX + "input_blocks.0.0.weight")
+    if first is not None and first[1] == 9:
+        raise ModelMismatch(f"'{name}' is an inpainting checkpoint (9 input channels).", _SD1_HINT, field)
     key = next((n for n in names if n.endswith("attn2.to_k.weight")), None)
     if key is not None:
-        width = header[key]["shape"][-1]
+        width = shapes[key][-1]
         if width != SD1_WIDTH:
             kind = KNOWN_WIDTHS.get(width, f"a model with cross-attention width {width}")
-            raise ModelMismatch(f"'{Path(path).name}' is {kind}; ZS² here needs Stable Diffusion 1.x (width 768).",
+            raise ModelMismatch(f"'{name}' is {kind}; ZS² here needs Stable Diffusion 1.x (width 768).",
                                 _SD1_HINT, field)
     return "sd1"

@@ -195,7 +195,7 @@ def _looks_like_path(spec: str) -> bool:
         spec.lower().endswith((".safetensors",) + PICKLE_SUFFIXES) or (os.altsep is not None and os.altsep in spec)
 
 
-def _check_file(path: Path, what: str, allow_pickle: bool) -> None:
+def _check_file(path: Path, what: str, field: str, allow_pickle: bool) -> None:
     """Refuse pickle checkpoints unless allowed, and recognise non-SD1.x files from their header."""
     from .model_check import ModelMismatch, inspect_checkpoint
 
@@ -212,7 +212,7 @@ def _check_file(path: Path, what: str, allow_pickle: bool) -> None:
         raise ModelError(f"{what} '{path}' is not a .safetensors checkpoint.",
                          "Give a diffusers model folder, a .safetensors file or a Hugging Face hub id.")
     try:
-        inspect_checkpoint(path)
+        inspect_checkpoint(path, field, unet=field == "model")
     except ModelMismatch as exc:
         raise ModelIncompatible(exc.message, exc.hint) from exc
     except (ValueError, OSError) as exc:
@@ -221,54 +221,73 @@ def _check_file(path: Path, what: str, allow_pickle: bool) -> None:
 
 
 def _load(cls, spec: str, what: str, field: str, allow_pickle: bool = False, **kwargs):
-    """Load ``cls`` from a folder, a .safetensors file or a hub id with one set of clear errors."""
-    try:
-        return _load_unchecked(cls, spec, what, allow_pickle, **kwargs)
-    except ModelError as exc:
-        exc.field = field
-        raise
-
-
-def _load_unchecked(cls, spec: str, what: str, allow_pickle: bool, **kwargs):
+    """Load ``cls`` from a folder, a checkpoint file or a hub id with one set of clear errors."""
     path = Path(spec).expanduser()
     try:
         if path.is_dir():
             return cls.from_pretrained(str(path), local_files_only=True, **kwargs)
         if path.is_file():
-            _check_file(path, what, allow_pickle)
+            _check_file(path, what, field, allow_pickle)
             return cls.from_single_file(str(path), local_files_only=_offline(), **kwargs)
         if _looks_like_path(spec):
             raise ModelNotFound(f"{what} '{spec}' does not exist.",
                                 "Check the path, or give a Hugging Face hub id such as 'stable-diffusion-v1-5/stable-diffusion-v1-5'.")
         return cls.from_pretrained(spec, local_files_only=_offline(), **kwargs)
-    except ModelError:
+    except ModelError as exc:
+        exc.field = field
         raise
-    except (OSError, EnvironmentError) as exc:
+    except Exception as exc:  # diffusers, hub, safetensors and torch errors come in many types
+        raise _load_error(spec, path, what, field, exc) from exc
+
+
+def _load_error(spec: str, path: Path, what: str, field: str, exc: Exception) -> ModelError:
+    """What a failed load means for the user: what was found, and what to do about it."""
+    from .model_check import ModelMismatch, inspect_pickle_checkpoint
+
+    if path.is_file() and path.suffix.lower() in PICKLE_SUFFIXES:
+        try:  # the loader's own error says "download the configs": the file itself is the problem
+            inspect_pickle_checkpoint(path, field, unet=field == "model")
+        except ModelMismatch as mismatch:
+            return ModelIncompatible(mismatch.message, mismatch.hint, field)
+    if _offline() and _missing_from_cache(exc):
+        if path.is_file():
+            return ModelNotFound(
+                f"{what} '{spec}' is a single-file checkpoint: loading it needs its model's configuration from "
+                "the Hugging Face hub once, and that is not in the local cache while downloads are off "
+                "(HF_HUB_OFFLINE=1).",
+                "Allow online access for its first load (the configuration is cached for later), or give a "
+                "diffusers model folder.", field)
+        return ModelNotFound(
+            f"{what} '{spec}' is not in the local Hugging Face cache, and downloads are off (HF_HUB_OFFLINE=1).",
+            f"Download it once with online access: the Download button next to Model in the ZS² add-on's "
+            f"preferences, or `hf download {spec}` (`huggingface-cli download {spec}` with older versions); "
+            "or give a local diffusers folder or .safetensors file.", field)
+    if isinstance(exc, OSError):
         if not path.exists():
-            hint = ("Downloads are off (HF_HUB_OFFLINE=1): download the model once with online access, "
-                    "or give a local folder or .safetensors file." if _offline() else
-                    "Check the hub id's spelling and your network connection, or give a local folder.")
-            raise ModelNotFound(f"{what} '{spec}' was not found locally or on the hub: {_first_line(exc)}", hint) from exc
-        raise ModelError(f"{what} '{spec}' could not be read: {_first_line(exc)}",
-                         "The files may be incomplete or corrupt: download or convert the model again.") from exc
-    except Exception as exc:  # safetensors/json/config errors come in many types; all mean a bad model
-        raise ModelError(f"{what} '{spec}' could not be loaded: {type(exc).__name__}: {_first_line(exc)}",
-                         "Make sure it is a Stable Diffusion 1.x model (diffusers folder or .safetensors).") from exc
+            return ModelNotFound(f"{what} '{spec}' was not found on the Hugging Face hub: {_first_line(exc)}",
+                                 "Check the hub id's spelling and your network connection, or give a local folder.",
+                                 field)
+        return ModelError(f"{what} '{spec}' could not be read: {_first_line(exc)}",
+                          "The files may be incomplete or corrupt: download or convert the model again.", field)
+    return ModelError(f"{what} '{spec}' could not be loaded: {type(exc).__name__}: {_first_line(exc)}",
+                      "Make sure it is a Stable Diffusion 1.x model (diffusers folder or .safetensors).", field)
+
+
+def _missing_from_cache(exc: BaseException) -> bool:
+    """Did loading fail because a file was not in the local hub cache while downloads are off?"""
+    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, (LocalEntryNotFoundError, OfflineModeIsEnabled)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
-
-
-@dataclass(frozen=True)
-class PipelineKey:
-    """What identifies a loaded pipeline: the worker reuses it while the key is unchanged."""
-
-    model: str
-    controlnet: str | None
-    device: str
-    dtype: str
 
 
 def _resolve_builtin(spec: str | None, field: str) -> str | None:
@@ -293,14 +312,16 @@ class MemoryOptions:
     cpu_offload: bool = False
 
 
-def check_sd1(pipe) -> None:
-    """Raise ModelIncompatible unless ``pipe`` is an SD1.x-class model (and matching ControlNet)."""
+def check_sd1(pipe, controlnet=None) -> None:
+    """Raise ModelIncompatible unless ``pipe`` is an SD1.x-class model and ``controlnet`` (when given,
+    else the pipeline's own, if any) was made for it."""
     from .model_check import ModelMismatch, check_controlnet_config, check_pipeline_config
 
+    controlnet = controlnet if controlnet is not None else getattr(pipe, "controlnet", None)
     try:
         check_pipeline_config(pipe.unet.config, pipe.text_encoder.config.hidden_size, pipe.vae.config.latent_channels)
-        if getattr(pipe, "controlnet", None) is not None:
-            check_controlnet_config(pipe.controlnet.config, pipe.unet.config)
+        if controlnet is not None:
+            check_controlnet_config(controlnet.config, pipe.unet.config)
     except ModelMismatch as exc:
         raise ModelIncompatible(exc.message, exc.hint, exc.field) from exc
 
@@ -324,6 +345,7 @@ def load_pipeline(model: str, controlnet: str | None = None, *, device: str = "a
                              "Set the ControlNet model to 'tiny' or choose a real Stable Diffusion 1.x model.",
                              "controlnet_model")
         pipe = build_tiny_pipeline(controlnet=controlnet == TINY)
+        check_sd1(pipe)
         if torch_dtype != torch.float32:
             pipe.to(dtype=torch_dtype)
     else:
@@ -333,11 +355,10 @@ def load_pipeline(model: str, controlnet: str | None = None, *, device: str = "a
                              "controlnet_model")
         common = dict(torch_dtype=torch_dtype, allow_pickle=allow_pickle)
         pipe = _load(StableDiffusionPipeline, model, "Model", "model", safety_checker=None, requires_safety_checker=False, **common)
-        check_sd1(pipe)
-        if controlnet:
-            cnet = _load(ControlNetModel, controlnet, "ControlNet model", "controlnet_model", **common)
+        cnet = _load(ControlNetModel, controlnet, "ControlNet model", "controlnet_model", **common) if controlnet else None
+        check_sd1(pipe, cnet)  # before they are joined: another model's parts may not even fit together
+        if cnet is not None:
             pipe = StableDiffusionControlNetPipeline(**pipe.components, controlnet=cnet, requires_safety_checker=False)
-    check_sd1(pipe)
     set_scheduler(pipe, scheduler)
     pipe.set_progress_bar_config(disable=True)
     memory = memory or MemoryOptions()
