@@ -11,8 +11,8 @@ For every pair of consecutive frames (pixels in [0, 1], RGB):
 
 Sweeps: λ ∈ {0.001, 0.01, 0.1, 0.5, 1.65} at μ = 0.98 and μ ∈ {0, 0.5, 0.9, 0.98, 1} at λ = 0.01
 (dependency noise + TMA), then the baselines mixed / progressive / independent noise (and ZS²'s
-dependency noise) with TMA at μ = 0.98 and without, all on the same seeds. ALGORITHM.md expects
-coherence to improve monotonically as λ falls and as μ rises.
+dependency noise) with TMA at μ = 0.98 and without, all on the same seeds. docs/algorithm.md (What the
+benchmarks check) expects coherence to improve monotonically as λ falls and as μ rises.
 
 With the default random-weight model the UNet's attention carries little structure, so TMA's effect
 is small and the noise dominates; run with ``--model`` pointing at real SD1.x weights for real
@@ -188,7 +188,7 @@ def main(argv=None) -> int:
               f"the one that needs the largest mixing angle; the smaller the latent the larger that floor "
               f"(bench/noise.py, table 'How close consecutive frames get at small λ').")
 
-    print("\nMonotonicity (ALGORITHM.md: coherence must improve as λ falls and as μ rises):")
+    print("\nMonotonicity (docs/algorithm.md: coherence must improve as λ falls and as μ rises):")
     for name, sweep, xs, worse in (("λ", lam_sweep, LAMBDAS, "up"), ("μ", mu_sweep, MUS, "down")):
         for metric, better_low in (("mad", True), ("ssim", False), ("warp", True)):
             values = [sweep[x][metric] for x in xs]

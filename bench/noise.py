@@ -5,7 +5,7 @@ For each λ and search, ``dependency_noise`` makes clips of 16 frames of 4×64×
 
 * DNM ms/frame: the whole generator (candidate pool of 10, random search, coefficient search, mix)
 * search ms/frame: the coefficient search alone (``exact``: closed form; ``paper``: line search)
-* mean / max |D − λ| over all transitions (D: the divergence of ALGORITHM.md)
+* mean / max |D − λ| over all transitions (D: the divergence of docs/algorithm.md)
 * lag-1 correlation between consecutive frames vs the √α oracle, α = alpha_for_divergence(λ)
   (the correlation PYoCo's progressive noise has in expectation; it is shown as a reference row)
 * marginals: the largest |mean| and the std range over frames (each frame should stay N(0, I))

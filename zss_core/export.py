@@ -13,7 +13,7 @@ import platform
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -133,19 +133,6 @@ def write_manifest(path: str | os.PathLike, manifest: dict) -> Path:
 def existing_frames(folder: str | os.PathLike, frames: int) -> list[str]:
     """Frame files present in ``folder``, in order (what survived a cancel or a crash)."""
     return [str(p) for p in (frame_path(folder, i) for i in range(frames)) if p.exists()]
-
-
-def write_clip(folder: str | os.PathLike, frames: Iterable, *, fps: float = 24.0, mp4: bool = True,
-               contact_sheet: bool = True) -> dict:
-    """Frames + optional MP4 and contact sheet into ``folder``; returns the paths written."""
-    folder = Path(folder)
-    frames = list(frames)
-    paths = [str(write_frame(folder, i, f)) for i, f in enumerate(frames)]
-    return {
-        "frames": paths,
-        "video": str(write_mp4(folder / VIDEO_NAME, frames, fps)) if mp4 else None,
-        "contact_sheet": str(write_contact_sheet(folder / SHEET_NAME, frames)) if contact_sheet else None,
-    }
 
 
 def recover_job(job_dir: str | os.PathLike) -> dict:
