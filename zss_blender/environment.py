@@ -29,6 +29,7 @@ import time
 import bpy
 
 from ..zss_core import client as generator_client
+from ..zss_core import process as child_process
 from . import hints, jobs, jobspec, preferences, tasks, timers
 
 SETUP_MODULE = "zss_core.setup_env"  # tests point this at a fake
@@ -131,12 +132,6 @@ def command(prefs, folder, rebuild=False, check=False):
     return args
 
 
-def _popen_kwargs():
-    if os.name == "nt":
-        return {"creationflags": subprocess.CREATE_NO_WINDOW | subprocess.CREATE_NEW_PROCESS_GROUP}
-    return {"start_new_session": True}  # its own process group: cancel ends pip too
-
-
 def _read(proc, lines):
     for line in proc.stdout:
         lines.put(line.rstrip("\r\n"))
@@ -181,7 +176,7 @@ def start(prefs, rebuild=False, repair=False):
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, encoding="utf-8", errors="replace", bufsize=1,
                                 env=generator_client.child_env(),
-                                **_popen_kwargs())
+                                **child_process.session_kwargs())
     except OSError as e:
         raise SetupRefused(hints.message("setup_failed", f"Setting up the generator failed: could not run "
                                                          f"{args[0]}: {e}")) from e

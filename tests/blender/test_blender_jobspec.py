@@ -151,6 +151,23 @@ def test_staging_folder_is_removed_on_every_path_but_a_handed_over_one(zb, prefs
     assert not os.path.exists(os.path.dirname(folder.path))
 
 
+def test_background_removals_share_one_thread(zb, prefs, tmp_path):
+    """Finished jobs' staging folders go to one long-lived cleanup thread, never a new thread per job."""
+    import threading
+
+    folders = []
+    for index in range(3):
+        path = tmp_path / ".staging" / f"job-{index}"
+        path.mkdir(parents=True)
+        (path / "depth_0001.png").write_bytes(b"x" * 1024)
+        folders.append(zb.staging.Folder(str(path)))
+    for folder in folders:
+        folder.remove_in_background()
+    assert zb.staging.wait_idle(timeout=10.0)
+    assert not (tmp_path / ".staging").exists()
+    assert [t.name for t in threading.enumerate()].count("zss-staging") == 1
+
+
 def test_relative_output_folder_resolves_against_the_saved_blend(zb, prefs, tmp_path):
     """Bug 7: //clips was rejected silently; now it is the .blend's clips folder, or a clear message."""
     import bpy
