@@ -21,7 +21,16 @@ Metrics (frames as float RGB in [0, 1]; consecutive pairs averaged over the clip
 Then sweeps over λ (μ fixed at 0.98) and μ (λ fixed at 0.01): coherence against motion, plotted to
 bench/out/quality.png when matplotlib is installed. ``--quick``: 8 prompts × 8 frames, short sweeps.
 
+First, two short checks (alone with ``--speed``):
+
+* speed: seconds for 8 frames of 64² (20 steps) with the text model and with its depth ControlNet,
+  wall clock and CPU time per thread (on a busy machine the wall clock says little); the budget the
+  built-in model was made for is 10 s on 2 CPU cores (train/README.md);
+* loop wrap: a looping clip with a prompt schedule (keys at frames 0 and 8 of 16), mean frame difference
+  (0–255) across the wrap against the mean and largest one between neighbours — the wrap must not stand out.
+
     .venv/bin/python bench/quality.py --quick
+    .venv/bin/python bench/quality.py --speed --threads 2
 """
 
 from __future__ import annotations
@@ -142,6 +151,44 @@ def evaluate(method, pipe, t2vz, classifier, items, args, **kw) -> dict:
     return result
 
 
+def speed(pipe, control_pipe, args) -> None:
+    """Seconds for 8 frames of 64² on the built-in model (text, then depth ControlNet), warm."""
+    import torch
+
+    from train.textures import control_maps, make_batch
+    from zss_core.sampler import sample_video
+
+    maps = control_maps(make_batch(5, 8)[1])
+    runs = {"text": lambda: sample_video(pipe, "orange wood rings", frames=8, width=64, height=64, steps=20,
+                                         guidance=5.0, seed=1),
+            "depth ControlNet": lambda: sample_video(control_pipe, "green marble veins", frames=8, width=64,
+                                                     height=64, steps=20, guidance=5.0, control_images=maps,
+                                                     seed=1)}
+    rows = []
+    for name, run in runs.items():
+        run()  # warm-up: first-call allocations and kernel selection
+        cpu = time.process_time()
+        seconds, _ = common.timed(run, pipe._execution_device)
+        per_thread = (time.process_time() - cpu) / max(1, torch.get_num_threads())
+        rows.append((name, seconds, per_thread))
+    common.print_table(("8 frames, 64², 20 steps", "wall s", "CPU s per thread"), rows,
+                       title=f"speed ({torch.get_num_threads()} threads; budget 10 s on 2 CPU cores)")
+
+
+def loop_wrap(pipe) -> None:
+    """A looping prompt schedule: the frame difference across the wrap against the neighbours'."""
+    from zss_core.sampler import sample_video
+
+    clip = sample_video(pipe, [(0, "red bricks"), (8, "blue marble veins")], frames=16, width=64, height=64,
+                        steps=20, guidance=5.0, seed=0, loop=True, output_type="np")
+    frames = [np.asarray(f, dtype=np.float32) * 255 for f in clip.frames]
+    neighbours = [float(np.abs(b - a).mean()) for a, b in zip(frames, frames[1:])]
+    wrap = float(np.abs(frames[0] - frames[-1]).mean())
+    common.print_table(("loop, keys at 0 and 8 of 16", "wrap", "neighbours mean", "neighbours max"),
+                       [("frame difference (0-255)", wrap, float(np.mean(neighbours)), max(neighbours))],
+                       title="loop wrap with a prompt schedule")
+
+
 def table(results: dict, title: str) -> None:
     headers = ("method", "family acc", "colour acc", "MAD", "SSIM", "warp err", "spectrum corr", "motion px", "seconds")
     rows = [(name, r["family"], r["colour"], r["mad"], r["ssim"], r["warp"], r["spec"], r["motion"], r["seconds"])
@@ -184,6 +231,7 @@ def main() -> None:
     p.add_argument("--guidance", type=float, default=5.0)
     p.add_argument("--sweep-prompts", type=int, default=8, help="prompts per λ/μ sweep point")
     p.add_argument("--no-sweep", action="store_true")
+    p.add_argument("--speed", action="store_true", help="only the speed and loop-wrap checks")
     args = p.parse_args()
     if args.quick:
         args.prompts, args.frames, args.sweep_prompts = 8, 8, 4
@@ -195,6 +243,13 @@ def main() -> None:
 
     model = str(builtin_path(args.model)) if args.model.startswith("builtin:") else args.model
     pipe = load_pipeline(model, device=args.device, dtype=args.dtype)
+    if args.model == "builtin:textures":
+        control_pipe = load_pipeline(model, str(builtin_path("builtin:textures-depth")), device=args.device,
+                                     dtype=args.dtype)
+        speed(pipe, control_pipe, args)
+    loop_wrap(pipe)
+    if args.speed:
+        return
     t2vz = common.text2video_zero(pipe)
     classifier, config = load_classifier()
     common.header("quality", args, f", {args.prompts} prompts × {args.frames} frames, {args.steps} DDIM steps, "

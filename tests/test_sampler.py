@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from zss_core.attention import TemporalMomentumAttnProcessor
-from zss_core.sampler import SamplingCancelled, sample_video
+from zss_core.sampler import ChunkedDenoiser, SamplingCancelled, SamplingOptions, prepare, sample_video
 
 SIZE = dict(width=64, height=64, steps=4)
 PROMPT = "a red brick wall"
@@ -85,10 +85,20 @@ def test_seeded_and_reproducible(tiny_pipe):
 
 
 def test_per_frame_lambda_and_mu(tiny_pipe):
-    result = sample_video(tiny_pipe, PROMPT, frames=4, lam=[0.01, 0.2, 0.05], mu=[0.5, 0.9, 1.0],
-                          output_type="np", **SIZE)
+    clip = dict(frames=4, lam=[0.01, 0.2, 0.05], output_type="np", **SIZE)
+    result = sample_video(tiny_pipe, PROMPT, mu=[0.5, 0.9, 1.0], **clip)
     assert result.noise_stats.target == [0.0, 0.01, 0.2, 0.05]
     assert len(result.frames) == 4
+    # The μ the attention uses: the transitions, after 0.0 for the first frame (it has no history) …
+    options = SamplingOptions(PROMPT, frames=4, mu=[0.5, 0.9, 1.0])
+    assert ChunkedDenoiser(tiny_pipe, options, prepare(tiny_pipe, options)).state.mu == [0.0, 0.5, 0.9, 1.0]
+    # … the same as a per-frame list, whose entry 0 is unused …
+    per_frame = sample_video(tiny_pipe, PROMPT, mu=[0.7, 0.5, 0.9, 1.0], **clip)
+    assert max_diff(result.frames, per_frame.frames) == 0.0
+    # … and μᵢ reaches frame i onwards only (TMA is causal): changing the last one changes the last frame.
+    last_changed = sample_video(tiny_pipe, PROMPT, mu=[0.5, 0.9, 0.0], **clip)
+    assert max_diff(result.frames[:3], last_changed.frames[:3]) < 1e-6
+    assert max_diff(result.frames[3:], last_changed.frames[3:]) > 1e-3
 
 
 def test_progress_frames_and_processor_restore(tiny_pipe):
@@ -130,3 +140,19 @@ def test_eight_bit_control_arrays_mean_the_same_as_images(tiny_control_pipe):
     as_arrays = sample_video(tiny_control_pipe, PROMPT, frames=2, control_images=[np.asarray(i) for i in images],
                              output_type="np", **SIZE)
     assert max_diff(as_images.frames, as_arrays.frames) < 1e-6
+
+
+def test_sample_with_options_is_sample_video_and_reports_its_stages(tiny_pipe):
+    from zss_core.sampler import sample
+
+    stages = []
+    options = SamplingOptions(PROMPT, frames=3, seed=4, chunk=2, output_type="np", **SIZE)
+    ours = sample(tiny_pipe, options, on_stage=stages.append)
+    assert stages == ["encode", "denoise", "decode"]
+    spelled = sample_video(tiny_pipe, PROMPT, frames=3, seed=4, chunk=2, output_type="np", **SIZE)
+    assert max_diff(ours.frames, spelled.frames) == 0.0
+    assert options.replace(chunk=1).chunk == 1 and options.chunk == 2
+    with pytest.raises(ValueError, match="multiples of 8"):
+        SamplingOptions(PROMPT, width=65)
+    with pytest.raises(TypeError, match="stepz"):
+        sample_video(tiny_pipe, PROMPT, stepz=3)
