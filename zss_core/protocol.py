@@ -13,7 +13,8 @@ import os
 import re
 import types
 import typing
-from typing import ClassVar
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar
 
 from . import defaults, schedule
 from .defaults import NOISE_MODELS, SCHEDULERS, SEARCHES
@@ -56,7 +57,7 @@ _DEVICE_PATTERN = re.compile(r"auto|cpu|cuda|cuda:[0-9]{1,3}|mps")
 class ProtocolError(ValueError):
     """A line or job that does not follow the protocol; `field` names the culprit."""
 
-    def __init__(self, message, field=None, problems=None):
+    def __init__(self, message: str, field: str | None = None, problems: "list[Problem] | None" = None):
         super().__init__(message)
         self.message = message
         self.field = field
@@ -70,7 +71,7 @@ class Problem:
     field: str
     message: str
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, str]:
         return {"field": self.field, "message": self.message}
 
 
@@ -135,7 +136,7 @@ class Job:
         return schedule.prompt_keys(self.prompt, self.prompts)
 
     @classmethod
-    def from_dict(cls, d):
+    def from_dict(cls, d: dict[str, Any]) -> "Job":
         """Build a Job from a decoded dict; raises ProtocolError listing every problem."""
         problems = validate_job(d)
         if problems:
@@ -159,26 +160,26 @@ class Job:
             kwargs["outputs"] = Outputs(**kwargs["outputs"])
         return cls(**kwargs)
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict with every field; from_dict(to_dict()) gives an equal Job."""
         d = dataclasses.asdict(self)
         for name in ("lam", "mu"):
             d[name] = _floats(d[name])
         return d
 
-    def lam_per_frame(self):
+    def lam_per_frame(self) -> list[float]:
         """λ for each frame; entry 0 is 0.0 because the first frame has no predecessor."""
         return per_frame(self.lam, self.frames, "lam")
 
-    def mu_per_frame(self):
+    def mu_per_frame(self) -> list[float]:
         """μ for each frame; entry 0 is 0.0 because the first frame has no predecessor."""
         return per_frame(self.mu, self.frames, "mu")
 
-    def job_dir(self):
+    def job_dir(self) -> str:
         return os.path.join(self.output_dir, self.id)
 
 
-def _floats(value):
+def _floats(value: float | list) -> float | list[float]:
     return [float(v) for v in value] if isinstance(value, list) else float(value)
 
 
@@ -199,7 +200,7 @@ _REQUIRED = {
 }
 
 
-def _show(value, limit=60):
+def _show(value: Any, limit: int = 60) -> str:
     """A short JSON-like rendering of a bad value for messages (never the whole 5 MB)."""
     if isinstance(value, str) and len(value) > limit:
         return json.dumps(value[:limit]) + f"… ({len(value)} characters)"
@@ -213,36 +214,36 @@ def _show(value, limit=60):
     return (text if len(text) <= limit else text[:limit] + "…") + kind
 
 
-def _is_int(v):
+def _is_int(v: Any) -> bool:
     return type(v) is int  # bool is an int subclass, and 8.0 is not an int
 
 
-def _is_number(v):
+def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 class _Checker:
     """Collects problems for one raw job dict."""
 
-    def __init__(self):
-        self.problems = []
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
 
-    def add(self, field, message):
+    def add(self, field: str, message: str) -> None:
         self.problems.append(Problem(field, message))
 
-    def integer(self, field, v, lo, hi, extra=""):
+    def integer(self, field: str, v: Any, lo: int, hi: int, extra: str = "") -> bool:
         if not _is_int(v) or not lo <= v <= hi:
             self.add(field, f"{field} must be an integer from {lo} to {hi}{extra}, got {_show(v)}")
             return False
         return True
 
-    def number(self, field, v, lo, hi):
+    def number(self, field: str, v: Any, lo: float, hi: float) -> bool:
         if not _is_number(v) or not math.isfinite(v) or not lo <= v <= hi:
             self.add(field, f"{field} must be a number from {lo} to {hi}, got {_show(v)}")
             return False
         return True
 
-    def text(self, field, v, max_len, allow_empty=True):
+    def text(self, field: str, v: Any, max_len: int, allow_empty: bool = True) -> bool:
         if not isinstance(v, str):
             self.add(field, f"{field} must be a string, got {_show(v)}")
         elif len(v) > max_len:
@@ -255,19 +256,19 @@ class _Checker:
             return True
         return False
 
-    def choice(self, field, v, allowed):
+    def choice(self, field: str, v: Any, allowed: Sequence[str]) -> None:
         if not isinstance(v, str) or v not in allowed:
             self.add(field, f"{field} must be one of {', '.join(allowed)}; got {_show(v)}")
 
-    def unknown_keys(self, keys, allowed, prefix=""):
+    def unknown_keys(self, keys: Iterable[Any], allowed: Sequence[str], prefix: str = "") -> None:
         for key in keys:
             close = difflib.get_close_matches(str(key), allowed, n=1)
             tip = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(allowed)}"
             self.add(prefix + str(key), f"unknown field {str(key)!r} ({tip})")
 
-    def per_frame(self, field, v, frames, hi, allowed):
+    def per_frame(self, field: str, v: Any, frames: int | None, hi: float, allowed: str) -> None:
         """λ or μ: one number, or a list of `frames` or `frames - 1` numbers, each in [0, hi]."""
-        def bad(x):
+        def bad(x: Any) -> bool:
             return not _is_number(x) or not math.isfinite(x) or not 0 <= x <= hi
 
         if not isinstance(v, list):
@@ -284,7 +285,7 @@ class _Checker:
             if bad(item):
                 self.add(f"{field}[{i}]", f"{field}[{i}] must be {allowed}, got {_show(item)}")
 
-    def output_dir(self, v):
+    def output_dir(self, v: Any) -> None:
         """The folder must be writable, or creatable under a writable parent."""
         if not self.text("output_dir", v, MAX_PATH, allow_empty=False):
             return
@@ -303,7 +304,7 @@ class _Checker:
         elif not os.access(parent, os.W_OK | os.X_OK):
             self.add("output_dir", f"output_dir {path} cannot be created: {parent} is not writable")
 
-    def prompts(self, keys, frames):
+    def prompts(self, keys: Any, frames: int | None) -> None:
         """Prompt travel keys: a list of {"frame": 0-based index, "prompt": text}, frames unique."""
         if not isinstance(keys, list) or not keys:
             self.add("prompts", 'prompts must be null or a non-empty list of {"frame": N, "prompt": "..."}, '
@@ -326,7 +327,7 @@ class _Checker:
                 seen.add(key["frame"])
             self.text(f"{field}.prompt", key.get("prompt"), MAX_TEXT, allow_empty=False)
 
-    def control(self, c, frames):
+    def control(self, c: Any, frames: int | None) -> None:
         if not isinstance(c, dict):
             self.add("control", f"control must be null or an object "
                                 f"{{\"type\": \"depth\", \"images\": [...], \"scale\": 1.0}}, got {_show(c)}")
@@ -359,7 +360,7 @@ class _Checker:
                 self.add(field, f"{field}: {p} is not readable")
 
 
-def validate_job(d):
+def validate_job(d: Any) -> list[Problem]:
     """Every problem of a raw job dict (as decoded from JSON), each naming its field."""
     if not isinstance(d, dict):
         return [Problem("job", f"job must be a JSON object, got {_show(d)}")]
@@ -441,18 +442,19 @@ def validate_job(d):
 # ---------------------------------------------------------------------- messages
 
 
+@dataclasses.dataclass
 class Message:
-    """Base of requests and events: to_dict/to_json and the field-type decoding."""
+    """Base of requests and events (each a dataclass): to_dict/to_json and the field-type decoding."""
 
     type: ClassVar[str] = ""
     _choices: ClassVar[dict] = {}
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         head = {"type": self.type, "id": d.pop("id")} if "id" in d else {"type": self.type}
         return {**head, **d}
 
-    def to_json(self):
+    def to_json(self) -> str:
         """One line of JSON (no newline); raises ValueError for NaN or infinity."""
         text = json.dumps(self.to_dict(), allow_nan=False, ensure_ascii=False)
         # json leaves these raw with ensure_ascii=False; str.splitlines() would break the line on them.
@@ -580,15 +582,17 @@ class Pong(Message):
     id: str | None = None
 
 
-REQUESTS = {cls.type: cls for cls in (Generate, Cancel, Ping, Shutdown, Download)}
-EVENTS = {cls.type: cls for cls in (Ready, Accepted, Progress, Frame, Done, Error, Cancelled, Pong, Downloaded)}
-MESSAGES = {**REQUESTS, **EVENTS}
+REQUESTS: dict[str, type[Message]] = {cls.type: cls for cls in (Generate, Cancel, Ping, Shutdown, Download)}
+EVENTS: dict[str, type[Message]] = {
+    cls.type: cls for cls in (Ready, Accepted, Progress, Frame, Done, Error, Cancelled, Pong, Downloaded)
+}
+MESSAGES: dict[str, type[Message]] = {**REQUESTS, **EVENTS}
 
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
                dict: "an object", list: "a list"}
 
 
-def _convert(value, tp, field):
+def _convert(value: Any, tp: Any, field: str) -> Any:
     """Check a decoded value against a field annotation; ints become floats for float fields."""
     args = typing.get_args(tp)
     if isinstance(tp, types.UnionType):  # `X | None`
@@ -604,11 +608,12 @@ def _convert(value, tp, field):
     return value
 
 
-def message_from_dict(d, expect=None):
+def message_from_dict(d: Any, expect: str | None = None) -> Message:
     """Decode a message dict; `expect` "request" or "event" rejects the other direction."""
     if not isinstance(d, dict):
         raise ProtocolError(f"a message must be a JSON object, got {_show(d)}")
-    table = {"request": REQUESTS, "event": EVENTS, None: MESSAGES}[expect]
+    tables: dict[str | None, dict[str, type[Message]]] = {"request": REQUESTS, "event": EVENTS, None: MESSAGES}
+    table = tables[expect]
     kind = d.get("type")
     if not isinstance(kind, str) or kind not in table:
         what = f"{expect} " if expect else ""
@@ -631,7 +636,7 @@ def message_from_dict(d, expect=None):
     return cls(**kwargs)
 
 
-def message_from_json(line, expect=None):
+def message_from_json(line: str | bytes, expect: str | None = None) -> Message:
     """Decode one line (str or bytes); raises ProtocolError for anything malformed."""
     size = len(line) if isinstance(line, bytes) else len(line.encode("utf-8", "surrogatepass"))
     if size > MAX_LINE_BYTES:
@@ -643,7 +648,7 @@ def message_from_json(line, expect=None):
     return message_from_dict(d, expect)
 
 
-def error_for_problems(job_id, problems):
+def error_for_problems(job_id: str | None, problems: list[Problem]) -> Error:
     """The bad_request event for a failed validate_job: every problem, field of the first."""
     listing = "; ".join(f"{p.field}: {p.message}" for p in problems)
     count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
