@@ -47,7 +47,7 @@ MUS = (0.0, 0.5, 0.9, 0.98, 0.995)
 
 
 def prompts(count: int):
-    from zss_core.builtin import COLOURS, FAMILIES, FAMILY_WORDS
+    from zss_core.builtin import COLOURS, FAMILY_WORDS
 
     # 8 families × 4 colours, every colour 4 times; --quick takes every 4th (each family once).
     pairs = [(f, (f * 3 + k * 2) % 8) for k in range(4) for f in range(8)]

@@ -11,9 +11,9 @@ import math
 import os
 import platform
 import tempfile
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image

@@ -10,7 +10,7 @@ the context removes the hooks and puts the padding back, so the model is unchang
 from __future__ import annotations
 
 import contextlib
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
