@@ -111,7 +111,7 @@ def test_strip_on_free_channel(zb, clip):
     scene = bpy.context.scene
     scene.zss.strip_placement = 'SCENE'
     editor = scene.sequence_editor_create()
-    strips = editor.strips if hasattr(editor, "strips") else editor.sequences
+    strips = zb.compat.top_level_strips(editor)
     blocker = strips.new_image("blocker", frames[0], 1, START + 2, fit_method='FIT')  # channel 1 is busy
     strip = zb.importers.import_strip(scene, frames, None, job, job_dir, START)
     assert strip.channel == 2 and blocker.channel == 1
