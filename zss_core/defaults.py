@@ -21,8 +21,9 @@ SMALL_MODELS = ("builtin:textures", "tiny")
 
 # Noise models of zss_core.noise, in the order the UI lists them.
 NOISE_MODELS = ("dependency", "mixed", "progressive", "independent")
-# How the dependency noise finds its mixing coefficient (zss_core.noise).
-SEARCHES = ("exact", "paper")
+# How the dependency noise makes each frame (zss_core.noise): "exact" unbiased (default), "paper" the
+# paper's search, "closest" the paper's random search with exact α (biased, the pre-issue-16 default).
+SEARCHES = ("exact", "paper", "closest")
 # Schedulers a job can name (zss_core.models maps them to diffusers classes).
 SCHEDULERS = ("ddim", "euler", "euler_a", "dpmpp", "pndm", "lms", "unipc")
 # How prompt-travel embeddings are blended between keys (zss_core.prompts).

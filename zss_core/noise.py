@@ -9,8 +9,9 @@ All four generators share one calling convention::
 a per-frame sequence. The baselines convert it to their own mixing coefficient α so that every model
 reaches the same *expected* divergence for the same λ, which makes equal-λ comparisons fair.
 
-The divergence and the two-stage search follow docs/algorithm.md (Dependency noise model), which fixes
-the paper's loose description and the bugs in its pseudocode.
+The divergence and the paper's two-stage search follow docs/algorithm.md (Dependency noise model), which
+fixes the paper's loose description and the bugs in its pseudocode; the default construction
+(``search="exact"``) is the unbiased one of "Unbiased dependency noise" there.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class NoiseStats:
     """Per-frame record of how each frame's noise was made (for benchmarks and job.json)."""
 
     target: list[float] = field(default_factory=list)  # λᵢ asked for (frame 0: 0.0, it has no predecessor)
-    alpha: list[float] = field(default_factory=list)  # mixing coefficient used per frame (frame 0: 0.0)
+    alpha: list[float] = field(default_factory=list)  # α of √α·εⁱ⁻¹ + √(1−α)·ε̃ per frame (frame 0: 0.0)
     divergence: list[float] = field(default_factory=list)  # achieved D(εⁱ, εⁱ⁻¹) (frame 0: 0.0)
     wrap_divergence: float | None = None  # D(ε⁰, εᵐ⁻¹) in loop mode
 
@@ -78,7 +79,37 @@ def _randn(shape, generator, device, count: int | None = None) -> torch.Tensor:
     return torch.randn(full, generator=generator, device=device, dtype=torch.float32)
 
 
-def _solve_exact(prev: torch.Tensor, cand: torch.Tensor, lam: float) -> float:
+def _channel_centred(x: torch.Tensor) -> torch.Tensor:
+    """``x`` minus each channel's mean (x: (C, H, W)): orthogonal to every per-channel constant."""
+    return x - x.mean(dim=tuple(range(1, x.dim())), keepdim=True)
+
+
+def _pinned_frame(prev: torch.Tensor, lam: float, generator, device, candidates: int) -> tuple[torch.Tensor, float]:
+    """``search="exact"``: a Gaussian AR(1) step, pinned to D = λ along a direction no statistic reads.
+
+    Proposal εᴳ = ρ·εⁱ⁻¹ + √(1 − ρ²)·z, one fresh z ~ N(0, I), ρ = 1 − λ/√e: exactly N(0, I), with
+    E[D] = λ but D itself off by sampling noise. D is linear in εⁱ with gradient −e^y/n, so
+    εⁱ = εᴳ + t·d meets D = λ exactly with t = n·(D(εᴳ, εⁱ⁻¹) − λ)/|d|², where d is e^y with its
+    per-channel constants and its εⁱ⁻¹ component removed. Because d ⊥ every channel's constant and
+    d ⊥ εⁱ⁻¹, each frame's mean, each channel's mean and the inner product with the previous frame are
+    exactly those of the Gaussian AR(1) chain: no drift, no trend, lag-1 correlation ρ
+    (docs/algorithm.md, "Unbiased dependency noise"). No random search: selecting a candidate by its
+    D selects on the component along e^y, which is what made the paper's search drift, so one tensor is
+    drawn and ``candidates`` is not used. λ above √e (past independence) is pinned at √e.
+    """
+    weight = torch.exp(prev)
+    a_stat = float((weight * prev).mean())  # A = mean(e^y·y) ≈ √e: D(ρ·y + …, y) = A·(1 − ρ) − …
+    target = min(lam, a_stat)
+    rho = 1.0 - target / a_stat
+    proposal = rho * prev + math.sqrt(1.0 - rho * rho) * _randn(prev.shape, generator, device)
+    centred_weight = _channel_centred(weight)
+    centred_prev = _channel_centred(prev)
+    direction = centred_weight - (centred_weight * centred_prev).sum() / (centred_prev * centred_prev).sum() * centred_prev
+    shift = prev.numel() * (float(noise_divergence(proposal, prev)) - target) / float((direction * direction).sum())
+    return proposal + shift * direction, rho * rho
+
+
+def _solve_angle(prev: torch.Tensor, cand: torch.Tensor, lam: float) -> float:
     """α ∈ [0, 1] that makes D(√α·prev + √(1−α)·cand, prev) = λ, solved in closed form.
 
     With s = √α = cos θ the divergence is D(θ) = A(1 − cos θ) − B sin θ, where A = mean(e^y·y) and
@@ -132,7 +163,27 @@ def _solve_paper(prev: torch.Tensor, cand: torch.Tensor, lam: float, iterations:
     return best_alpha
 
 
-_SOLVERS = {"exact": _solve_exact, "paper": _solve_paper}
+def _searched(solve):
+    """The paper's two stages: keep the candidate whose D to εⁱ⁻¹ is closest to λ, then mix with α.
+
+    Biased: D(z, y) = A − B(z), so the kept candidate is the one with the largest component along
+    e^y (B closest to A − λ); e^y is mostly the all-ones direction, so each frame inherits a positive
+    mean that the mix carries on (docs/algorithm.md, "Unbiased dependency noise").
+    """
+
+    def frame(prev: torch.Tensor, lam: float, generator, device, candidates: int) -> tuple[torch.Tensor, float]:
+        pool = _randn(prev.shape, generator, device, count=candidates)
+        cand = pool[int((noise_divergence(pool, prev) - lam).abs().argmin())]
+        alpha = solve(prev, cand, lam)
+        return math.sqrt(alpha) * prev + math.sqrt(1.0 - alpha) * cand, alpha
+
+    return frame
+
+
+# search name → how frame i is made from frame i−1: (prev, λᵢ, generator, device, candidates) -> (εⁱ, α).
+# "exact": unbiased, D = λ exactly (the default); "paper": the paper's random search + line search;
+# "closest": the paper's random search + the closed-form α (this project's default before issue 16).
+FRAME_MAKERS = {"exact": _pinned_frame, "paper": _searched(_solve_paper), "closest": _searched(_solve_angle)}
 
 
 def dependency_noise(
@@ -149,38 +200,35 @@ def dependency_noise(
 ):
     """ZS²'s dependency noise model: each frame's noise diverges from the previous one by λᵢ.
 
-    For i ≥ 1: (1) random search: draw ``candidates`` N(0, I) tensors in one batch and keep the one
-    whose divergence from εⁱ⁻¹ is closest to λᵢ; (2) coefficient search: find α with
-    D(√α·εⁱ⁻¹ + √(1−α)·ε̃, εⁱ⁻¹) = λᵢ (``search="exact"``: closed form; ``"paper"``: the paper's line
-    search); (3) εⁱ = √α·εⁱ⁻¹ + √(1−α)·ε̃, which keeps each frame N(0, I) marginally.
+    ``search="exact"`` (default): a Gaussian AR(1) step εⁱ⁻¹ → ρ·εⁱ⁻¹ + √(1−ρ²)·z, ρ = 1 − λᵢ/√e,
+    then pinned to D(εⁱ, εⁱ⁻¹) = λᵢ exactly along a direction orthogonal to εⁱ⁻¹ and to every
+    per-channel constant: every frame stays N(0, I) with lag-1 correlation ρ, frame and channel means
+    follow the AR(1) chain exactly (docs/algorithm.md, "Unbiased dependency noise"). ``"paper"``: the paper's two stages,
+    random search over ``candidates`` draws (keep the D closest to λᵢ) then its line search for α in
+    εⁱ = √α·εⁱ⁻¹ + √(1−α)·ε̃. ``"closest"``: the same random search with α in closed form (D exact,
+    but the selection makes the frame mean drift; kept to reproduce earlier clips).
 
     ``lam``: a float, or a list of length ``frames`` (entry 0 ignored) or ``frames − 1`` (transitions).
     Work happens in float32 on ``device``; the result is cast to ``dtype``.
     """
-    if search not in _SOLVERS:
+    if search not in FRAME_MAKERS:
         raise ValueError(f"search must be one of {SEARCHES}, got {search!r}")
     if candidates < 1:
         raise ValueError(f"candidates must be ≥ 1, got {candidates}")
     targets = per_frame(lam, frames, "lam")
-    solve = _SOLVERS[search]
+    make_frame = FRAME_MAKERS[search]
     stats = NoiseStats()
     out = []
-    prev = None
     for i in range(frames):
-        if prev is None:
+        if not out:
             current = _randn(shape, generator, device)
             stats.target.append(0.0), stats.alpha.append(0.0), stats.divergence.append(0.0)
         else:
-            pool = _randn(shape, generator, device, count=candidates)
-            closest = int((noise_divergence(pool, prev) - targets[i]).abs().argmin())
-            cand = pool[closest]
-            alpha = solve(prev, cand, targets[i])
-            current = math.sqrt(alpha) * prev + math.sqrt(1.0 - alpha) * cand
+            current, alpha = make_frame(out[-1], targets[i], generator, device, candidates)
             stats.target.append(targets[i])
             stats.alpha.append(alpha)
-            stats.divergence.append(float(noise_divergence(current, prev)))
+            stats.divergence.append(float(noise_divergence(current, out[-1])))
         out.append(current)
-        prev = current
     noise = torch.stack(out).to(dtype) if out else torch.empty((0, *shape), device=device, dtype=dtype)
     return (noise, stats) if return_stats else noise
 
