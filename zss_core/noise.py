@@ -87,15 +87,15 @@ def _channel_centred(x: torch.Tensor) -> torch.Tensor:
 def _pinned_frame(prev: torch.Tensor, lam: float, generator, device, candidates: int) -> tuple[torch.Tensor, float]:
     """``search="exact"``: a Gaussian AR(1) step, pinned to D = λ along a direction no statistic reads.
 
-    Proposal εᴳ = ρ·εⁱ⁻¹ + √(1 − ρ²)·z, one fresh z ~ N(0, I), ρ = 1 − λ/√e: exactly N(0, I), with
-    E[D] = λ but D itself off by sampling noise. D is linear in εⁱ with gradient −e^y/n, so
-    εⁱ = εᴳ + t·d meets D = λ exactly with t = n·(D(εᴳ, εⁱ⁻¹) − λ)/|d|², where d is e^y with its
-    per-channel constants and its εⁱ⁻¹ component removed. Because d ⊥ every channel's constant and
-    d ⊥ εⁱ⁻¹, each frame's mean, each channel's mean and the inner product with the previous frame are
-    exactly those of the Gaussian AR(1) chain: no drift, no trend, lag-1 correlation ρ
-    (docs/algorithm.md, "Unbiased dependency noise"). No random search: selecting a candidate by its
-    D selects on the component along e^y, which is what made the paper's search drift, so one tensor is
-    drawn and ``candidates`` is not used. λ above √e (past independence) is pinned at √e.
+    Proposal εᴳ = ρ·y + √(1 − ρ²)·z (y = εⁱ⁻¹, one fresh z ~ N(0, I)) with ρ = 1 − λ/A, A = mean(e^y·y)
+    ≈ √e, so that E[D(εᴳ, y) | y] = λ exactly. D is linear in εⁱ with gradient −e^y/n, so
+    εⁱ = εᴳ + t·d meets D = λ exactly with t = n·(D(εᴳ, y) − λ)/|d|² (zero mean given y), where d is
+    e^y with its per-channel constants and its y component removed. As d ⊥ every channel's constant
+    and d ⊥ y, each frame's mean, each channel's mean and the inner product with the previous frame are
+    those of the Gaussian AR(1) step: no drift, no trend, lag-1 correlation 1 − λ/√e
+    (docs/algorithm.md, "Unbiased dependency noise"). No random search: keeping a candidate for its D
+    selects on its component along e^y, which is what made the paper's search drift, so one tensor is
+    drawn and ``candidates`` is not used. λ past independence (λ > A) is pinned at A.
     """
     weight = torch.exp(prev)
     a_stat = float((weight * prev).mean())  # A = mean(e^y·y) ≈ √e: D(ρ·y + …, y) = A·(1 − ρ) − …
@@ -105,7 +105,8 @@ def _pinned_frame(prev: torch.Tensor, lam: float, generator, device, candidates:
     centred_weight = _channel_centred(weight)
     centred_prev = _channel_centred(prev)
     direction = centred_weight - (centred_weight * centred_prev).sum() / (centred_prev * centred_prev).sum() * centred_prev
-    shift = prev.numel() * (float(noise_divergence(proposal, prev)) - target) / float((direction * direction).sum())
+    achieved = float((weight * (prev - proposal)).mean())  # D(proposal, prev), reusing e^y
+    shift = prev.numel() * (achieved - target) / float((direction * direction).sum())
     return proposal + shift * direction, rho * rho
 
 

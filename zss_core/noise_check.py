@@ -4,9 +4,9 @@ One definition of the statistics, in standard-error units, shared by tests/test_
 bench/noise.py so that both judge every noise model the same way (docs/algorithm.md, "Unbiased
 dependency noise"). Under N(0, I) with n values per frame: a frame's mean has SE 1/√n, its std
 1/√(2n), a channel's mean √(C/n). The trend is the least-squares slope of the frame mean against the
-frame index; its SE comes from the model's own correlation between frames (an AR(1) chain for the
-dependency and progressive models), not from an independence assumption that would make it ~10×
-too small at λ = 0.01.
+frame index, the level is the mean of all frame means (a drift shows as an offset); their SEs come from
+the model's own correlation between frames (an AR(1) chain for the dependency and progressive models),
+not from an independence assumption that would make them ~10× too small at λ = 0.01.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ class NoiseCheck:
     frame_mean_se: float  # max |frame mean| / (1/√n)
     frame_std_se: float  # max |frame std − 1| / (1/√(2n))
     channel_mean_se: float  # max |channel mean| / √(C/n)
+    level_se: float  # mean of all frame means / its SE under the model (a constant offset, e.g. a drift)
     trend_se: float  # slope of the frame mean over frames (averaged over clips) / its SE under the model
     trend_slope: float  # that slope, per frame
     std_min: float
@@ -42,20 +43,32 @@ def chain_correlation(frames: int, rho: float) -> list[float]:
     return [rho**d for d in range(frames)]
 
 
+def _frame_mean_covariance(correlation: Sequence[float], values_per_frame: int) -> torch.Tensor:
+    """Cov(mᵢ, mⱼ) = correlation[|i − j|]/n of the frame means m under the model."""
+    corr = torch.tensor(correlation, dtype=torch.float64)
+    t = torch.arange(len(correlation))
+    return corr[(t[:, None] - t[None, :]).abs()] / values_per_frame
+
+
+def _linear_standard_error(weights: torch.Tensor, correlation: Sequence[float], values_per_frame: int,
+                           clips: int) -> float:
+    """SE of wᵀm (m: one clip's frame means) averaged over ``clips`` independent clips: √(wᵀΣw / clips)."""
+    return math.sqrt(float(weights @ _frame_mean_covariance(correlation, values_per_frame) @ weights) / clips)
+
+
+def trend_weights(frames: int) -> torch.Tensor:
+    """c with cᵀm = the least-squares slope of m against the frame index: c = (t − t̄)/Σ(t − t̄)²."""
+    t = torch.arange(frames, dtype=torch.float64)
+    return (t - t.mean()) / (t - t.mean()).pow(2).sum()
+
+
 def trend_standard_error(correlation: Sequence[float], values_per_frame: int, clips: int) -> float:
     """SE of the least-squares slope of the frame mean against the frame index, averaged over clips.
 
     ``correlation[d]``: the model's correlation between frames d apart, so Cov(mᵢ, mⱼ) =
-    correlation[|i − j|]/n for the frame means m; the slope is cᵀm with c = (t − t̄)/Σ(t − t̄)², hence
-    Var = cᵀΣc/n per clip.
+    correlation[|i − j|]/n for the frame means m; the slope is cᵀm, hence Var = cᵀΣc per clip.
     """
-    frames = len(correlation)
-    t = torch.arange(frames, dtype=torch.float64)
-    c = (t - t.mean()) / (t - t.mean()).pow(2).sum()
-    corr = torch.tensor(correlation, dtype=torch.float64)
-    lag = (t[:, None] - t[None, :]).abs().long()
-    variance = float(c @ corr[lag] @ c) / values_per_frame / clips
-    return math.sqrt(variance)
+    return _linear_standard_error(trend_weights(len(correlation)), correlation, values_per_frame, clips)
 
 
 def lag1_correlations(clip: torch.Tensor) -> torch.Tensor:
@@ -79,10 +92,9 @@ def check_noise(clips: torch.Tensor, lam: float | None, correlation: Sequence[fl
     means = values.flatten(2).mean(2)  # (clips, frames)
     stds = values.flatten(2).std(2)
     channel_means = values.flatten(3).mean(3)  # (clips, frames, C)
-    t = torch.arange(frames, dtype=torch.float64)
-    centred = t - t.mean()
-    slope = float((means @ centred).mean() / centred.pow(2).sum())
-    trend_se = trend_standard_error(correlation, n, count)
+    slope = float((means @ trend_weights(frames)).mean())
+    level_weights = torch.full((frames,), 1.0 / frames, dtype=torch.float64)
+    level = float(means.mean())
     lag1 = torch.cat([lag1_correlations(clip) for clip in clips])
     if lam is None or frames < 2:
         divergence_error = float("nan")
@@ -93,7 +105,8 @@ def check_noise(clips: torch.Tensor, lam: float | None, correlation: Sequence[fl
         frame_mean_se=float(means.abs().max()) * math.sqrt(n),
         frame_std_se=float((stds - 1).abs().max()) * math.sqrt(2 * n),
         channel_mean_se=float(channel_means.abs().max()) * math.sqrt(n / channels),
-        trend_se=slope / trend_se,
+        level_se=level / _linear_standard_error(level_weights, correlation, n, count),
+        trend_se=slope / trend_standard_error(correlation, n, count),
         trend_slope=slope,
         std_min=float(stds.min()),
         std_max=float(stds.max()),
