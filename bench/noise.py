@@ -1,20 +1,30 @@
-"""Dependency noise model (DNM): search accuracy and cost, "exact" vs "paper" coefficient search.
+"""Initial noise: is every model's noise N(0, I) in every frame, at the divergence it was asked for?
 
-For each λ and search, ``dependency_noise`` makes clips of 16 frames of 4×64×64 latents (SD1.5 at
-512²) from several seeds and reports:
+For each λ, every noise model makes ``--seeds`` clips of ``--frames`` (128) frames of 4×64×64 latents
+(SD1.5 at 512²), drawn like ``sample_video`` draws them (CPU, float32, seeded), and
+``zss_core.noise_check`` reports, side by side with independent noise:
 
-* DNM ms/frame: the whole generator (candidate pool of 10, random search, coefficient search, mix)
-* search ms/frame: the coefficient search alone (``exact``: closed form; ``paper``: line search)
-* mean / max |D − λ| over all transitions (D: the divergence of docs/algorithm.md)
-* lag-1 correlation between consecutive frames vs the √α oracle, α = alpha_for_divergence(λ)
-  (the correlation PYoCo's progressive noise has in expectation; it is shown as a reference row)
-* marginals: the largest |mean| and the std range over frames (each frame should stay N(0, I))
+* mean |·| (SE): the largest |frame mean| over all frames, in standard errors of N(0, I) (1/√n)
+* level (SE): the mean of all frame means over its SE under the model (a drift shows here)
+* trend (SE): least-squares slope of the frame mean against the frame index over its SE under the
+  model (an AR(1) chain for dependency/progressive, shared + individual for mixed)
+* chan. (SE): the largest |channel mean|; std (SE): the largest |frame std − 1|; std min-max
+* max |D-λ|: D the divergence of docs/algorithm.md (pinned by dnm/exact, dnm/closest; reached only
+  in expectation by the baselines; independent noise is not asked for a λ)
+* lag-1: mean correlation of consecutive frames, its closed form (1 − λ/√e for every model asked for
+  λ, 0 for independent noise) and the largest |correlation − closed form| over consecutive pairs
+* ms/frame: the whole generator
 
-A second table shows how close consecutive frames can get at small λ, against latent size, with
-the default 10 candidates and with 1: the random search keeps the candidate whose own divergence is
-closest to λ, i.e. the one with the largest B = mean(e^y·ε̃), and with B > 0 the smallest mixing
-angle θ (√α = cos θ) that reaches D = λ is about 2B/A, a floor on per-frame change that grows as
-the latent gets smaller (B's spread is about e/√N for N latent elements).
+Generators: ``dnm/exact`` (the default: Gaussian AR(1) step pinned to D = λ, docs/algorithm.md
+"Unbiased dependency noise"), ``dnm/closest`` (random search over 10 candidates + closed-form α, the
+default before issue 16), ``dnm/paper`` (random search + the paper's line search), the PYoCo baselines
+at the same expected divergence, and independent noise. Unbiased means: every SE column within ±4
+like independent noise's, max |D-λ| ≈ 0 and lag-1 within 0.01 of its closed form.
+
+A second table shows how close consecutive frames get at small λ against latent size (exact vs
+closest): the random search keeps the candidate with the largest B = mean(e^y·ε̃), and with B > 0 the
+smallest mixing angle reaching D = λ is about 2B/A, a floor on per-frame change that grows as the
+latent gets smaller; the exact construction has no such floor.
 
 Then the share of DNM in one ``sample_video`` run of the model (``timings["noise_seconds"]`` over
 ``timings["total_seconds"]``, median over runs). Last line: ``dnm share of sampling = X.XX%``
@@ -28,93 +38,88 @@ import time
 
 import common
 
-LAMBDAS = (0.01, 0.05, 0.1, 0.25)
+LAMBDAS = (0.01, 0.1)
 SHAPE = (4, 64, 64)
+SQRT_E = math.sqrt(math.e)
+# (row name, noise model, search) in table order; independent noise last, as the reference.
+GENERATORS = (("dnm/exact", "dependency", "exact"), ("dnm/closest", "dependency", "closest"),
+              ("dnm/paper", "dependency", "paper"), ("progressive", "progressive", None),
+              ("mixed", "mixed", None), ("independent", "independent", None))
 
 
-def lag1_correlation(noise) -> list[float]:
+def model_correlation(model: str, lam: float, frames: int) -> list[float]:
+    """The correlation between frames d apart that ``model`` is built to have at divergence λ."""
+    from zss_core.noise_check import chain_correlation
+
+    rho = max(1.0 - lam / SQRT_E, 0.0)
+    if model == "independent":
+        return [1.0] + [0.0] * (frames - 1)
+    if model == "mixed":  # shared + individual: every pair of distinct frames correlates with α = ρ
+        return [1.0] + [rho] * (frames - 1)
+    return chain_correlation(frames, rho)
+
+
+def measure(model: str, search: str | None, lam: float, frames: int, seeds: int):
+    """Clips of one generator over ``seeds`` seeds: (NoiseCheck, ms per frame)."""
     import torch
 
-    flat = noise.flatten(1).double()
-    flat = flat - flat.mean(1, keepdim=True)
-    flat = flat / flat.norm(dim=1, keepdim=True)
-    return [float(torch.dot(flat[i], flat[i - 1])) for i in range(1, flat.shape[0])]
+    from zss_core.noise import make_noise
+    from zss_core.noise_check import check_noise
+
+    options = dict(search=search, candidates=10) if search else {}
+    clips, seconds = [], 0.0
+    for seed in range(seeds):
+        generator = torch.Generator("cpu").manual_seed(1000 + seed)
+        start = time.perf_counter()
+        clips.append(make_noise(model, frames, SHAPE, lam, generator=generator, **options))
+        seconds += time.perf_counter() - start
+    target = None if model == "independent" else lam
+    return check_noise(torch.stack(clips), target, model_correlation(model, lam, frames)), 1e3 * seconds / (seeds * frames)
 
 
-def measure(model: str, lam: float, search: str, frames: int, seeds: int) -> dict:
-    """Run one generator over ``seeds`` seeds; the coefficient search is timed by wrapping it."""
-    import torch
-
-    from zss_core import noise as dnm
-
-    solve_time = [0.0]
-    original = dict(dnm._SOLVERS)
-
-    def timed_solver(fn):
-        def solve(prev, cand, target):
-            start = time.perf_counter()
-            try:
-                return fn(prev, cand, target)
-            finally:
-                solve_time[0] += time.perf_counter() - start
-        return solve
-
-    errors, corrs, means, stds, totals = [], [], [], [], []
-    dnm._SOLVERS.update({name: timed_solver(fn) for name, fn in original.items()})
-    try:
-        for seed in range(seeds):
-            generator = torch.Generator("cpu").manual_seed(1000 + seed)
-            options = dict(search=search, candidates=10) if model == "dependency" else {}
-            start = time.perf_counter()
-            noise, stats = dnm.make_noise(model, frames, SHAPE, lam, generator=generator, return_stats=True,
-                                          **options)
-            totals.append(time.perf_counter() - start)
-            errors += [abs(d - t) for d, t in zip(stats.divergence[1:], stats.target[1:])]
-            corrs += lag1_correlation(noise)
-            means += noise.flatten(1).mean(1).tolist()
-            stds += noise.flatten(1).std(1).tolist()
-    finally:
-        dnm._SOLVERS.update(original)
-    runs = seeds * frames
-    return {
-        "dnm_ms": 1e3 * sum(totals) / runs,
-        "search_ms": 1e3 * solve_time[0] / runs if model == "dependency" else None,
-        "err_mean": sum(errors) / len(errors),
-        "err_max": max(errors),
-        "corr": sum(corrs) / len(corrs),
-        "oracle": math.sqrt(dnm.alpha_for_divergence(lam)),
-        "max_abs_mean": max(abs(m) for m in means),
-        "std_range": f"{min(stds):.3f}-{max(stds):.3f}",
-    }
+def unbiasedness_table(frames: int, seeds: int) -> list[list]:
+    rows = []
+    for lam in LAMBDAS:
+        for name, model, search in GENERATORS:
+            c, ms = measure(model, search, lam, frames, seeds)
+            rows.append([lam, name, c.frame_mean_se, c.level_se, c.trend_se, c.channel_mean_se, c.frame_std_se,
+                         f"{c.std_min:.3f}-{c.std_max:.3f}", None if math.isnan(c.divergence_error) else c.divergence_error,
+                         c.lag1, c.lag1_closed_form, c.lag1_error, ms])
+    common.print_table(["λ", "generator", "mean |·| (SE)", "level (SE)", "trend (SE)", "chan. (SE)", "std (SE)",
+                        "std min-max", "max |D-λ|", "lag-1", "closed form", "max |lag-1 - cf|", "ms/frame"], rows,
+                       title=f"Is every frame N(0, I)? {frames} frames x {seeds} seeds of {'x'.join(map(str, SHAPE))} "
+                             "latents (SE columns: standard errors of N(0, I); unbiased = within ±4, like independent)",
+                       digits=3)
+    return rows
 
 
 def floor_table(seeds: int) -> None:
-    """Lag-1 correlation vs the oracle at small λ for several latent sizes, 10 candidates vs 1."""
+    """Lag-1 correlation vs its closed form at small λ for several latent sizes, exact vs closest."""
     import torch
 
-    from zss_core.noise import alpha_for_divergence, dependency_noise
+    from zss_core.noise import dependency_noise
+    from zss_core.noise_check import lag1_correlations
 
     rows = []
     for side in (8, 16, 32, 64):
         for lam in (0.001, 0.01):
             corr = {}
-            for candidates in (10, 1):
+            for search in ("exact", "closest"):
                 values = []
                 for seed in range(seeds):
-                    noise = dependency_noise(16, (4, side, side), lam, candidates=candidates,
+                    noise = dependency_noise(16, (4, side, side), lam, search=search,
                                              generator=torch.Generator("cpu").manual_seed(2000 + seed))
-                    values += lag1_correlation(noise)
-                corr[candidates] = sum(values) / len(values)
-            oracle = math.sqrt(alpha_for_divergence(lam))
-            rows.append([f"4x{side}x{side} ({8 * side}²)", lam, corr[10], corr[1], oracle])
-    common.print_table(["latent (image)", "λ", "corr, 10 cand.", "corr, 1 cand.", "√α oracle"], rows, digits=4,
-                       title="How close consecutive frames get at small λ (lag-1 correlation, exact search)")
+                    values += lag1_correlations(noise).tolist()
+                corr[search] = sum(values) / len(values)
+            rows.append([f"4x{side}x{side} ({8 * side}²)", lam, corr["exact"], corr["closest"], 1 - lam / SQRT_E])
+    common.print_table(["latent (image)", "λ", "lag-1, exact", "lag-1, closest", "1 - λ/√e"], rows, digits=4,
+                       title="How close consecutive frames get at small λ (mean lag-1 correlation, 16 frames)")
 
 
 def main(argv=None) -> int:
     p = common.parser(__doc__.splitlines()[0])
-    p.add_argument("--frames", type=int, default=16, help="frames per DNM clip")
-    p.add_argument("--seeds", type=int, default=5, help="clips per (λ, search)")
+    p.add_argument("--frames", type=int, default=128, help="frames per noise clip")
+    p.add_argument("--seeds", type=int, default=4, help="clips per (λ, generator)")
     p.add_argument("--sample-frames", type=int, default=8, help="frames of the sampling run for the share")
     p.add_argument("--sample-size", type=int, default=128)
     p.add_argument("--sample-steps", type=int, default=10)
@@ -124,24 +129,10 @@ def main(argv=None) -> int:
         args.seeds, args.sample_size = min(args.seeds, 2), min(args.sample_size, 64)
         args.sample_steps = min(args.sample_steps, 5)
 
-    import torch
-
-    common.header("noise: dependency noise model search", args,
-                  f", {args.frames} frames of {'x'.join(map(str, SHAPE))} latents, {args.seeds} seeds per row, "
-                  f"10 candidates; CPU float32 (sample_video always draws noise on the CPU)")
-    torch.manual_seed(0)
-    rows = []
-    for lam in LAMBDAS:
-        for model, search in (("dependency", "exact"), ("dependency", "paper"), ("progressive", None)):
-            m = measure(model, lam, search or "exact", args.frames, args.seeds)
-            name = f"dnm/{search}" if model == "dependency" else "progressive (oracle α)"
-            rows.append([lam, name, m["dnm_ms"], m["search_ms"], m["err_mean"], m["err_max"], m["corr"],
-                         m["oracle"], m["max_abs_mean"], m["std_range"]])
-    common.print_table(["λ", "generator", "ms/frame", "search ms/frame", "mean |D-λ|", "max |D-λ|",
-                        "lag-1 corr", "√α oracle", "max |mean|", "std min-max"], rows,
-                       title="Dependency noise: accuracy and cost (ms per frame, |D-λ| over all transitions)",
-                       digits=4)
-
+    common.header("noise: is every frame's noise N(0, I) at the asked divergence", args,
+                  f", {args.frames} frames of {'x'.join(map(str, SHAPE))} latents, {args.seeds} seeds per row; "
+                  "CPU float32 (sample_video always draws noise on the CPU)")
+    rows = unbiasedness_table(args.frames, args.seeds)
     floor_table(args.seeds)
 
     from zss_core.sampler import sample_video
@@ -159,7 +150,7 @@ def main(argv=None) -> int:
     common.print_table(["run", "DNM ms", "sampling s", "DNM %"], share_rows,
                        title=f"DNM share of one ZS² sampling run ({args.sample_frames} frames "
                              f"{args.sample_size}x{args.sample_size}, {args.sample_steps} steps, exact search)")
-    exact_512 = common.median([row[2] for row in rows if row[1] == "dnm/exact"])
+    exact_512 = common.median([row[-1] for row in rows if row[1] == "dnm/exact"])
     print(f"for scale: at SD1.5's 4x64x64 latents the generator takes {exact_512:.2f} ms/frame here "
           f"(exact search, median over λ), {exact_512 * args.sample_frames:.1f} ms for {args.sample_frames} frames")
     print(f"dnm share of sampling = {100 * common.median(shares):.2f}%")
