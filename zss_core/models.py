@@ -355,7 +355,9 @@ def load_pipeline(model: str, controlnet: str | None = None, *, device: str = "a
                              "controlnet_model")
         common = dict(torch_dtype=torch_dtype, allow_pickle=allow_pickle)
         pipe = _load(StableDiffusionPipeline, model, "Model", "model", safety_checker=None, requires_safety_checker=False, **common)
-        cnet = _load(ControlNetModel, controlnet, "ControlNet model", "controlnet_model", **common) if controlnet else None
+        cnet = None
+        if controlnet:
+            cnet = _load(ControlNetModel, controlnet, "ControlNet model", "controlnet_model", **common)
         check_sd1(pipe, cnet)  # before they are joined: another model's parts may not even fit together
         if cnet is not None:
             pipe = StableDiffusionControlNetPipeline(**pipe.components, controlnet=cnet, requires_safety_checker=False)
