@@ -66,7 +66,7 @@ def measure(model: str, search: str | None, lam: float, frames: int, seeds: int)
     from zss_core.noise import make_noise
     from zss_core.noise_check import check_noise
 
-    options = dict(search=search, candidates=10) if search else {}
+    options = {"search": search, "candidates": 10} if search else {}
     clips, seconds = [], 0.0
     for seed in range(seeds):
         generator = torch.Generator("cpu").manual_seed(1000 + seed)
@@ -139,12 +139,13 @@ def main(argv=None) -> int:
 
     pipe = common.load_from_args(args)
     print("\n" + common.describe_pipeline(pipe, args.model, args.bench_size))
-    kwargs = dict(prompt=common.PROMPT, frames=args.sample_frames, width=args.sample_size, height=args.sample_size,
-                  steps=args.sample_steps, lam=0.01, mu=0.98, noise="dependency", search="exact", output_type="np")
+    kwargs = {"prompt": common.PROMPT, "frames": args.sample_frames, "width": args.sample_size,
+              "height": args.sample_size, "steps": args.sample_steps, "lam": 0.01, "mu": 0.98, "noise": "dependency",
+              "search": "exact", "output_type": "np"}
     sample_video(pipe, **kwargs)  # warm-up
     shares, share_rows = [], []
     for r in range(args.repeats):
-        t = sample_video(pipe, **dict(kwargs, seed=r)).timings
+        t = sample_video(pipe, **kwargs, seed=r).timings
         shares.append(t["noise_seconds"] / t["total_seconds"])
         share_rows.append([r + 1, t["noise_seconds"] * 1e3, t["total_seconds"], 100 * shares[-1]])
     common.print_table(["run", "DNM ms", "sampling s", "DNM %"], share_rows,
