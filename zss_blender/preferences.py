@@ -11,6 +11,8 @@ import os
 import bpy
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
+from . import compat
+
 # The extension's package (the repository root in a checkout, bl_ext.<repo>.zs2_video when installed):
 # Blender keys add-on preferences by it.
 ADDON_ID = __package__.rpartition(".")[0] or __package__
@@ -29,10 +31,8 @@ PRECISION_ITEMS = (
     ("BFLOAT16", "BFloat16", "Brain float (recent GPUs and CPUs)"),
 )
 
-# Output Folder may be //-relative (resolved against the saved .blend); 4.5+ warns about a // path in the
-# preferences unless the property says it supports one (4.2 has no such option and no warning).
-BLEND_RELATIVE = {'PATH_SUPPORTS_BLEND_RELATIVE'} \
-    if "is_path_supports_blend_relative" in bpy.types.Property.bl_rna.properties else set()
+# Output Folder may be //-relative (resolved against the saved .blend).
+BLEND_RELATIVE = compat.BLEND_RELATIVE_PATH
 
 RECENT_MODELS = 8  # distinct models remembered after a finished clip
 

@@ -45,3 +45,12 @@ def test_node_material_and_keyframed_fcurves(zb):
     obj.keyframe_insert("location", index=0, frame=5)
     fcurve = zb.compat.action_fcurves(obj).find("location", index=0)
     assert fcurve is not None and fcurve.evaluate(5) == pytest.approx(3.0)
+
+
+def test_output_folder_accepts_blend_relative_paths_where_blender_asks(zb):
+    import bpy
+
+    supported = "is_path_supports_blend_relative" in bpy.types.Property.bl_rna.properties
+    assert bool(zb.compat.BLEND_RELATIVE_PATH) == supported == (zb.compat.VERSION >= (4, 5, 0))
+    output_dir = zb.preferences.get().bl_rna.properties["output_dir"]
+    assert not supported or output_dir.is_path_supports_blend_relative
