@@ -15,7 +15,7 @@ SIZE ?= 64x64
 STEPS ?= 25
 OUT ?= demo-out
 
-.PHONY: demo test test-blender test-matrix bench zip venv clean train-textures
+.PHONY: demo test lint test-blender test-matrix bench zip venv clean train-textures
 
 venv: $(VENV)/.installed
 
@@ -29,8 +29,15 @@ $(VENV)/.installed: pyproject.toml
 demo: venv
 	$(PY) -m zss_core.cli generate "$(PROMPT)" --model $(MODEL) --frames $(FRAMES) --size $(SIZE) --steps $(STEPS) --out $(OUT)
 
-test: venv
+test: venv lint
 	$(PY) -m pytest -q tests
+
+# Lint and types (part of make test): ruff's linter and formatter on everything, mypy on zss_core
+# (the stdlib seams protocol/client/process/schedule/defaults strictly); settings in pyproject.toml.
+lint: venv
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 
 # Blender version matrix: the real-bpy tests (tests/blender) against one Blender, in its own venv
 # (.venv-blender-<version>) holding only that exact bpy wheel and what the tests import. The generator

@@ -68,7 +68,7 @@ def raycast_ms(scene, size):
     rotation = matrix.to_3x3()
     inverse = matrix.inverted()
     corners = camera.data.view_frame(scene=scene)
-    top_right, bottom_right, bottom_left, top_left = corners
+    _top_right, bottom_right, bottom_left, top_left = corners
     started = time.perf_counter()
     for py in range(size):
         v = (py + 0.5) / size
@@ -108,8 +108,18 @@ def bench_import(zb, count=64, size=512):
         path = os.path.join(job_dir, f"frame_{i + 1:04d}.png")
         Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(path, compress_level=1)
         frames.append(path)
-    job = {"id": "bench", "prompt": "benchmark clip", "frames": count, "width": size, "height": size,
-           "seed": 1, "lam": 0.01, "mu": 0.98, "model": "tiny", "output_dir": SANDBOX}
+    job = {
+        "id": "bench",
+        "prompt": "benchmark clip",
+        "frames": count,
+        "width": size,
+        "height": size,
+        "seed": 1,
+        "lam": 0.01,
+        "mu": 0.98,
+        "model": "tiny",
+        "output_dir": SANDBOX,
+    }
     scene = bpy.context.scene
     started = time.perf_counter()
     zb.importers.import_material(scene, scene.collection, frames, job, job_dir, 1, ["Cube"])
@@ -177,13 +187,19 @@ def bench_generate(zb, frames):
         raise SystemExit(f"generate failed: {task.error}\n{task.hint}")
     walls = sorted(sample[0] for sample in running)
     longest = max(running)
-    return {"generate_return_ms": returned * 1000, "job_total_ms": total * 1000, "job_frames": frames,
-            "polls_while_running": len(running),
-            "longest_poll_ms": longest[0] * 1000, "longest_poll_cpu_ms": longest[1] * 1000,
-            "poll_p99_ms": walls[int(0.99 * (len(walls) - 1))] * 1000,
-            "longest_drain_ms": max(sample[2] for sample in running) * 1000,
-            "done_poll_ms": ending[0] * 1000, "done_poll_cpu_ms": ending[1] * 1000,
-            "done_poll_drain_ms": ending[2] * 1000}
+    return {
+        "generate_return_ms": returned * 1000,
+        "job_total_ms": total * 1000,
+        "job_frames": frames,
+        "polls_while_running": len(running),
+        "longest_poll_ms": longest[0] * 1000,
+        "longest_poll_cpu_ms": longest[1] * 1000,
+        "poll_p99_ms": walls[int(0.99 * (len(walls) - 1))] * 1000,
+        "longest_drain_ms": max(sample[2] for sample in running) * 1000,
+        "done_poll_ms": ending[0] * 1000,
+        "done_poll_cpu_ms": ending[1] * 1000,
+        "done_poll_drain_ms": ending[2] * 1000,
+    }
 
 
 def main():
@@ -201,19 +217,29 @@ def main():
 
     for size in (256, 512):
         ours, base = results[f"depth_ms_per_frame_{size}"], results[f"raycast_ms_per_frame_{size}"]
-        print(f"depth {size}²: {ours:7.1f} ms/frame   (ray_cast per pixel {base:8.1f} ms/frame, {base / ours:5.1f}× slower)")
-    print(f"import 64 frames: material {results['import_material_ms_64_frames']:.1f} ms, "
-          f"strip {results['import_strip_ms_64_frames']:.1f} ms")
+        print(
+            f"depth {size}²: {ours:7.1f} ms/frame   (ray_cast per pixel {base:8.1f} ms/frame, {base / ours:5.1f}× slower)"
+        )
+    print(
+        f"import 64 frames: material {results['import_material_ms_64_frames']:.1f} ms, "
+        f"strip {results['import_strip_ms_64_frames']:.1f} ms"
+    )
     if "generate_return_ms" in results:
-        print(f"zss.generate returned in {results['generate_return_ms']:.0f} ms "
-              f"(whole {results['job_frames']}-frame job {results['job_total_ms']:.0f} ms, "
-              f"{results['generate_return_ms'] / results['job_total_ms']:.1%} of it)")
-        print(f"poll() while the job runs: longest {results['longest_poll_ms']:.2f} ms "
-              f"(CPU {results['longest_poll_cpu_ms']:.2f} ms; the client's drain at most "
-              f"{results['longest_drain_ms']:.2f} ms), 99th percentile {results['poll_p99_ms']:.2f} ms "
-              f"over {results['polls_while_running']} polls; target ≤ 5 ms")
-        print(f"poll() that receives done (drain, import, staging removal): {results['done_poll_ms']:.1f} ms "
-              f"(CPU {results['done_poll_cpu_ms']:.1f} ms)")
+        print(
+            f"zss.generate returned in {results['generate_return_ms']:.0f} ms "
+            f"(whole {results['job_frames']}-frame job {results['job_total_ms']:.0f} ms, "
+            f"{results['generate_return_ms'] / results['job_total_ms']:.1%} of it)"
+        )
+        print(
+            f"poll() while the job runs: longest {results['longest_poll_ms']:.2f} ms "
+            f"(CPU {results['longest_poll_cpu_ms']:.2f} ms; the client's drain at most "
+            f"{results['longest_drain_ms']:.2f} ms), 99th percentile {results['poll_p99_ms']:.2f} ms "
+            f"over {results['polls_while_running']} polls; target ≤ 5 ms"
+        )
+        print(
+            f"poll() that receives done (drain, import, staging removal): {results['done_poll_ms']:.1f} ms "
+            f"(CPU {results['done_poll_cpu_ms']:.1f} ms)"
+        )
     print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in results.items()}))
     shutil.rmtree(SANDBOX, ignore_errors=True)
 

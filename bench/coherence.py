@@ -23,11 +23,11 @@ bench/out/coherence.png. The last lines are ``coherence MAD λ 0.001→1.65 = A�
 
 from __future__ import annotations
 
+import itertools
 import json
 
-import numpy as np
-
 import common
+import numpy as np
 
 LAMBDAS = (0.001, 0.01, 0.1, 0.5, 1.65)
 MUS = (0.0, 0.5, 0.9, 0.98, 1.0)
@@ -43,17 +43,17 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     """Mean SSIM of two float images (H, W, C) in [0, 1] with an 11×11 Gaussian window, σ = 1.5."""
     import cv2
 
-    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    c1, c2 = 0.01**2, 0.03**2
     a, b = a.astype(np.float64), b.astype(np.float64)
 
     def blur(x):
         return cv2.GaussianBlur(x, (11, 11), 1.5, borderType=cv2.BORDER_REFLECT)
 
     mu_a, mu_b = blur(a), blur(b)
-    var_a = blur(a * a) - mu_a ** 2
-    var_b = blur(b * b) - mu_b ** 2
+    var_a = blur(a * a) - mu_a**2
+    var_b = blur(b * b) - mu_b**2
     cov = blur(a * b) - mu_a * mu_b
-    index = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+    index = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
     return float(index.mean())
 
 
@@ -71,14 +71,15 @@ def warp_error(a: np.ndarray, b: np.ndarray) -> float:
     flow = _DIS.calc(grey[0], grey[1], None)
     h, w = grey[0].shape
     xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    warped = cv2.remap(b.astype(np.float32), xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_LINEAR,
-                       borderMode=cv2.BORDER_REPLICATE)
+    warped = cv2.remap(
+        b.astype(np.float32), xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
     return float(np.abs(warped - a.astype(np.float32)).mean())
 
 
 def clip_metrics(frames) -> dict:
     frames = [np.asarray(f, dtype=np.float32) for f in frames]
-    pairs = list(zip(frames[:-1], frames[1:]))
+    pairs = list(itertools.pairwise(frames))
     return {
         "mad": float(np.mean([np.abs(b - a).mean() for a, b in pairs])),
         "ssim": float(np.mean([ssim(a, b) for a, b in pairs])),
@@ -112,8 +113,13 @@ def plot(results: dict, path) -> str:
                 ax.set_xscale("log")
                 for (name, value), style in zip(results["baselines"].items(), ("--", ":", "-.") * 4):
                     if name.endswith("/tma") and not name.startswith("dependency"):
-                        ax.axhline(value[metric], linestyle=style, color="grey", linewidth=1,
-                                   label=f"{name.split('/')[0]} noise + TMA, λ=0.01")
+                        ax.axhline(
+                            value[metric],
+                            linestyle=style,
+                            color="grey",
+                            linewidth=1,
+                            label=f"{name.split('/')[0]} noise + TMA, λ=0.01",
+                        )
                 if col == 0:
                     ax.legend(fontsize=7)
             ax.set_xlabel(label)
@@ -138,14 +144,19 @@ def main(argv=None) -> int:
 
     from zss_core.sampler import sample_video
 
-    common.header("coherence: consecutive-frame MAD, SSIM, warp error", args,
-                  f", {args.frames} frames {args.size}x{args.size}, {args.steps} steps, seeds 0..{args.seeds - 1}")
+    common.header(
+        "coherence: consecutive-frame MAD, SSIM, warp error",
+        args,
+        f", {args.frames} frames {args.size}x{args.size}, {args.steps} steps, seeds 0..{args.seeds - 1}",
+    )
     pipe = common.load_from_args(args)
     print(common.describe_pipeline(pipe, args.model, args.bench_size))
     if args.model in (common.BENCH, "tiny"):
-        print("NOTE: random weights. The UNet's self-attention carries little structure, so TMA (μ) moves "
-              "coherence only slightly here; λ (the initial noise) dominates. Use --model with real SD1.x "
-              "weights for meaningful pictures.")
+        print(
+            "NOTE: random weights. The UNet's self-attention carries little structure, so TMA (μ) moves "
+            "coherence only slightly here; λ (the initial noise) dominates. Use --model with real SD1.x "
+            "weights for meaningful pictures."
+        )
 
     cache: dict[tuple, dict] = {}
 
@@ -154,14 +165,27 @@ def main(argv=None) -> int:
         if key not in cache:
             per_seed = []
             for seed in range(args.seeds):
-                result = sample_video(pipe, common.PROMPT, frames=args.frames, width=args.size, height=args.size,
-                                      steps=args.steps, seed=seed, noise=noise, lam=lam, mu=mu, tma=tma,
-                                      output_type="np")
+                result = sample_video(
+                    pipe,
+                    common.PROMPT,
+                    frames=args.frames,
+                    width=args.size,
+                    height=args.size,
+                    steps=args.steps,
+                    seed=seed,
+                    noise=noise,
+                    lam=lam,
+                    mu=mu,
+                    tma=tma,
+                    output_type="np",
+                )
                 per_seed.append(clip_metrics(result.frames))
             cache[key] = {m: float(np.mean([s[m] for s in per_seed])) for m in per_seed[0]}
-            print(f"  {noise:11s} λ={lam:<6g} μ={mu if tma else '-':<5} tma={'on ' if tma else 'off'} "
-                  f"MAD {cache[key]['mad']:.4f} SSIM {cache[key]['ssim']:.4f} warp {cache[key]['warp']:.4f}",
-                  flush=True)
+            print(
+                f"  {noise:11s} λ={lam:<6g} μ={mu if tma else '-':<5} tma={'on ' if tma else 'off'} "
+                f"MAD {cache[key]['mad']:.4f} SSIM {cache[key]['ssim']:.4f} warp {cache[key]['warp']:.4f}",
+                flush=True,
+            )
         return cache[key]
 
     lam_sweep = {lam: measure("dependency", lam, MU0, True) for lam in LAMBDAS}
@@ -172,21 +196,33 @@ def main(argv=None) -> int:
         return [[label, r["mad"], r["ssim"], r["warp"]] for label, r in items]
 
     cols = ["", "MAD ↓", "SSIM ↑", "warp err ↓"]
-    common.print_table(["λ (μ=0.98)"] + cols[1:], rows([(f"{lam:g}", r) for lam, r in lam_sweep.items()]),
-                       title="λ sweep (dependency noise + TMA μ=0.98)", digits=4)
-    common.print_table(["μ (λ=0.01)"] + cols[1:], rows([(f"{mu:g}", r) for mu, r in mu_sweep.items()]),
-                       title="μ sweep (dependency noise λ=0.01 + TMA)", digits=4)
-    common.print_table(["noise, attention"] + cols[1:],
-                       rows([(f"{noise}, {'TMA μ=0.98' if tma else 'plain attention'}", r)
-                             for (noise, tma), r in baselines.items()]),
-                       title="Noise baselines at λ=0.01 (same expected divergence), with and without TMA", digits=4)
+    common.print_table(
+        ["λ (μ=0.98)", *cols[1:]],
+        rows([(f"{lam:g}", r) for lam, r in lam_sweep.items()]),
+        title="λ sweep (dependency noise + TMA μ=0.98)",
+        digits=4,
+    )
+    common.print_table(
+        ["μ (λ=0.01)", *cols[1:]],
+        rows([(f"{mu:g}", r) for mu, r in mu_sweep.items()]),
+        title="μ sweep (dependency noise λ=0.01 + TMA)",
+        digits=4,
+    )
+    common.print_table(
+        ["noise, attention", *cols[1:]],
+        rows([(f"{noise}, {'TMA μ=0.98' if tma else 'plain attention'}", r) for (noise, tma), r in baselines.items()]),
+        title="Noise baselines at λ=0.01 (same expected divergence), with and without TMA",
+        digits=4,
+    )
 
     dep, prog = baselines[("dependency", True)]["mad"], baselines[("progressive", True)]["mad"]
     if dep > 1.2 * prog:
-        print(f"NOTE: at the same λ, dependency noise is {dep / prog:.1f}x less coherent (MAD) than progressive "
-              f"noise here. Its random search keeps the candidate whose divergence is closest to λ, which is "
-              f"the one that needs the largest mixing angle; the smaller the latent the larger that floor "
-              f"(bench/noise.py, table 'How close consecutive frames get at small λ').")
+        print(
+            f"NOTE: at the same λ, dependency noise is {dep / prog:.1f}x less coherent (MAD) than progressive "
+            f"noise here. Its random search keeps the candidate whose divergence is closest to λ, which is "
+            f"the one that needs the largest mixing angle; the smaller the latent the larger that floor "
+            f"(bench/noise.py, table 'How close consecutive frames get at small λ')."
+        )
 
     print("\nMonotonicity (docs/algorithm.md: coherence must improve as λ falls and as μ rises):")
     for name, sweep, xs, worse in (("λ", lam_sweep, LAMBDAS, "up"), ("μ", mu_sweep, MUS, "down")):
@@ -195,13 +231,20 @@ def main(argv=None) -> int:
             direction = worse if better_low else ("down" if worse == "up" else "up")
             verdict = "monotonic" if monotonic(values, direction) else "NOT monotonic"
             span = (max(values) - min(values)) / abs(np.mean(values)) * 100
-            print(f"  {metric:4s} vs {name} ({'rising' if direction == 'up' else 'falling'} expected as {name} "
-                  f"rises): {verdict}  [{' '.join(f'{v:.6f}' for v in values)}] (range {span:.2f}% of the mean)")
+            print(
+                f"  {metric:4s} vs {name} ({'rising' if direction == 'up' else 'falling'} expected as {name} "
+                f"rises): {verdict}  [{' '.join(f'{v:.6f}' for v in values)}] (range {span:.2f}% of the mean)"
+            )
 
     out = common.ensure_out_dir()
     results = {
-        "settings": {"model": args.model, "frames": args.frames, "size": args.size, "steps": args.steps,
-                     "seeds": args.seeds},
+        "settings": {
+            "model": args.model,
+            "frames": args.frames,
+            "size": args.size,
+            "steps": args.steps,
+            "seeds": args.seeds,
+        },
         "lam": {str(k): v for k, v in lam_sweep.items()},
         "mu": {str(k): v for k, v in mu_sweep.items()},
         "baselines": {f"{noise}/{'tma' if tma else 'plain'}": v for (noise, tma), v in baselines.items()},
@@ -210,8 +253,10 @@ def main(argv=None) -> int:
     print(f"\nresults written to {out / 'coherence.json'}; {plot(results, out / 'coherence.png')}")
     lo, hi = lam_sweep[LAMBDAS[0]]["mad"], lam_sweep[LAMBDAS[-1]]["mad"]
     m0, m1 = mu_sweep[MUS[0]]["mad"], mu_sweep[MUS[-1]]["mad"]
-    print(f"coherence MAD λ {LAMBDAS[0]:g}→{LAMBDAS[-1]:g} = {lo:.4f}→{hi:.4f}, μ {MUS[0]:g}→{MUS[-1]:g} = "
-          f"{m0:.4f}→{m1:.4f}")
+    print(
+        f"coherence MAD λ {LAMBDAS[0]:g}→{LAMBDAS[-1]:g} = {lo:.4f}→{hi:.4f}, μ {MUS[0]:g}→{MUS[-1]:g} = "
+        f"{m0:.4f}→{m1:.4f}"
+    )
     zs2, independent = baselines[("dependency", True)]["mad"], baselines[("independent", False)]["mad"]
     print(f"coherence MAD zs2/independent = {zs2 / independent:.2f}")
     return 0

@@ -24,8 +24,8 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -44,10 +44,22 @@ PROMPT = "a red brick wall in the rain, cinematic"
 # blocks at the three highest resolutions, none at the lowest, attention in the mid block, two
 # layers per block, 8 heads and a 768-wide text encoder. "small" keeps that layout on three levels.
 BENCH_SIZES = {
-    "small": dict(block_out_channels=(64, 128, 256), layers_per_block=2, cross_attention_dim=256,
-                  attention_head_dim=8, norm_num_groups=32, text_layers=2),
-    "medium": dict(block_out_channels=(128, 256, 512), layers_per_block=2, cross_attention_dim=512,
-                   attention_head_dim=8, norm_num_groups=32, text_layers=4),
+    "small": dict(
+        block_out_channels=(64, 128, 256),
+        layers_per_block=2,
+        cross_attention_dim=256,
+        attention_head_dim=8,
+        norm_num_groups=32,
+        text_layers=2,
+    ),
+    "medium": dict(
+        block_out_channels=(128, 256, 512),
+        layers_per_block=2,
+        cross_attention_dim=512,
+        attention_head_dim=8,
+        norm_num_groups=32,
+        text_layers=4,
+    ),
 }
 
 
@@ -56,20 +68,25 @@ BENCH_SIZES = {
 
 
 def parser(description: str, model_default: str = BENCH) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=description,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--quick", action="store_true", help="a ~30 s version with smaller settings")
-    p.add_argument("--model", default=model_default,
-                   help="'bench' (SD1.x-shaped random UNet, see --bench-size), 'tiny', a diffusers "
-                        "folder, a .safetensors file or a hub id")
-    p.add_argument("--bench-size", default="small", choices=sorted(BENCH_SIZES),
-                   help="size of the 'bench' model")
+    p.add_argument(
+        "--model",
+        default=model_default,
+        help="'bench' (SD1.x-shaped random UNet, see --bench-size), 'tiny', a diffusers "
+        "folder, a .safetensors file or a hub id",
+    )
+    p.add_argument("--bench-size", default="small", choices=sorted(BENCH_SIZES), help="size of the 'bench' model")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--dtype", default="auto", help="auto (fp16 on GPUs, fp32 on CPU), float32, float16")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (0: torch's default). 1 by default: on a small machine shared with "
-                        "other jobs, multi-threaded runs stall whenever one thread is descheduled (a 2-core "
-                        "machine with two niced jobs measured 1.5-20 s per run with 2 threads, 0.55 s with 1)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (0: torch's default). 1 by default: on a small machine shared with "
+        "other jobs, multi-threaded runs stall whenever one thread is descheduled (a 2-core "
+        "machine with two niced jobs measured 1.5-20 s per run with 2 threads, 0.55 s with 1)",
+    )
     return p
 
 
@@ -97,26 +114,44 @@ def bench_pipeline(size: str = "small", seed: int = 0):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 1)
         unet = UNet2DConditionModel(
-            sample_size=16, in_channels=4, out_channels=4, layers_per_block=cfg["layers_per_block"],
+            sample_size=16,
+            in_channels=4,
+            out_channels=4,
+            layers_per_block=cfg["layers_per_block"],
             block_out_channels=cfg["block_out_channels"],
             down_block_types=("CrossAttnDownBlock2D",) * (levels - 1) + ("DownBlock2D",),
             up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (levels - 1),
-            cross_attention_dim=cfg["cross_attention_dim"], attention_head_dim=cfg["attention_head_dim"],
+            cross_attention_dim=cfg["cross_attention_dim"],
+            attention_head_dim=cfg["attention_head_dim"],
             norm_num_groups=cfg["norm_num_groups"],
         )
         tc = tiny.text_encoder.config
-        text_encoder = CLIPTextModel(CLIPTextConfig(
-            vocab_size=tc.vocab_size, hidden_size=cfg["cross_attention_dim"],
-            intermediate_size=4 * cfg["cross_attention_dim"], num_hidden_layers=cfg["text_layers"],
-            num_attention_heads=8, max_position_embeddings=tc.max_position_embeddings,
-            bos_token_id=tc.bos_token_id, eos_token_id=tc.eos_token_id, pad_token_id=tc.pad_token_id,
-            projection_dim=cfg["cross_attention_dim"],
-        ))
+        text_encoder = CLIPTextModel(
+            CLIPTextConfig(
+                vocab_size=tc.vocab_size,
+                hidden_size=cfg["cross_attention_dim"],
+                intermediate_size=4 * cfg["cross_attention_dim"],
+                num_hidden_layers=cfg["text_layers"],
+                num_attention_heads=8,
+                max_position_embeddings=tc.max_position_embeddings,
+                bos_token_id=tc.bos_token_id,
+                eos_token_id=tc.eos_token_id,
+                pad_token_id=tc.pad_token_id,
+                projection_dim=cfg["cross_attention_dim"],
+            )
+        )
     if text_encoder.config.hidden_size != unet.config.cross_attention_dim:
         raise AssertionError("text encoder width must equal the UNet's cross_attention_dim")
-    pipe = StableDiffusionPipeline(unet=unet, vae=tiny.vae, text_encoder=text_encoder, tokenizer=tiny.tokenizer,
-                                   scheduler=tiny.scheduler, safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
+    pipe = StableDiffusionPipeline(
+        unet=unet,
+        vae=tiny.vae,
+        text_encoder=text_encoder,
+        tokenizer=tiny.tokenizer,
+        scheduler=tiny.scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -189,8 +224,9 @@ def timed(fn: Callable, device=None) -> tuple[float, object]:
     return time.perf_counter() - start, result
 
 
-def time_interleaved(fns: dict[str, Callable], repeats: int = 3, warmup: int = 1, device=None,
-                     verbose: bool = True) -> dict[str, list[float]]:
+def time_interleaved(
+    fns: dict[str, Callable], repeats: int = 3, warmup: int = 1, device=None, verbose: bool = True
+) -> dict[str, list[float]]:
     """Warm every function up, then run them round-robin ``repeats`` times; seconds per run.
 
     Interleaving spreads machine noise (other processes, thermal drift) over all candidates
@@ -237,20 +273,20 @@ def fmt(value, digits: int = 3) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        if value != 0 and (abs(value) < 10 ** -digits or abs(value) >= 10 ** 6):
+        if value != 0 and (abs(value) < 10**-digits or abs(value) >= 10**6):
             return f"{value:.{digits}e}"
         return f"{value:.{digits}f}"
     return str(value)
 
 
-def print_table(headers: Sequence[str], rows: Sequence[Sequence], title: str | None = None,
-                digits: int = 3) -> None:
+def print_table(headers: Sequence[str], rows: Sequence[Sequence], title: str | None = None, digits: int = 3) -> None:
     """A plain fixed-width table; numbers right-aligned, text left-aligned."""
     cells = [[fmt(v, digits) for v in row] for row in rows]
-    widths = [max(len(str(h)), *(len(r[i]) for r in cells)) if cells else len(str(h))
-              for i, h in enumerate(headers)]
-    numeric = [all(isinstance(row[i], (int, float)) or row[i] is None for row in rows) if rows else False
-               for i in range(len(headers))]
+    widths = [max(len(str(h)), *(len(r[i]) for r in cells)) if cells else len(str(h)) for i, h in enumerate(headers)]
+    numeric = [
+        all(isinstance(row[i], (int, float)) or row[i] is None for row in rows) if rows else False
+        for i in range(len(headers))
+    ]
 
     def line(values):
         return "  ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)).rstrip()
@@ -270,9 +306,11 @@ def header(name: str, args, extra: str = "") -> None:
 
     apply_threads(args)
     print(f"== {name} ==")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cpu count {os.cpu_count()}"
-          + (f", CUDA {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""))
-    load = ", load average %.2f %.2f %.2f" % os.getloadavg() if hasattr(os, "getloadavg") else ""
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, cpu count {os.cpu_count()}"
+        + (f", CUDA {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "")
+    )
+    load = ", load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()) if hasattr(os, "getloadavg") else ""
     print(f"settings: {'--quick' if getattr(args, 'quick', False) else 'default'}{extra}{load}")
     sys.stdout.flush()
 
@@ -292,9 +330,16 @@ def text2video_zero(pipe):
         TextToVideoZeroPipeline,
     )
 
-    t2vz = TextToVideoZeroPipeline(vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
-                                   unet=pipe.unet, scheduler=pipe.scheduler, safety_checker=None,
-                                   feature_extractor=None, requires_safety_checker=False)
+    t2vz = TextToVideoZeroPipeline(
+        vae=pipe.vae,
+        text_encoder=pipe.text_encoder,
+        tokenizer=pipe.tokenizer,
+        unet=pipe.unet,
+        scheduler=pipe.scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     t2vz.set_progress_bar_config(disable=True)
     return t2vz
 
@@ -325,12 +370,31 @@ def t2vz_unet_work(steps: int, frames: int) -> str:
     return f"{single} steps x 1 frame + {full} steps x {frames} frames"
 
 
-def run_text2video_zero(t2vz, prompt: str, *, frames: int, width: int, height: int, steps: int,
-                        guidance: float = 7.5, seed: int = 0, output_type: str = "np"):
+def run_text2video_zero(
+    t2vz,
+    prompt: str,
+    *,
+    frames: int,
+    width: int,
+    height: int,
+    steps: int,
+    guidance: float = 7.5,
+    seed: int = 0,
+    output_type: str = "np",
+):
     """One T2V-Zero clip with its default motion field (12, 12) and t0/t1 from ``t2vz_times``."""
     import torch
 
     t0, t1 = t2vz_times(steps)
-    return t2vz(prompt, video_length=frames, width=width, height=height, num_inference_steps=steps,
-                guidance_scale=guidance, generator=torch.Generator("cpu").manual_seed(seed), t0=t0, t1=t1,
-                output_type=output_type).images
+    return t2vz(
+        prompt,
+        video_length=frames,
+        width=width,
+        height=height,
+        num_inference_steps=steps,
+        guidance_scale=guidance,
+        generator=torch.Generator("cpu").manual_seed(seed),
+        t0=t0,
+        t1=t1,
+        output_type=output_type,
+    ).images

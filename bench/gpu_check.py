@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402  (puts the repository root on sys.path too)
+import common
 
 SD15 = dict(
     unet=dict(sample_size=64, cross_attention_dim=768),  # everything else: the class defaults = SD1.5
@@ -42,8 +42,14 @@ SD15 = dict(
     controlnet=dict(conditioning_embedding_out_channels=(16, 32, 96, 256)),
 )
 SMOKE = dict(
-    unet=dict(sample_size=8, cross_attention_dim=64, block_out_channels=(32, 32, 64, 64), layers_per_block=1,
-              attention_head_dim=4, norm_num_groups=16),
+    unet=dict(
+        sample_size=8,
+        cross_attention_dim=64,
+        block_out_channels=(32, 32, 64, 64),
+        layers_per_block=1,
+        attention_head_dim=4,
+        norm_num_groups=16,
+    ),
     vae=dict(block_out_channels=(16, 16, 16, 16), layers_per_block=1, norm_num_groups=8, sample_size=64),
     text=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4),
     controlnet=dict(conditioning_embedding_out_channels=(16, 16, 16, 16)),
@@ -53,8 +59,14 @@ SMOKE = dict(
 def build_pipelines(cfg: dict, device, dtype, seed: int = 0):
     """(text pipeline, controlnet pipeline) sharing every component; random weights, on ``device``."""
     import torch
-    from diffusers import (AutoencoderKL, ControlNetModel, DDIMScheduler, StableDiffusionControlNetPipeline,
-                           StableDiffusionPipeline, UNet2DConditionModel)
+    from diffusers import (
+        AutoencoderKL,
+        ControlNetModel,
+        DDIMScheduler,
+        StableDiffusionControlNetPipeline,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     from zss_core.models import _byte_level_vocab
@@ -62,22 +74,48 @@ def build_pipelines(cfg: dict, device, dtype, seed: int = 0):
     torch.manual_seed(seed)
     with torch.device(device):  # initialise on the GPU: random init of 1 B parameters on a CPU is slow
         unet = UNet2DConditionModel(**cfg["unet"])
-        vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4,
-                            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-                            **cfg["vae"])
+        vae = AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            latent_channels=4,
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            **cfg["vae"],
+        )
         vocab = _byte_level_vocab()
-        text_encoder = CLIPTextModel(CLIPTextConfig(
-            vocab_size=len(vocab), max_position_embeddings=77, bos_token_id=vocab["<|startoftext|>"],
-            eos_token_id=vocab["<|endoftext|>"], pad_token_id=vocab["<|endoftext|>"],
-            projection_dim=cfg["text"]["hidden_size"], **cfg["text"]))
+        text_encoder = CLIPTextModel(
+            CLIPTextConfig(
+                vocab_size=len(vocab),
+                max_position_embeddings=77,
+                bos_token_id=vocab["<|startoftext|>"],
+                eos_token_id=vocab["<|endoftext|>"],
+                pad_token_id=vocab["<|endoftext|>"],
+                projection_dim=cfg["text"]["hidden_size"],
+                **cfg["text"],
+            )
+        )
         controlnet = ControlNetModel.from_unet(unet, load_weights_from_unet=False, **cfg["controlnet"])
     if text_encoder.config.vocab_size != 514 or text_encoder.config.hidden_size != unet.config.cross_attention_dim:
         raise AssertionError("text encoder must have vocab 514 and width == cross_attention_dim")
     tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
-    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                              clip_sample=False, set_alpha_to_one=False, steps_offset=1)
-    parts = dict(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler,
-                 safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    parts = dict(
+        unet=unet,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     for module in (unet, vae, text_encoder, controlnet):
         module.to(device=device, dtype=dtype).eval()
     pipe = StableDiffusionPipeline(**parts)
@@ -120,8 +158,15 @@ def speed_section(pipe, args, report: Report, cpipe=None) -> dict:
     from zss_core.sampler import sample_video
 
     device = pipe._execution_device
-    base = dict(prompt=common.PROMPT, frames=args.frames, width=args.size, height=args.size, guidance=7.5, seed=0,
-                output_type="np")
+    base = dict(
+        prompt=common.PROMPT,
+        frames=args.frames,
+        width=args.size,
+        height=args.size,
+        guidance=7.5,
+        seed=0,
+        output_type="np",
+    )
     zs2 = dict(noise="dependency", lam=0.01, mu=0.98, tma=True)
     plain = dict(noise="independent", tma=False)
     if cpipe is None:
@@ -131,7 +176,8 @@ def speed_section(pipe, args, report: Report, cpipe=None) -> dict:
         }
         t2vz = common.text2video_zero(pipe)
         runners["t2v-zero"] = lambda steps: common.run_text2video_zero(
-            t2vz, common.PROMPT, frames=args.frames, width=args.size, height=args.size, steps=steps)
+            t2vz, common.PROMPT, frames=args.frames, width=args.size, height=args.size, steps=steps
+        )
     else:
         images = control_images(args.frames, args.size)
         runners = {
@@ -141,24 +187,41 @@ def speed_section(pipe, args, report: Report, cpipe=None) -> dict:
     warm = max(2, min(3, args.steps))
     for run in runners.values():  # kernels, cuDNN/cuBLAS heuristics, allocator pools
         run(warm)
-    times = common.time_interleaved({name: (lambda run=run: run(args.steps)) for name, run in runners.items()},
-                                    repeats=args.repeats, warmup=0, device=device)
+    times = common.time_interleaved(
+        {name: (lambda run=run: run(args.steps)) for name, run in runners.items()},
+        repeats=args.repeats,
+        warmup=0,
+        device=device,
+    )
     med = {name: common.median(v) for name, v in times.items()}
     ref = med["plain"] if "plain" in med else med["plain+controlnet"]
     rows = []
     for name in runners:
-        work = (common.t2vz_unet_work(args.steps, args.frames) if name == "t2v-zero"
-                else f"{args.steps} steps x {args.frames} frames")
+        work = (
+            common.t2vz_unet_work(args.steps, args.frames)
+            if name == "t2v-zero"
+            else f"{args.steps} steps x {args.frames} frames"
+        )
         rows.append([name, med[name], common.spread(times[name]), med[name] / ref, work])
-    title = (f"{'ControlNet ' if cpipe is not None else ''}speed: {args.frames} frames {args.size}x{args.size}, "
-             f"{args.steps} steps, median of {args.repeats}")
+    title = (
+        f"{'ControlNet ' if cpipe is not None else ''}speed: {args.frames} frames {args.size}x{args.size}, "
+        f"{args.steps} steps, median of {args.repeats}"
+    )
     common.print_table(["candidate", "median s", "min-max s", "x plain", "UNet work (x2 under CFG)"], rows, title=title)
-    result = {"settings": {"frames": args.frames, "size": args.size, "steps": args.steps, "repeats": args.repeats},
-              "seconds": times, "median_seconds": med, "ratio_to_plain": {k: v / ref for k, v in med.items()}}
+    result = {
+        "settings": {"frames": args.frames, "size": args.size, "steps": args.steps, "repeats": args.repeats},
+        "seconds": times,
+        "median_seconds": med,
+        "ratio_to_plain": {k: v / ref for k, v in med.items()},
+    }
     if "t2v-zero" in med:
         t0, t1 = common.t2vz_times(args.steps)
-        result["t2vz"] = {"t0": t0, "t1": t1, "motion_field_strength": [12, 12],
-                          "unet_work": common.t2vz_unet_work(args.steps, args.frames)}
+        result["t2vz"] = {
+            "t0": t0,
+            "t1": t1,
+            "motion_field_strength": [12, 12],
+            "unet_work": common.t2vz_unet_work(args.steps, args.frames),
+        }
     report.add("controlnet_speed" if cpipe is not None else "speed", result)
     return result
 
@@ -166,11 +229,9 @@ def speed_section(pipe, args, report: Report, cpipe=None) -> dict:
 def memory_section(pipe, args, report: Report, deadline: float) -> dict:
     import torch
 
-    from zss_core.runner import free_memory
-    from zss_core.sampler import sample_video
-
     from zss_core.protocol import Job
-    from zss_core.runner import auto_chunk, measure_frame_memory
+    from zss_core.runner import auto_chunk, free_memory, measure_frame_memory
+    from zss_core.sampler import sample_video
 
     cuda = pipe._execution_device.type == "cuda"
     rows, results = [], {}
@@ -201,8 +262,16 @@ def memory_section(pipe, args, report: Report, deadline: float) -> dict:
                 base = torch.cuda.memory_allocated()
             start = time.perf_counter()
             try:
-                sample_video(pipe, common.PROMPT, frames=frames, width=args.size, height=args.size,
-                             steps=args.memory_steps, chunk=chunk, output_type="np")
+                sample_video(
+                    pipe,
+                    common.PROMPT,
+                    frames=frames,
+                    width=args.size,
+                    height=args.size,
+                    steps=args.memory_steps,
+                    chunk=chunk,
+                    output_type="np",
+                )
                 common.sync(pipe._execution_device)
                 peak = (torch.cuda.max_memory_allocated() - base) / 2**20 if cuda else None
                 results[key] = {"peak_mib": peak, "seconds": time.perf_counter() - start}
@@ -215,9 +284,12 @@ def memory_section(pipe, args, report: Report, deadline: float) -> dict:
                 free_memory()
             print(f"  frames={frames} chunk={chunk or 'none'}: {results[key]}", flush=True)
         rows.append(row)
-    common.print_table(["frames", "no chunk MiB", f"chunk {args.chunk} MiB", "auto chunk MiB"], rows, digits=1,
-                       title=f"Peak memory above the loaded models ({args.size}x{args.size}, "
-                             f"{args.memory_steps} steps)")
+    common.print_table(
+        ["frames", "no chunk MiB", f"chunk {args.chunk} MiB", "auto chunk MiB"],
+        rows,
+        digits=1,
+        title=f"Peak memory above the loaded models ({args.size}x{args.size}, {args.memory_steps} steps)",
+    )
 
     def ratio(chunk):
         lo = results.get(f"{args.memory_frames[0]}/{chunk or 'none'}")
@@ -227,8 +299,19 @@ def memory_section(pipe, args, report: Report, deadline: float) -> dict:
         return None
 
     summary = {"unchunked_ratio": ratio(None), "chunked_ratio": ratio(args.chunk), "auto_ratio": ratio("auto")}
-    report.add("memory", {"settings": {"size": args.size, "steps": args.memory_steps, "chunk": args.chunk,
-                                       "frames": list(args.memory_frames)}, "results": results, **summary})
+    report.add(
+        "memory",
+        {
+            "settings": {
+                "size": args.size,
+                "steps": args.memory_steps,
+                "chunk": args.chunk,
+                "frames": list(args.memory_frames),
+            },
+            "results": results,
+            **summary,
+        },
+    )
     return summary
 
 
@@ -243,8 +326,12 @@ def main(argv=None) -> int:
     p.add_argument("--memory-frames", type=int, nargs="+", default=[8, 16, 32, 64])
     p.add_argument("--memory-steps", type=int, default=2)
     p.add_argument("--chunk", type=int, default=8)
-    p.add_argument("--budget-s", type=float, default=480.0,
-                   help="after this many seconds remaining sections are skipped (and say so)")
+    p.add_argument(
+        "--budget-s",
+        type=float,
+        default=480.0,
+        help="after this many seconds remaining sections are skipped (and say so)",
+    )
     p.add_argument("--no-controlnet", action="store_true")
     p.add_argument("--json", default=None, help="where to write the results (default: $OUT/gpu_check.json)")
     args = p.parse_args(argv)
@@ -255,9 +342,8 @@ def main(argv=None) -> int:
 
     started = time.monotonic()
     deadline = started + args.budget_s
-    import torch
-
     import diffusers
+    import torch
     import transformers
 
     from zss_core.models import resolve_device
@@ -268,9 +354,16 @@ def main(argv=None) -> int:
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     json_path = args.json or (os.path.join(os.environ["OUT"], "gpu_check.json") if os.environ.get("OUT") else None)
     report = Report(Path(json_path) if json_path else None)
-    env = {"python": platform.python_version(), "torch": torch.__version__, "diffusers": diffusers.__version__,
-           "transformers": transformers.__version__, "device": str(device), "dtype": str(dtype),
-           "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None, "smoke": args.smoke}
+    env = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "transformers": transformers.__version__,
+        "device": str(device),
+        "dtype": str(dtype),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "smoke": args.smoke,
+    }
     print("== gpu_check ==")
     print(", ".join(f"{k} {v}" for k, v in env.items()))
     report.add("environment", env)
@@ -279,17 +372,32 @@ def main(argv=None) -> int:
     t = time.perf_counter()
     pipe, cpipe = build_pipelines(cfg, device, dtype)
     build = time.perf_counter() - t
-    params = {name: sum(p.numel() for p in m.parameters()) / 1e6
-              for name, m in (("unet", pipe.unet), ("vae", pipe.vae), ("text_encoder", pipe.text_encoder),
-                              ("controlnet", cpipe.controlnet))}
+    params = {
+        name: sum(p.numel() for p in m.parameters()) / 1e6
+        for name, m in (
+            ("unet", pipe.unet),
+            ("vae", pipe.vae),
+            ("text_encoder", pipe.text_encoder),
+            ("controlnet", cpipe.controlnet),
+        )
+    }
     print(f"built in {build:.1f} s; parameters (M): " + ", ".join(f"{k} {v:.1f}" for k, v in params.items()))
-    print(f"unet: block_out_channels={tuple(pipe.unet.config.block_out_channels)}, "
-          f"cross_attention_dim={pipe.unet.config.cross_attention_dim}; "
-          f"vae: {tuple(pipe.vae.config.block_out_channels)}; text: {pipe.text_encoder.config.hidden_size} x "
-          f"{pipe.text_encoder.config.num_hidden_layers}")
-    report.add("models", {"config": {k: {kk: list(vv) if isinstance(vv, tuple) else vv for kk, vv in v.items()}
-                                     for k, v in cfg.items()},
-                          "params_millions": params, "build_seconds": build})
+    print(
+        f"unet: block_out_channels={tuple(pipe.unet.config.block_out_channels)}, "
+        f"cross_attention_dim={pipe.unet.config.cross_attention_dim}; "
+        f"vae: {tuple(pipe.vae.config.block_out_channels)}; text: {pipe.text_encoder.config.hidden_size} x "
+        f"{pipe.text_encoder.config.num_hidden_layers}"
+    )
+    report.add(
+        "models",
+        {
+            "config": {
+                k: {kk: list(vv) if isinstance(vv, tuple) else vv for kk, vv in v.items()} for k, v in cfg.items()
+            },
+            "params_millions": params,
+            "build_seconds": build,
+        },
+    )
 
     speed = speed_section(pipe, args, report)
     print(f"elapsed {time.monotonic() - started:.0f} s", flush=True)
@@ -305,10 +413,14 @@ def main(argv=None) -> int:
 
     ratios = speed["ratio_to_plain"]
     fmt = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
-    summary = {"zs2_over_plain": ratios["zs2"], "t2vz_over_plain": ratios.get("t2v-zero"),
-               "unchunked_64_over_8": memory["unchunked_ratio"], "chunked_64_over_8": memory["chunked_ratio"],
-               "auto_64_over_8": memory["auto_ratio"],
-               "total_seconds": time.monotonic() - started}
+    summary = {
+        "zs2_over_plain": ratios["zs2"],
+        "t2vz_over_plain": ratios.get("t2v-zero"),
+        "unchunked_64_over_8": memory["unchunked_ratio"],
+        "chunked_64_over_8": memory["chunked_ratio"],
+        "auto_64_over_8": memory["auto_ratio"],
+        "total_seconds": time.monotonic() - started,
+    }
     report.add("summary", summary)
     print(f"\ntotal {summary['total_seconds']:.0f} s" + (f"; results in {json_path}" if json_path else ""))
     first, last = args.memory_frames[-1], args.memory_frames[0]

@@ -11,10 +11,10 @@
 
 from __future__ import annotations
 
+import common
 import numpy as np
 import torch
 
-import common
 from zss_core.noise import make_noise
 from zss_core.sampler import sample_video
 

@@ -63,16 +63,45 @@ def child(args) -> int:
     common.sync(device)
     seconds = time.perf_counter() - start
     peak = (torch.cuda.max_memory_allocated() if cuda else peak_rss_bytes()) - base
-    print(json.dumps({"frames": args.frames, "chunk": args.chunk, "peak_bytes": peak, "baseline_bytes": base,
-                      "seconds": seconds, "frames_out": len(result.frames),
-                      "measure": "cuda max_memory_allocated" if cuda else "peak RSS"}), flush=True)
+    print(
+        json.dumps(
+            {
+                "frames": args.frames,
+                "chunk": args.chunk,
+                "peak_bytes": peak,
+                "baseline_bytes": base,
+                "seconds": seconds,
+                "frames_out": len(result.frames),
+                "measure": "cuda max_memory_allocated" if cuda else "peak RSS",
+            }
+        ),
+        flush=True,
+    )
     return 0
 
 
 def run_child(args, frames: int, chunk: int | None) -> dict:
-    cmd = [sys.executable, __file__, "--child", "--frames", str(frames), "--size", str(args.size),
-           "--steps", str(args.steps), "--model", args.model, "--bench-size", args.bench_size,
-           "--device", args.device, "--dtype", args.dtype, "--threads", str(args.threads)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        "--frames",
+        str(frames),
+        "--size",
+        str(args.size),
+        "--steps",
+        str(args.steps),
+        "--model",
+        args.model,
+        "--bench-size",
+        args.bench_size,
+        "--device",
+        args.device,
+        "--dtype",
+        args.dtype,
+        "--threads",
+        str(args.threads),
+    ]
     if chunk:
         cmd += ["--chunk", str(chunk)]
     env = dict(os.environ)
@@ -83,8 +112,13 @@ def run_child(args, frames: int, chunk: int | None) -> dict:
         tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
         oom = "out of memory" in proc.stderr.lower() or proc.returncode in (-9, 137)
         print(f"  frames={frames} chunk={chunk}: {'OOM' if oom else 'FAILED'} (exit {proc.returncode})\n{tail}")
-        return {"frames": frames, "chunk": chunk, "peak_bytes": None, "seconds": None,
-                "error": "OOM" if oom else "failed"}
+        return {
+            "frames": frames,
+            "chunk": chunk,
+            "peak_bytes": None,
+            "seconds": None,
+            "error": "OOM" if oom else "failed",
+        }
     return json.loads(lines[-1])
 
 
@@ -102,10 +136,20 @@ def main(argv=None) -> int:
     if args.quick:  # 3 processes instead of 7
         args.size, args.steps, frame_counts = min(args.size, 128), 1, (FRAMES[0], FRAMES[-1])
 
-    common.header("memory: peak memory vs frames, chunk 8 vs none", args,
-                  f", {args.size}x{args.size}, {args.steps} steps, each configuration in a fresh process")
-    print("model: " + args.model + (f" (bench_pipeline size={args.bench_size!r}: "
-                                    f"{common.BENCH_SIZES[args.bench_size]})" if args.model == common.BENCH else ""))
+    common.header(
+        "memory: peak memory vs frames, chunk 8 vs none",
+        args,
+        f", {args.size}x{args.size}, {args.steps} steps, each configuration in a fresh process",
+    )
+    print(
+        "model: "
+        + args.model
+        + (
+            f" (bench_pipeline size={args.bench_size!r}: {common.BENCH_SIZES[args.bench_size]})"
+            if args.model == common.BENCH
+            else ""
+        )
+    )
     results = {}
     for frames in frame_counts:
         for chunk in (None, CHUNK):
@@ -114,8 +158,11 @@ def main(argv=None) -> int:
                 continue
             results[(frames, chunk)] = r = run_child(args, frames, chunk)
             if r["peak_bytes"] is not None:
-                print(f"  frames={frames:3d} chunk={chunk or 'none':>4}: peak +{r['peak_bytes'] / 2**20:8.1f} MiB "
-                      f"({r['seconds']:.2f} s, {r['measure']})", flush=True)
+                print(
+                    f"  frames={frames:3d} chunk={chunk or 'none':>4}: peak +{r['peak_bytes'] / 2**20:8.1f} MiB "
+                    f"({r['seconds']:.2f} s, {r['measure']})",
+                    flush=True,
+                )
 
     def mib(r):
         return None if r["peak_bytes"] is None else r["peak_bytes"] / 2**20
@@ -123,21 +170,33 @@ def main(argv=None) -> int:
     rows = []
     for frames in frame_counts:
         none, chunked = results[(frames, None)], results[(frames, CHUNK)]
-        rows.append([frames, mib(none) if mib(none) is not None else none.get("error"),
-                     mib(chunked) if mib(chunked) is not None else chunked.get("error"),
-                     frames * args.size * args.size * 3 / 2**20, none["seconds"], chunked["seconds"]])
-    common.print_table(["frames", "no chunk MiB", f"chunk {CHUNK} MiB", "frames out MiB", "no chunk s",
-                        f"chunk {CHUNK} s"], rows, digits=1,
-                       title="Peak memory above the loaded model (MiB) and sampling time (s); 'frames out' is "
-                             "the returned RGB frames themselves, which must grow with the clip")
+        rows.append(
+            [
+                frames,
+                mib(none) if mib(none) is not None else none.get("error"),
+                mib(chunked) if mib(chunked) is not None else chunked.get("error"),
+                frames * args.size * args.size * 3 / 2**20,
+                none["seconds"],
+                chunked["seconds"],
+            ]
+        )
+    common.print_table(
+        ["frames", "no chunk MiB", f"chunk {CHUNK} MiB", "frames out MiB", "no chunk s", f"chunk {CHUNK} s"],
+        rows,
+        digits=1,
+        title="Peak memory above the loaded model (MiB) and sampling time (s); 'frames out' is "
+        "the returned RGB frames themselves, which must grow with the clip",
+    )
 
     def ratio(chunk):
         hi, lo = results[(frame_counts[-1], chunk)]["peak_bytes"], results[(frame_counts[0], chunk)]["peak_bytes"]
         return "n/a" if hi is None or lo in (None, 0) else f"{hi / lo:.2f}"
 
     if args.quick:
-        print(f"(--quick: at {args.size}x{args.size} a chunk's activations are small, so what must grow with the "
-              f"clip (returned frames, latents, noise) weighs more in the ratio than at the default 256x256)")
+        print(
+            f"(--quick: at {args.size}x{args.size} a chunk's activations are small, so what must grow with the "
+            f"clip (returned frames, latents, noise) weighs more in the ratio than at the default 256x256)"
+        )
     print(f"unchunked {frame_counts[-1]}/{frame_counts[0]} frames peak = {ratio(None)}")
     print(f"chunked {frame_counts[-1]}/{frame_counts[0]} frames peak = {ratio(CHUNK)}")
     return 0

@@ -42,9 +42,14 @@ LAMBDAS = (0.01, 0.1)
 SHAPE = (4, 64, 64)
 SQRT_E = math.sqrt(math.e)
 # (row name, noise model, search) in table order; independent noise last, as the reference.
-GENERATORS = (("dnm/exact", "dependency", "exact"), ("dnm/closest", "dependency", "closest"),
-              ("dnm/paper", "dependency", "paper"), ("progressive", "progressive", None),
-              ("mixed", "mixed", None), ("independent", "independent", None))
+GENERATORS = (
+    ("dnm/exact", "dependency", "exact"),
+    ("dnm/closest", "dependency", "closest"),
+    ("dnm/paper", "dependency", "paper"),
+    ("progressive", "progressive", None),
+    ("mixed", "mixed", None),
+    ("independent", "independent", None),
+)
 
 
 def model_correlation(model: str, lam: float, frames: int) -> list[float]:
@@ -74,7 +79,9 @@ def measure(model: str, search: str | None, lam: float, frames: int, seeds: int)
         clips.append(make_noise(model, frames, SHAPE, lam, generator=generator, **options))
         seconds += time.perf_counter() - start
     target = None if model == "independent" else lam
-    return check_noise(torch.stack(clips), target, model_correlation(model, lam, frames)), 1e3 * seconds / (seeds * frames)
+    return check_noise(torch.stack(clips), target, model_correlation(model, lam, frames)), 1e3 * seconds / (
+        seeds * frames
+    )
 
 
 def unbiasedness_table(frames: int, seeds: int) -> list[list]:
@@ -82,14 +89,44 @@ def unbiasedness_table(frames: int, seeds: int) -> list[list]:
     for lam in LAMBDAS:
         for name, model, search in GENERATORS:
             c, ms = measure(model, search, lam, frames, seeds)
-            rows.append([lam, name, c.frame_mean_se, c.level_se, c.trend_se, c.channel_mean_se, c.frame_std_se,
-                         f"{c.std_min:.3f}-{c.std_max:.3f}", None if math.isnan(c.divergence_error) else c.divergence_error,
-                         c.lag1, c.lag1_closed_form, c.lag1_error, ms])
-    common.print_table(["λ", "generator", "mean |·| (SE)", "level (SE)", "trend (SE)", "chan. (SE)", "std (SE)",
-                        "std min-max", "max |D-λ|", "lag-1", "closed form", "max |lag-1 - cf|", "ms/frame"], rows,
-                       title=f"Is every frame N(0, I)? {frames} frames x {seeds} seeds of {'x'.join(map(str, SHAPE))} "
-                             "latents (SE columns: standard errors of N(0, I); unbiased = within ±4, like independent)",
-                       digits=3)
+            rows.append(
+                [
+                    lam,
+                    name,
+                    c.frame_mean_se,
+                    c.level_se,
+                    c.trend_se,
+                    c.channel_mean_se,
+                    c.frame_std_se,
+                    f"{c.std_min:.3f}-{c.std_max:.3f}",
+                    None if math.isnan(c.divergence_error) else c.divergence_error,
+                    c.lag1,
+                    c.lag1_closed_form,
+                    c.lag1_error,
+                    ms,
+                ]
+            )
+    common.print_table(
+        [
+            "λ",
+            "generator",
+            "mean |·| (SE)",
+            "level (SE)",
+            "trend (SE)",
+            "chan. (SE)",
+            "std (SE)",
+            "std min-max",
+            "max |D-λ|",
+            "lag-1",
+            "closed form",
+            "max |lag-1 - cf|",
+            "ms/frame",
+        ],
+        rows,
+        title=f"Is every frame N(0, I)? {frames} frames x {seeds} seeds of {'x'.join(map(str, SHAPE))} "
+        "latents (SE columns: standard errors of N(0, I); unbiased = within ±4, like independent)",
+        digits=3,
+    )
     return rows
 
 
@@ -107,13 +144,22 @@ def floor_table(seeds: int) -> None:
             for search in ("exact", "closest"):
                 values = []
                 for seed in range(seeds):
-                    noise = dependency_noise(16, (4, side, side), lam, search=search,
-                                             generator=torch.Generator("cpu").manual_seed(2000 + seed))
+                    noise = dependency_noise(
+                        16,
+                        (4, side, side),
+                        lam,
+                        search=search,
+                        generator=torch.Generator("cpu").manual_seed(2000 + seed),
+                    )
                     values += lag1_correlations(noise).tolist()
                 corr[search] = sum(values) / len(values)
             rows.append([f"4x{side}x{side} ({8 * side}²)", lam, corr["exact"], corr["closest"], 1 - lam / SQRT_E])
-    common.print_table(["latent (image)", "λ", "lag-1, exact", "lag-1, closest", "1 - λ/√e"], rows, digits=4,
-                       title="How close consecutive frames get at small λ (mean lag-1 correlation, 16 frames)")
+    common.print_table(
+        ["latent (image)", "λ", "lag-1, exact", "lag-1, closest", "1 - λ/√e"],
+        rows,
+        digits=4,
+        title="How close consecutive frames get at small λ (mean lag-1 correlation, 16 frames)",
+    )
 
 
 def main(argv=None) -> int:
@@ -129,9 +175,12 @@ def main(argv=None) -> int:
         args.seeds, args.sample_size = min(args.seeds, 2), min(args.sample_size, 64)
         args.sample_steps = min(args.sample_steps, 5)
 
-    common.header("noise: is every frame's noise N(0, I) at the asked divergence", args,
-                  f", {args.frames} frames of {'x'.join(map(str, SHAPE))} latents, {args.seeds} seeds per row; "
-                  "CPU float32 (sample_video always draws noise on the CPU)")
+    common.header(
+        "noise: is every frame's noise N(0, I) at the asked divergence",
+        args,
+        f", {args.frames} frames of {'x'.join(map(str, SHAPE))} latents, {args.seeds} seeds per row; "
+        "CPU float32 (sample_video always draws noise on the CPU)",
+    )
     rows = unbiasedness_table(args.frames, args.seeds)
     floor_table(args.seeds)
 
@@ -139,21 +188,35 @@ def main(argv=None) -> int:
 
     pipe = common.load_from_args(args)
     print("\n" + common.describe_pipeline(pipe, args.model, args.bench_size))
-    kwargs = {"prompt": common.PROMPT, "frames": args.sample_frames, "width": args.sample_size,
-              "height": args.sample_size, "steps": args.sample_steps, "lam": 0.01, "mu": 0.98, "noise": "dependency",
-              "search": "exact", "output_type": "np"}
+    kwargs = {
+        "prompt": common.PROMPT,
+        "frames": args.sample_frames,
+        "width": args.sample_size,
+        "height": args.sample_size,
+        "steps": args.sample_steps,
+        "lam": 0.01,
+        "mu": 0.98,
+        "noise": "dependency",
+        "search": "exact",
+        "output_type": "np",
+    }
     sample_video(pipe, **kwargs)  # warm-up
     shares, share_rows = [], []
     for r in range(args.repeats):
         t = sample_video(pipe, **kwargs, seed=r).timings
         shares.append(t["noise_seconds"] / t["total_seconds"])
         share_rows.append([r + 1, t["noise_seconds"] * 1e3, t["total_seconds"], 100 * shares[-1]])
-    common.print_table(["run", "DNM ms", "sampling s", "DNM %"], share_rows,
-                       title=f"DNM share of one ZS² sampling run ({args.sample_frames} frames "
-                             f"{args.sample_size}x{args.sample_size}, {args.sample_steps} steps, exact search)")
+    common.print_table(
+        ["run", "DNM ms", "sampling s", "DNM %"],
+        share_rows,
+        title=f"DNM share of one ZS² sampling run ({args.sample_frames} frames "
+        f"{args.sample_size}x{args.sample_size}, {args.sample_steps} steps, exact search)",
+    )
     exact_512 = common.median([row[-1] for row in rows if row[1] == "dnm/exact"])
-    print(f"for scale: at SD1.5's 4x64x64 latents the generator takes {exact_512:.2f} ms/frame here "
-          f"(exact search, median over λ), {exact_512 * args.sample_frames:.1f} ms for {args.sample_frames} frames")
+    print(
+        f"for scale: at SD1.5's 4x64x64 latents the generator takes {exact_512:.2f} ms/frame here "
+        f"(exact search, median over λ), {exact_512 * args.sample_frames:.1f} ms for {args.sample_frames} frames"
+    )
     print(f"dnm share of sampling = {100 * common.median(shares):.2f}%")
     return 0
 

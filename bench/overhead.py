@@ -71,14 +71,25 @@ def main(argv=None) -> int:
 
     from zss_core.sampler import sample_video
 
-    common.header("overhead: ZS² vs plain batch vs Text2Video-Zero", args,
-                  f", {args.frames} frames {args.size}x{args.size}, {args.steps} steps, "
-                  f"median of {args.repeats} after 1 warm-up, round-robin")
+    common.header(
+        "overhead: ZS² vs plain batch vs Text2Video-Zero",
+        args,
+        f", {args.frames} frames {args.size}x{args.size}, {args.steps} steps, "
+        f"median of {args.repeats} after 1 warm-up, round-robin",
+    )
     pipe = common.load_from_args(args)
     print(common.describe_pipeline(pipe, args.model, args.bench_size))
     device = pipe._execution_device
-    base = dict(prompt=common.PROMPT, frames=args.frames, width=args.size, height=args.size, steps=args.steps,
-                guidance=7.5, seed=0, output_type="np")
+    base = dict(
+        prompt=common.PROMPT,
+        frames=args.frames,
+        width=args.size,
+        height=args.size,
+        steps=args.steps,
+        guidance=7.5,
+        seed=0,
+        output_type="np",
+    )
     configs = {
         "zs2": dict(noise="dependency", lam=0.01, tma=True, mu=0.98),
         "plain": dict(noise="independent", tma=False),
@@ -90,14 +101,22 @@ def main(argv=None) -> int:
     def sampler(name):
         def run():
             last_timings[name] = sample_video(pipe, **base, **configs[name]).timings
+
         return run
 
     def stock():
         import torch
 
-        pipe(common.PROMPT, num_images_per_prompt=args.frames, width=args.size, height=args.size,
-             num_inference_steps=args.steps, guidance_scale=7.5, output_type="np",
-             generator=torch.Generator("cpu").manual_seed(0))
+        pipe(
+            common.PROMPT,
+            num_images_per_prompt=args.frames,
+            width=args.size,
+            height=args.size,
+            num_inference_steps=args.steps,
+            guidance_scale=7.5,
+            output_type="np",
+            generator=torch.Generator("cpu").manual_seed(0),
+        )
 
     fns = {name: sampler(name) for name in configs}
 
@@ -107,11 +126,14 @@ def main(argv=None) -> int:
         t2vz = common.text2video_zero(pipe)
         t0, t1 = common.t2vz_times(args.steps)
         default = (t0, t1) == (common.T2VZ_T0, common.T2VZ_T1)
-        t2vz_note = (f"t0={t0}, t1={t1} ({'defaults' if default else 'defaults 44/47 scaled to the step count'}), "
-                     f"motion_field_strength_x=y=12 (defaults); "
-                     f"UNet work: {common.t2vz_unet_work(args.steps, args.frames)}")
+        t2vz_note = (
+            f"t0={t0}, t1={t1} ({'defaults' if default else 'defaults 44/47 scaled to the step count'}), "
+            f"motion_field_strength_x=y=12 (defaults); "
+            f"UNet work: {common.t2vz_unet_work(args.steps, args.frames)}"
+        )
         fns["t2v-zero"] = lambda: common.run_text2video_zero(
-            t2vz, common.PROMPT, frames=args.frames, width=args.size, height=args.size, steps=args.steps)
+            t2vz, common.PROMPT, frames=args.frames, width=args.size, height=args.size, steps=args.steps
+        )
         print(f"text2video-zero: {t2vz_note}")
 
     times = common.time_interleaved(fns, repeats=args.repeats, warmup=1, device=device)
@@ -120,23 +142,42 @@ def main(argv=None) -> int:
     work = {name: f"{args.steps} steps x {args.frames} frames" for name in fns}
     if "t2v-zero" in fns:
         work["t2v-zero"] = common.t2vz_unet_work(args.steps, args.frames)
-    rows = [[name, med[name], common.spread(times[name]), med[name] / plain, med[name] / args.frames, work[name]]
-            for name in fns]
-    common.print_table(["candidate", "median s", "min-max s", "x plain", "s/frame", "UNet work (x2 under CFG)"],
-                       rows, title="Wall time per clip")
+    rows = [
+        [name, med[name], common.spread(times[name]), med[name] / plain, med[name] / args.frames, work[name]]
+        for name in fns
+    ]
+    common.print_table(
+        ["candidate", "median s", "min-max s", "x plain", "s/frame", "UNet work (x2 under CFG)"],
+        rows,
+        title="Wall time per clip",
+    )
 
-    breakdown = [[name, last_timings[name]["noise_seconds"] * 1e3, last_timings[name]["denoise_seconds"],
-                  last_timings[name]["decode_seconds"]] for name in configs]
-    common.print_table(["candidate", "noise ms", "denoise s", "decode s"], breakdown,
-                       title="Where the time goes (sample_video's timings, last run)")
+    breakdown = [
+        [
+            name,
+            last_timings[name]["noise_seconds"] * 1e3,
+            last_timings[name]["denoise_seconds"],
+            last_timings[name]["decode_seconds"],
+        ]
+        for name in configs
+    ]
+    common.print_table(
+        ["candidate", "noise ms", "denoise s", "decode s"],
+        breakdown,
+        title="Where the time goes (sample_video's timings, last run)",
+    )
 
     cost = instrumented_tma_cost(pipe, dict(base, **configs["zs2"]))
     calls = cost["calls"]
     print(f"\nTMA extra work in one instrumented ZS² run ({cost['seconds']:.3f} s, {calls} self-attention calls):")
-    print(f"  _mix (K/V momentum mixing, whole):  {cost['mix'] * 1e3:8.1f} ms  "
-          f"({100 * cost['mix'] / cost['seconds']:.2f}% of the run, {1e3 * cost['mix'] / max(calls, 1):.3f} ms/call)")
-    print(f"  of which recurrence_weights:        {cost['weights'] * 1e3:8.1f} ms  "
-          f"({100 * cost['weights'] / cost['seconds']:.2f}% of the run; built once per chunk shape)")
+    print(
+        f"  _mix (K/V momentum mixing, whole):  {cost['mix'] * 1e3:8.1f} ms  "
+        f"({100 * cost['mix'] / cost['seconds']:.2f}% of the run, {1e3 * cost['mix'] / max(calls, 1):.3f} ms/call)"
+    )
+    print(
+        f"  of which recurrence_weights:        {cost['weights'] * 1e3:8.1f} ms  "
+        f"({100 * cost['weights'] / cost['seconds']:.2f}% of the run; built once per chunk shape)"
+    )
     print(f"  zs2 - plain (medians):              {(med['zs2'] - plain) * 1e3:8.1f} ms")
 
     if "t2v-zero" in med:

@@ -35,11 +35,11 @@ First, two short checks (alone with ``--speed``):
 
 from __future__ import annotations
 
+import itertools
 import time
 
-import numpy as np
-
 import common
+import numpy as np
 
 METHODS = ("zs2", "independent", "t2v-zero", "mixed", "progressive")
 LAMBDAS = (0.001, 0.01, 0.05, 0.1, 0.3)
@@ -51,7 +51,7 @@ def prompts(count: int):
 
     # 8 families × 4 colours, every colour 4 times; --quick takes every 4th (each family once).
     pairs = [(f, (f * 3 + k * 2) % 8) for k in range(4) for f in range(8)]
-    pairs = pairs[:count] if count >= 8 else pairs[::max(1, 32 // count)][:count]
+    pairs = pairs[:count] if count >= 8 else pairs[:: max(1, 32 // count)][:count]
     return [(f, c, f"{COLOURS[c]} {FAMILY_WORDS[f]}") for f, c in pairs]
 
 
@@ -66,7 +66,7 @@ def _grey(frame):
 def ssim(a, b):
     import cv2
 
-    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    c1, c2 = 0.01**2, 0.03**2
     blur = lambda x: cv2.GaussianBlur(x, (0, 0), 1.5)  # noqa: E731
     ma, mb = blur(a), blur(b)
     va, vb, cov = blur(a * a) - ma * ma, blur(b * b) - mb * mb, blur(a * b) - ma * mb
@@ -87,8 +87,9 @@ def warp_error(a_rgb, b_rgb, f):
 
     h, w = f.shape[:2]
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    warped = cv2.remap(b_rgb.astype(np.float32), gx + f[..., 0], gy + f[..., 1], cv2.INTER_LINEAR,
-                       borderMode=cv2.BORDER_REFLECT)
+    warped = cv2.remap(
+        b_rgb.astype(np.float32), gx + f[..., 0], gy + f[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+    )
     return float(np.abs(a_rgb - warped).mean())
 
 
@@ -121,11 +122,13 @@ def clip_metrics(frames) -> dict:
 def generate(method, pipe, t2vz, prompt, args, seed, lam=0.01, mu=0.98):
     from zss_core.sampler import sample_video
 
-    common_kw = dict(frames=args.frames, width=64, height=64, steps=args.steps, guidance=args.guidance, seed=seed,
-                     output_type="np")
+    common_kw = dict(
+        frames=args.frames, width=64, height=64, steps=args.steps, guidance=args.guidance, seed=seed, output_type="np"
+    )
     if method == "t2v-zero":
-        frames = common.run_text2video_zero(t2vz, prompt, frames=args.frames, width=64, height=64, steps=args.steps,
-                                            guidance=args.guidance, seed=seed)
+        frames = common.run_text2video_zero(
+            t2vz, prompt, frames=args.frames, width=64, height=64, steps=args.steps, guidance=args.guidance, seed=seed
+        )
         return [np.asarray(f, dtype=np.float32) for f in frames]
     if method == "independent":
         return sample_video(pipe, prompt, noise="independent", tma=False, **common_kw).frames
@@ -146,8 +149,9 @@ def evaluate(method, pipe, t2vz, classifier, items, args, **kw) -> dict:
         col_hits += list(col == c)
         rows.append(clip_metrics(frames))
     result = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
-    result.update(family=float(np.mean(fam_hits)), colour=float(np.mean(col_hits)),
-                  seconds=time.perf_counter() - started)
+    result.update(
+        family=float(np.mean(fam_hits)), colour=float(np.mean(col_hits)), seconds=time.perf_counter() - started
+    )
     return result
 
 
@@ -159,11 +163,22 @@ def speed(pipe, control_pipe, args) -> None:
     from zss_core.sampler import sample_video
 
     maps = control_maps(make_batch(5, 8)[1])
-    runs = {"text": lambda: sample_video(pipe, "orange wood rings", frames=8, width=64, height=64, steps=20,
-                                         guidance=5.0, seed=1),
-            "depth ControlNet": lambda: sample_video(control_pipe, "green marble veins", frames=8, width=64,
-                                                     height=64, steps=20, guidance=5.0, control_images=maps,
-                                                     seed=1)}
+    runs = {
+        "text": lambda: sample_video(
+            pipe, "orange wood rings", frames=8, width=64, height=64, steps=20, guidance=5.0, seed=1
+        ),
+        "depth ControlNet": lambda: sample_video(
+            control_pipe,
+            "green marble veins",
+            frames=8,
+            width=64,
+            height=64,
+            steps=20,
+            guidance=5.0,
+            control_images=maps,
+            seed=1,
+        ),
+    }
     rows = []
     for name, run in runs.items():
         run()  # warm-up: first-call allocations and kernel selection
@@ -171,28 +186,45 @@ def speed(pipe, control_pipe, args) -> None:
         seconds, _ = common.timed(run, pipe._execution_device)
         per_thread = (time.process_time() - cpu) / max(1, torch.get_num_threads())
         rows.append((name, seconds, per_thread))
-    common.print_table(("8 frames, 64², 20 steps", "wall s", "CPU s per thread"), rows,
-                       title=f"speed ({torch.get_num_threads()} threads; budget 10 s on 2 CPU cores)")
+    common.print_table(
+        ("8 frames, 64², 20 steps", "wall s", "CPU s per thread"),
+        rows,
+        title=f"speed ({torch.get_num_threads()} threads; budget 10 s on 2 CPU cores)",
+    )
 
 
 def loop_wrap(pipe) -> None:
     """A looping prompt schedule: the frame difference across the wrap against the neighbours'."""
     from zss_core.sampler import sample_video
 
-    clip = sample_video(pipe, [(0, "red bricks"), (8, "blue marble veins")], frames=16, width=64, height=64,
-                        steps=20, guidance=5.0, seed=0, loop=True, output_type="np")
+    clip = sample_video(
+        pipe,
+        [(0, "red bricks"), (8, "blue marble veins")],
+        frames=16,
+        width=64,
+        height=64,
+        steps=20,
+        guidance=5.0,
+        seed=0,
+        loop=True,
+        output_type="np",
+    )
     frames = [np.asarray(f, dtype=np.float32) * 255 for f in clip.frames]
-    neighbours = [float(np.abs(b - a).mean()) for a, b in zip(frames, frames[1:])]
+    neighbours = [float(np.abs(b - a).mean()) for a, b in itertools.pairwise(frames)]
     wrap = float(np.abs(frames[0] - frames[-1]).mean())
-    common.print_table(("loop, keys at 0 and 8 of 16", "wrap", "neighbours mean", "neighbours max"),
-                       [("frame difference (0-255)", wrap, float(np.mean(neighbours)), max(neighbours))],
-                       title="loop wrap with a prompt schedule")
+    common.print_table(
+        ("loop, keys at 0 and 8 of 16", "wrap", "neighbours mean", "neighbours max"),
+        [("frame difference (0-255)", wrap, float(np.mean(neighbours)), max(neighbours))],
+        title="loop wrap with a prompt schedule",
+    )
 
 
 def table(results: dict, title: str) -> None:
     headers = ("method", "family acc", "colour acc", "MAD", "SSIM", "warp err", "spectrum corr", "motion px", "seconds")
-    rows = [(name, r["family"], r["colour"], r["mad"], r["ssim"], r["warp"], r["spec"], r["motion"], r["seconds"])
-            for name, r in results.items()]
+    rows = [
+        (name, r["family"], r["colour"], r["mad"], r["ssim"], r["warp"], r["spec"], r["motion"], r["seconds"])
+        for name, r in results.items()
+    ]
     common.print_table(headers, rows, title=title)
 
 
@@ -206,8 +238,10 @@ def plot(sweeps: dict) -> None:
         print("matplotlib is not installed: no plot")
         return
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, metric, label in ((axes[0], "warp", "warp error (lower = coherent)"),
-                              (axes[1], "spec", "spectrum corr (higher = coherent)")):
+    for ax, metric, label in (
+        (axes[0], "warp", "warp error (lower = coherent)"),
+        (axes[1], "spec", "spectrum corr (higher = coherent)"),
+    ):
         for name, points in sweeps.items():
             xs = [r["motion"] for _, r in points]
             ys = [r[metric] for _, r in points]
@@ -244,32 +278,41 @@ def main() -> None:
     model = str(builtin_path(args.model)) if args.model.startswith("builtin:") else args.model
     pipe = load_pipeline(model, device=args.device, dtype=args.dtype)
     if args.model == "builtin:textures":
-        control_pipe = load_pipeline(model, str(builtin_path("builtin:textures-depth")), device=args.device,
-                                     dtype=args.dtype)
+        control_pipe = load_pipeline(
+            model, str(builtin_path("builtin:textures-depth")), device=args.device, dtype=args.dtype
+        )
         speed(pipe, control_pipe, args)
     loop_wrap(pipe)
     if args.speed:
         return
     t2vz = common.text2video_zero(pipe)
     classifier, config = load_classifier()
-    common.header("quality", args, f", {args.prompts} prompts × {args.frames} frames, {args.steps} DDIM steps, "
-                                   f"guidance {args.guidance}; classifier held-out accuracy: family "
-                                   f"{config['held_out_family_accuracy']}, colour {config['held_out_colour_accuracy']}")
+    common.header(
+        "quality",
+        args,
+        f", {args.prompts} prompts × {args.frames} frames, {args.steps} DDIM steps, "
+        f"guidance {args.guidance}; classifier held-out accuracy: family "
+        f"{config['held_out_family_accuracy']}, colour {config['held_out_colour_accuracy']}",
+    )
     items = prompts(args.prompts)
     results = {m: evaluate(m, pipe, t2vz, classifier, items, args) for m in METHODS}
     table(results, "methods (same prompts and seeds)")
     if not args.no_sweep:
         sweep_items = prompts(args.sweep_prompts)
-        sweeps = {"λ (μ=0.98)": [(lam, evaluate("zs2", pipe, t2vz, classifier, sweep_items, args, lam=lam))
-                                 for lam in LAMBDAS],
-                  "μ (λ=0.01)": [(mu, evaluate("zs2", pipe, t2vz, classifier, sweep_items, args, mu=mu))
-                                 for mu in MUS]}
+        sweeps = {
+            "λ (μ=0.98)": [
+                (lam, evaluate("zs2", pipe, t2vz, classifier, sweep_items, args, lam=lam)) for lam in LAMBDAS
+            ],
+            "μ (λ=0.01)": [(mu, evaluate("zs2", pipe, t2vz, classifier, sweep_items, args, mu=mu)) for mu in MUS],
+        }
         for name, points in sweeps.items():
             table({f"{name.split()[0]}={v}": r for v, r in points}, f"sweep {name}, {len(sweep_items)} prompts")
         plot(sweeps)
     z, ind = results["zs2"], results["independent"]
-    print(f"zs2 vs independent: warp error {z['warp']:.4f} vs {ind['warp']:.4f}, spectrum corr "
-          f"{z['spec']:.3f} vs {ind['spec']:.3f}, family acc {z['family']:.2f} vs {ind['family']:.2f}")
+    print(
+        f"zs2 vs independent: warp error {z['warp']:.4f} vs {ind['warp']:.4f}, spectrum corr "
+        f"{z['spec']:.3f} vs {ind['spec']:.3f}, family acc {z['family']:.2f} vs {ind['family']:.2f}"
+    )
 
 
 if __name__ == "__main__":

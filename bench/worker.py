@@ -28,9 +28,19 @@ import common
 
 
 def make_job(args, job_id: str, output_dir: str) -> dict:
-    return {"id": job_id, "prompt": common.PROMPT, "model": args.model, "output_dir": output_dir,
-            "frames": args.frames, "width": args.size, "height": args.size, "steps": args.steps, "seed": 0,
-            "device": args.device, "dtype": args.dtype}
+    return {
+        "id": job_id,
+        "prompt": common.PROMPT,
+        "model": args.model,
+        "output_dir": output_dir,
+        "frames": args.frames,
+        "width": args.size,
+        "height": args.size,
+        "steps": args.steps,
+        "seed": 0,
+        "device": args.device,
+        "dtype": args.dtype,
+    }
 
 
 def through_worker(client, job: dict) -> dict:
@@ -48,8 +58,7 @@ def through_worker(client, job: dict) -> dict:
         raise RuntimeError(f"worker refused the job: {event.message} ({event.hint})")
     marks["accepted"] = time.perf_counter() - start
     while True:
-        event = client.wait_for(lambda e: ours(e) and e.type in ("progress", "done", "error", "cancelled"),
-                                timeout=600)
+        event = client.wait_for(lambda e: ours(e) and e.type in ("progress", "done", "error", "cancelled"), timeout=600)
         now = time.perf_counter() - start
         if event.type == "progress" and event.stage == "denoise" and "first_denoise" not in marks:
             marks["first_denoise"] = now
@@ -92,9 +101,12 @@ def main(argv=None) -> int:
     from zss_core.client import WorkerClient
     from zss_core.models import load_pipeline
 
-    common.header("worker: generator process vs in-process run_job", args,
-                  f", model {args.model}, job of {args.frames} frames {args.size}x{args.size}, {args.steps} steps, "
-                  f"{args.repeats} warm jobs per path")
+    common.header(
+        "worker: generator process vs in-process run_job",
+        args,
+        f", model {args.model}, job of {args.frames} frames {args.size}x{args.size}, {args.steps} steps, "
+        f"{args.repeats} warm jobs per path",
+    )
     env = dict(os.environ)
     env.setdefault("ZSS_LOG_LEVEL", "WARNING")
     if args.threads:
@@ -114,8 +126,11 @@ def main(argv=None) -> int:
             for r in range(args.repeats):
                 worker_runs.append(through_worker(client, make_job(args, f"worker-{r}", tmp)))
                 local_runs.append(in_process(pipe, make_job(args, f"inproc-{r}", tmp)))
-                print(f"  run {r + 1}/{args.repeats}: worker {worker_runs[-1]['total']:.3f} s, "
-                      f"in-process {local_runs[-1]['total']:.3f} s", flush=True)
+                print(
+                    f"  run {r + 1}/{args.repeats}: worker {worker_runs[-1]['total']:.3f} s, "
+                    f"in-process {local_runs[-1]['total']:.3f} s",
+                    flush=True,
+                )
         finally:
             client.stop()
 
@@ -125,13 +140,17 @@ def main(argv=None) -> int:
     rows = [
         ["worker start-up (start → ready)", startup * 1e3, None],
         ["generate → accepted", med(worker_runs, "accepted") * 1e3, None],
-        ["generate → first denoise progress", med(worker_runs, "first_denoise") * 1e3,
-         med(local_runs, "first_denoise") * 1e3],
+        [
+            "generate → first denoise progress",
+            med(worker_runs, "first_denoise") * 1e3,
+            med(local_runs, "first_denoise") * 1e3,
+        ],
         ["generate → done / run_job", med(worker_runs, "total") * 1e3, med(local_runs, "total") * 1e3],
         ["run_job inside the worker (done.seconds)", med(worker_runs, "worker_seconds") * 1e3, None],
     ]
-    common.print_table(["warm job, medians", "worker ms", "in-process ms"], rows, digits=1,
-                       title="Latency and wall time (ms)")
+    common.print_table(
+        ["warm job, medians", "worker ms", "in-process ms"], rows, digits=1, title="Latency and wall time (ms)"
+    )
     transport = med(worker_runs, "total") - med(worker_runs, "worker_seconds")
     print(f"protocol + event transport outside run_job: {transport * 1e3:.1f} ms per job")
     print(f"worker overhead = {med(worker_runs, 'total') / med(local_runs, 'total'):.2f}")

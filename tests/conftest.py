@@ -43,8 +43,13 @@ def extension_zip(tmp_path_factory):
     """The extension zip as `make zip` builds it: tools/build_extension.py under Python with no
     site-packages (-S), so the build needs nothing beyond the standard library (no bpy, no venv)."""
     out = tmp_path_factory.mktemp("dist")
-    result = subprocess.run([sys.executable, "-S", str(ROOT / "tools" / "build_extension.py"), "--output-dir",
-                             str(out)], check=False, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-S", str(ROOT / "tools" / "build_extension.py"), "--output-dir", str(out)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     zip_path = result.stdout.strip().splitlines()[-1]
     assert zip_path == str(out / "zs2_video-0.1.0.zip") and os.path.isfile(zip_path)

@@ -40,7 +40,7 @@ def emit_slowly(kind, **fields):
         sys.stdout.write(line[: len(line) // 2])
         sys.stdout.flush()
         time.sleep(float(os.environ.get("FAKE_WORKER_DELAY", "5")))
-        sys.stdout.write(line[len(line) // 2:])
+        sys.stdout.write(line[len(line) // 2 :])
         sys.stdout.flush()
 
 
@@ -55,8 +55,16 @@ def run_job(job):
             return
         time.sleep(STEP_SECONDS)
         elapsed = time.monotonic() - started
-        emit("progress", id=job_id, step=step, total=steps, fraction=step / steps,
-             elapsed=elapsed, eta=elapsed / step * (steps - step), stage="denoise")
+        emit(
+            "progress",
+            id=job_id,
+            step=step,
+            total=steps,
+            fraction=step / steps,
+            elapsed=elapsed,
+            eta=elapsed / step * (steps - step),
+            stage="denoise",
+        )
         if MODE == "die_midjob":
             sys.stderr.write("fake worker: simulated crash in the middle of a job\n")
             sys.stderr.flush()
@@ -64,8 +72,16 @@ def run_job(job):
     paths = [os.path.join(folder, f"frame_{i + 1:04d}.png") for i in range(frames)]
     for i, path in enumerate(paths):
         emit("frame", id=job_id, index=i, path=path)
-    emit("done", id=job_id, frames=paths, video=os.path.join(folder, "clip.mp4"), contact_sheet=None,
-         manifest=os.path.join(folder, "job.json"), seconds=time.monotonic() - started, model_load_seconds=0)
+    emit(
+        "done",
+        id=job_id,
+        frames=paths,
+        video=os.path.join(folder, "clip.mp4"),
+        contact_sheet=None,
+        manifest=os.path.join(folder, "job.json"),
+        seconds=time.monotonic() - started,
+        model_load_seconds=0,
+    )
 
 
 def job_loop():
@@ -89,8 +105,17 @@ def main():
         sys.stderr.flush()
     if MODE == "stubborn":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    emit("ready", id=None, protocol=1, versions={"python": sys.version.split()[0], "zss": "fake"},
-         device="cpu", dtype="float32", gpu_free_bytes=None, gpu_total_bytes=None, pid=os.getpid())
+    emit(
+        "ready",
+        id=None,
+        protocol=1,
+        versions={"python": sys.version.split()[0], "zss": "fake"},
+        device="cpu",
+        dtype="float32",
+        gpu_free_bytes=None,
+        gpu_total_bytes=None,
+        pid=os.getpid(),
+    )
     runner = threading.Thread(target=job_loop, daemon=True)
     runner.start()
     known = set()
@@ -106,8 +131,15 @@ def main():
             if msg["id"] in known:
                 _cancelled.add(msg["id"])
             else:
-                emit("error", id=msg["id"], code="unknown_job", message=f"no job {msg['id']!r}",
-                     hint="", field="id", problems=None)
+                emit(
+                    "error",
+                    id=msg["id"],
+                    code="unknown_job",
+                    message=f"no job {msg['id']!r}",
+                    hint="",
+                    field="id",
+                    problems=None,
+                )
         elif msg["type"] == "shutdown" and MODE != "stubborn":
             break
     while MODE == "stubborn":

@@ -4,10 +4,15 @@ import pytest
 import torch
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from diffusers.pipelines.deprecated.text_to_video_synthesis.pipeline_text_to_video_zero import (
-    CrossFrameAttnProcessor2_0)
+    CrossFrameAttnProcessor2_0,
+)
 
-from zss_core.attention import (TemporalMomentumAttnProcessor, TemporalState, momentum_weights,
-                                temporal_momentum_attention)
+from zss_core.attention import (
+    TemporalMomentumAttnProcessor,
+    TemporalState,
+    momentum_weights,
+    temporal_momentum_attention,
+)
 
 
 @pytest.mark.parametrize("mu", [0.0, 0.3, 0.98, 1.0, [0.2, 0.9, 0.5, 1.0, 0.0]])
@@ -90,8 +95,9 @@ def test_four_dimensional_input_with_group_norm():
     attn = Attention(query_dim=32, heads=2, dim_head=16, norm_num_groups=8, residual_connection=True).eval()
     hidden = torch.randn(3, 32, 4, 4)
     state = TemporalState(mu=[0.0] * 3, start=0, count=3)
-    assert torch.allclose(run(attn, AttnProcessor2_0(), hidden), run(attn, TemporalMomentumAttnProcessor(state), hidden),
-                          atol=1e-6)
+    assert torch.allclose(
+        run(attn, AttnProcessor2_0(), hidden), run(attn, TemporalMomentumAttnProcessor(state), hidden), atol=1e-6
+    )
 
 
 def test_chunks_carry_momentum_exactly():
@@ -138,7 +144,6 @@ def test_install_only_self_attention_and_restore(tiny_control_pipe):
 def test_processors_restored_after_an_exception(tiny_pipe):
     unet = tiny_pipe.unet
     before = dict(unet.attn_processors)
-    with pytest.raises(KeyError):
-        with temporal_momentum_attention([unet], TemporalState(mu=[0.5])):
-            raise KeyError("boom")
+    with pytest.raises(KeyError), temporal_momentum_attention([unet], TemporalState(mu=[0.5])):
+        raise KeyError("boom")
     assert all(unet.attn_processors[n] is p for n, p in before.items())

@@ -23,7 +23,9 @@ try:
 except (FileNotFoundError, AssertionError) as exc:  # weights not committed yet: nothing to measure
     pytest.skip(f"built-in texture weights are not installed: {exc}", allow_module_level=True)
 
-from train.textures import COLOURS, FAMILIES, FAMILY_WORDS, control_maps, make_batch  # noqa: E402
+import itertools
+
+from train.textures import COLOURS, FAMILIES, FAMILY_WORDS, control_maps, make_batch
 
 # 16 prompts: every family twice and every colour twice, each pair (family, colour) once.
 PROMPTS = [(f, (f * 3 + k * 5) % 8) for f in range(8) for k in range(2)]
@@ -56,13 +58,23 @@ def test_loads_offline_and_samples_8_frames(pipes, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     text, control = pipes
     assert text.vae_scale_factor == 4 and text.unet.config.sample_size == 16
-    clip = sample_video(text, "orange wood rings", frames=8, width=64, height=64, steps=STEPS, guidance=GUIDANCE,
-                        seed=1)
+    clip = sample_video(
+        text, "orange wood rings", frames=8, width=64, height=64, steps=STEPS, guidance=GUIDANCE, seed=1
+    )
     assert len(clip.frames) == 8 and clip.frames[0].size == (64, 64)
     heights = make_batch(5, 8)[1]
     maps = control_maps(heights)
-    clip = sample_video(control, "green marble veins", frames=8, width=64, height=64, steps=STEPS,
-                        guidance=GUIDANCE, control_images=maps, seed=1)
+    clip = sample_video(
+        control,
+        "green marble veins",
+        frames=8,
+        width=64,
+        height=64,
+        steps=STEPS,
+        guidance=GUIDANCE,
+        control_images=maps,
+        seed=1,
+    )
     assert len(clip.frames) == 8
 
 
@@ -70,13 +82,22 @@ def test_single_frames_follow_the_prompt(pipes, classifier):
     text, _ = pipes
     model, config = classifier
     generator = torch.Generator("cpu").manual_seed(0)
-    images = text(PROMPT_TEXT, num_inference_steps=STEPS, guidance_scale=GUIDANCE, height=64, width=64,
-                  generator=generator, output_type="np").images
+    images = text(
+        PROMPT_TEXT,
+        num_inference_steps=STEPS,
+        guidance_scale=GUIDANCE,
+        height=64,
+        width=64,
+        generator=generator,
+        output_type="np",
+    ).images
     fam, col = classify(model, list(images))
     family_acc = float(np.mean(fam == [f for f, _ in PROMPTS]))
     colour_acc = float(np.mean(col == [c for _, c in PROMPTS]))
-    print(f"family {family_acc:.2f}, colour {colour_acc:.2f} (classifier held out: "
-          f"{config['held_out_family_accuracy']}, {config['held_out_colour_accuracy']})")
+    print(
+        f"family {family_acc:.2f}, colour {colour_acc:.2f} (classifier held out: "
+        f"{config['held_out_family_accuracy']}, {config['held_out_colour_accuracy']})"
+    )
     assert family_acc >= FAMILY_MIN, f"family accuracy {family_acc:.2f}"
     assert colour_acc >= COLOUR_MIN, f"colour accuracy {colour_acc:.2f}"
 
@@ -92,8 +113,18 @@ def test_depth_controlnet_follows_its_control_map(pipes):
     _, control = pipes
     _, heights, _, _, _ = make_batch(11, 8)
     maps = control_maps(heights)
-    clip = sample_video(control, "blue marble veins", frames=8, width=64, height=64, steps=STEPS,
-                        guidance=GUIDANCE, control_images=maps, seed=3, output_type="np")
+    clip = sample_video(
+        control,
+        "blue marble veins",
+        frames=8,
+        width=64,
+        height=64,
+        steps=STEPS,
+        guidance=GUIDANCE,
+        control_images=maps,
+        seed=3,
+        output_type="np",
+    )
     luma = [f @ np.array([0.299, 0.587, 0.114]) for f in clip.frames]
     matched = np.mean([_corr(luma[i], heights[i]) for i in range(8)])
     shuffled = np.mean([_corr(luma[i], heights[(i + 3) % 8]) for i in range(8)])
@@ -106,10 +137,20 @@ def test_looping_prompt_schedule_does_not_jump_at_the_wrap(pipes):
     from zss_core.sampler import sample_video
 
     text, _ = pipes
-    clip = sample_video(text, [(0, "red bricks"), (4, "blue marble veins")], frames=8, width=64, height=64,
-                        steps=STEPS, guidance=GUIDANCE, seed=0, loop=True, output_type="np")
+    clip = sample_video(
+        text,
+        [(0, "red bricks"), (4, "blue marble veins")],
+        frames=8,
+        width=64,
+        height=64,
+        steps=STEPS,
+        guidance=GUIDANCE,
+        seed=0,
+        loop=True,
+        output_type="np",
+    )
     frames = [np.asarray(f, dtype=np.float32) * 255 for f in clip.frames]
-    neighbours = [float(np.abs(b - a).mean()) for a, b in zip(frames, frames[1:])]
+    neighbours = [float(np.abs(b - a).mean()) for a, b in itertools.pairwise(frames)]
     wrap = float(np.abs(frames[0] - frames[-1]).mean())
     print(f"frame difference: wrap {wrap:.1f}, neighbours mean {np.mean(neighbours):.1f}, max {max(neighbours):.1f}")
     assert wrap <= max(neighbours)  # before the fix the wrap was the clip's largest jump by far

@@ -18,8 +18,22 @@ def run_cli(*args):
 
 
 def test_generate_writes_frames_video_sheet_and_manifest(tmp_path):
-    proc = run_cli("generate", "a red brick wall", "--model", "tiny", "--frames", "8", "--size", "64x64",
-                   "--steps", "3", "--out", str(tmp_path), "--id", "clip1")
+    proc = run_cli(
+        "generate",
+        "a red brick wall",
+        "--model",
+        "tiny",
+        "--frames",
+        "8",
+        "--size",
+        "64x64",
+        "--steps",
+        "3",
+        "--out",
+        str(tmp_path),
+        "--id",
+        "clip1",
+    )
     assert proc.returncode == 0, proc.stderr
     job_dir = tmp_path / "clip1"
     assert proc.stdout.strip() == str(job_dir)
@@ -42,11 +56,30 @@ def test_generate_with_depth_control(tmp_path):
     depth.mkdir()
     for i in range(3):
         Image.fromarray(np.full((64, 64), 40 * i, np.uint8)).save(depth / f"d{i}.png")
-    code = main(["generate", "x", "--frames", "3", "--size", "64x64", "--steps", "2", "--control-depth", str(depth),
-                 "--out", str(tmp_path / "out"), "--id", "c"])
+    code = main(
+        [
+            "generate",
+            "x",
+            "--frames",
+            "3",
+            "--size",
+            "64x64",
+            "--steps",
+            "2",
+            "--control-depth",
+            str(depth),
+            "--out",
+            str(tmp_path / "out"),
+            "--id",
+            "c",
+        ]
+    )
     assert code == 0
     assert sorted(p.name for p in (tmp_path / "out" / "c" / "control").iterdir()) == [
-        "control_0001.png", "control_0002.png", "control_0003.png"]
+        "control_0001.png",
+        "control_0002.png",
+        "control_0003.png",
+    ]
 
 
 def test_manifest_points_at_the_kept_control_copies(tmp_path):
@@ -59,8 +92,26 @@ def test_manifest_points_at_the_kept_control_copies(tmp_path):
     staging.mkdir()
     for i in range(3):
         Image.fromarray(np.full((64, 64), 60 * i, np.uint8)).save(staging / f"depth_{i}.png")
-    code = main(["generate", "x", "--model", "tiny", "--frames", "3", "--size", "64x64", "--steps", "2",
-                 "--control-depth", str(staging), "--out", str(tmp_path / "out"), "--id", "kept"])
+    code = main(
+        [
+            "generate",
+            "x",
+            "--model",
+            "tiny",
+            "--frames",
+            "3",
+            "--size",
+            "64x64",
+            "--steps",
+            "2",
+            "--control-depth",
+            str(staging),
+            "--out",
+            str(tmp_path / "out"),
+            "--id",
+            "kept",
+        ]
+    )
     assert code == 0
     shutil.rmtree(staging)  # what the add-on does with its staging folder once the job is done
     job_dir = tmp_path / "out" / "kept"
@@ -74,14 +125,17 @@ def test_manifest_points_at_the_kept_control_copies(tmp_path):
     assert Job.from_dict(rerun).control.images == images  # the folder alone reproduces the clip
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--frames", "0"], "frames"),
-    (["--size", "65x64"], "width"),
-    (["--mu", "1.5"], "mu"),
-    (["--lam", "-0.1"], "lam"),
-    (["--control-depth", "/nonexistent/dir/*.png"], "control-depth"),
-    (["--frames", "3", "--control-depth", "{depth2}"], "control.images"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--frames", "0"], "frames"),
+        (["--size", "65x64"], "width"),
+        (["--mu", "1.5"], "mu"),
+        (["--lam", "-0.1"], "lam"),
+        (["--control-depth", "/nonexistent/dir/*.png"], "control-depth"),
+        (["--frames", "3", "--control-depth", "{depth2}"], "control.images"),
+    ],
+)
 def test_bad_input_exits_nonzero_and_writes_nothing(tmp_path, capsys, args, message):
     depth = tmp_path / "d2"
     depth.mkdir()
@@ -89,8 +143,11 @@ def test_bad_input_exits_nonzero_and_writes_nothing(tmp_path, capsys, args, mess
         Image.new("L", (64, 64)).save(depth / f"{i}.png")
     args = [a.replace("{depth2}", str(depth)) for a in args]
     out = tmp_path / "out"
-    code = main(["generate", "p", "--size", "64x64", "--steps", "2", "--out", str(out), *args]
-                if "--size" not in args else ["generate", "p", "--steps", "2", "--out", str(out), *args])
+    code = main(
+        ["generate", "p", "--size", "64x64", "--steps", "2", "--out", str(out), *args]
+        if "--size" not in args
+        else ["generate", "p", "--steps", "2", "--out", str(out), *args]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert message in err and err.startswith("zss: error:")
@@ -98,8 +155,28 @@ def test_bad_input_exits_nonzero_and_writes_nothing(tmp_path, capsys, args, mess
 
 
 def test_loop_tile_and_prompt_travel_reach_the_manifest(tmp_path):
-    code = main(["generate", "a forest", "--prompt-at", "3", "a desert", "--loop", "--tile", "x", "--frames", "4",
-                 "--size", "64x64", "--steps", "2", "--out", str(tmp_path), "--id", "t"])
+    code = main(
+        [
+            "generate",
+            "a forest",
+            "--prompt-at",
+            "3",
+            "a desert",
+            "--loop",
+            "--tile",
+            "x",
+            "--frames",
+            "4",
+            "--size",
+            "64x64",
+            "--steps",
+            "2",
+            "--out",
+            str(tmp_path),
+            "--id",
+            "t",
+        ]
+    )
     assert code == 0
     job = json.loads((tmp_path / "t" / "job.json").read_text())["job"]
     assert job["loop"] is True and job["tile_x"] is True and job["tile_y"] is False

@@ -10,8 +10,15 @@ import time
 import pytest
 
 from zss_core import protocol as p
-from zss_core.client import (PACKAGE_PARENT, GeneratorClient, LocalClient, WorkerClient, WorkerNotRunning,
-                             WorkerStartError, child_env)
+from zss_core.client import (
+    PACKAGE_PARENT,
+    GeneratorClient,
+    LocalClient,
+    WorkerClient,
+    WorkerNotRunning,
+    WorkerStartError,
+    child_env,
+)
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 # poll_events while a real worker writes: the budget for a whole panel poll is 5 ms. On a loaded
@@ -41,8 +48,15 @@ def make_client():
 
 
 def job(job_id="j1", **kw):
-    return {"id": job_id, "prompt": "a wall", "model": "tiny", "output_dir": "/tmp/zss-test",
-            "steps": 3, "frames": 2, **kw}
+    return {
+        "id": job_id,
+        "prompt": "a wall",
+        "model": "tiny",
+        "output_dir": "/tmp/zss-test",
+        "steps": 3,
+        "frames": 2,
+        **kw,
+    }
 
 
 def is_type(kind, job_id=None):
@@ -300,10 +314,14 @@ def test_context_manager(make_client):
 
 
 def test_client_imports_without_torch():
-    code = ("import sys, zss_core, zss_core.client, zss_core.protocol; "
-            "bad = [m for m in ('torch', 'numpy', 'bpy') if m in sys.modules]; "
-            "assert not bad, bad")
-    result = subprocess.run([sys.executable, "-c", code], check=False, cwd=REPO, capture_output=True, text=True, timeout=60)
+    code = (
+        "import sys, zss_core, zss_core.client, zss_core.protocol; "
+        "bad = [m for m in ('torch', 'numpy', 'bpy') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], check=False, cwd=REPO, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -318,8 +336,18 @@ def test_local_client_is_a_generator_client():
     assert client.ready is None and client.pending == [] and client.diagnostics() == ""
     with pytest.raises(TypeError, match="abstract"):
         GeneratorClient()  # the seam itself cannot run anything
-    assert {"start", "wait_ready", "submit", "poll_events", "cancel", "close", "is_alive", "describe",
-            "diagnostics", "pending"} <= GeneratorClient.__abstractmethods__
+    assert {
+        "start",
+        "wait_ready",
+        "submit",
+        "poll_events",
+        "cancel",
+        "close",
+        "is_alive",
+        "describe",
+        "diagnostics",
+        "pending",
+    } <= GeneratorClient.__abstractmethods__
 
 
 def test_child_env_puts_the_package_parent_first():
@@ -330,8 +358,15 @@ def test_child_env_puts_the_package_parent_first():
     assert given["PYTHONPATH"] == os.pathsep.join(["/first", "/second"])  # the caller's dict is untouched
     assert child_env()["PYTHONPATH"].split(os.pathsep)[0] == PACKAGE_PARENT  # default: this process's env
     code = "import zss_core, sys; print(zss_core.__file__)"
-    result = subprocess.run([sys.executable, "-c", code], check=True, cwd=TESTS_DIR, capture_output=True,
-                            text=True, timeout=60, env=child_env({"PATH": os.environ.get("PATH", "")}))
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        check=True,
+        cwd=TESTS_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=child_env({"PATH": os.environ.get("PATH", "")}),
+    )
     assert result.stdout.strip() == os.path.join(PACKAGE_PARENT, "zss_core", "__init__.py")
 
 
@@ -422,8 +457,18 @@ def test_poll_stays_short_while_a_real_worker_writes(tmp_path):
     client = LocalClient(sys.executable)
     try:
         client.wait_ready(timeout=120)
-        client.submit({"id": "poll", "prompt": "a brick wall", "model": "tiny", "frames": 16, "width": 64,
-                       "height": 64, "steps": 4, "output_dir": str(tmp_path)})
+        client.submit(
+            {
+                "id": "poll",
+                "prompt": "a brick wall",
+                "model": "tiny",
+                "frames": 16,
+                "width": 64,
+                "height": 64,
+                "steps": 4,
+                "output_dir": str(tmp_path),
+            }
+        )
         durations = []
         seen = []
         deadline = time.monotonic() + 120
@@ -440,8 +485,10 @@ def test_poll_stays_short_while_a_real_worker_writes(tmp_path):
     durations.sort()
     longest, median = durations[-1], durations[len(durations) // 2]
     over = [d for d in durations if d > POLL_BUDGET_S]
-    summary = (f"{len(durations)} polls: median {median * 1e3:.3f} ms, longest {longest * 1e3:.2f} ms, "
-               f"{len(over)} over {POLL_BUDGET_S * 1e3:g} ms")
+    summary = (
+        f"{len(durations)} polls: median {median * 1e3:.3f} ms, longest {longest * 1e3:.2f} ms, "
+        f"{len(over)} over {POLL_BUDGET_S * 1e3:g} ms"
+    )
     print(summary)
     assert median < 0.001, summary
     assert len(over) <= POLL_OVER_BUDGET_SHARE * len(durations) and longest < POLL_WORST_S, summary

@@ -1,5 +1,6 @@
 """Seamless loops, tileable frames and prompt travel (issue 6), on noise, processors and the tiny model."""
 
+import itertools
 import math
 
 import numpy as np
@@ -44,6 +45,7 @@ def seam_ratio(image, axis):
 
 # --- loop noise -----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("lam", [0.01, 0.1])
 def test_loop_noise_marginals_and_neighbour_divergence_including_the_wrap(lam):
     frames = 12
@@ -76,6 +78,7 @@ def test_loop_noise_closes_the_wrap_gap_that_the_chain_leaves_open():
 
 # --- cyclic momentum -----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("mu", [0.0, 0.5, 0.98, 1.0])
 def test_cyclic_weights_rows_sum_to_one_and_are_circulant(mu):
     w = cyclic_momentum_weights(6, mu)
@@ -97,6 +100,7 @@ def test_cyclic_weights_identity_at_zero_and_recurrence_around_the_ring():
 
 # --- loops on the model --------------------------------------------------------------------------
 
+
 def test_loop_mode_closes_the_clip_on_decoded_frames(tiny_pipe):
     plain = sample_video(tiny_pipe, "waves", frames=8, lam=0.1, seed=0, output_type="np", **SIZE)
     looped = sample_video(tiny_pipe, "waves", frames=8, lam=0.1, seed=0, loop=True, output_type="np", **SIZE)
@@ -113,6 +117,7 @@ def test_loop_mode_in_chunks_stays_close_to_the_whole_loop(tiny_pipe):
 
 
 # --- tiling --------------------------------------------------------------------------------------
+
 
 def test_tiled_unet_commutes_with_circular_shifts(tiny_pipe):
     unet = tiny_pipe.unet
@@ -142,8 +147,9 @@ def test_tiled_frames_are_seamless_across_the_wrap(tiny_pipe):
             assert old_edge / inner.mean() < 1.2
             assert seam_ratio(frame, axis) < 1.2
     after = {name: m.padding for name, m in tiny_pipe.unet.named_modules() if isinstance(m, torch.nn.Conv2d)}
-    assert before == after and not any(m._forward_pre_hooks for m in tiny_pipe.unet.modules()
-                                       if isinstance(m, torch.nn.Conv2d))
+    assert before == after and not any(
+        m._forward_pre_hooks for m in tiny_pipe.unet.modules() if isinstance(m, torch.nn.Conv2d)
+    )
 
 
 def test_tiling_only_x_leaves_y_alone(tiny_pipe):
@@ -158,6 +164,7 @@ def test_tiling_only_x_leaves_y_alone(tiny_pipe):
 
 
 # --- prompt travel -------------------------------------------------------------------------------
+
 
 def test_schedule_normalization():
     assert normalize_schedule("a", 4) == [(0, "a")]
@@ -194,11 +201,11 @@ def test_prompt_travel_changes_the_clip_and_single_prompt_is_unchanged(tiny_pipe
     single = sample_video(tiny_pipe, "red bricks", frames=4, output_type="np", **SIZE).frames
     as_schedule = sample_video(tiny_pipe, [(0, "red bricks")], frames=4, output_type="np", **SIZE).frames
     assert all(np.array_equal(a, b) for a, b in zip(single, as_schedule))  # bit-identical
-    same_twice = sample_video(tiny_pipe, [(0, "red bricks"), (3, "red bricks")], frames=4, output_type="np",
-                              **SIZE).frames
+    same_twice = sample_video(
+        tiny_pipe, [(0, "red bricks"), (3, "red bricks")], frames=4, output_type="np", **SIZE
+    ).frames
     assert max(float(np.abs(a - b).max()) for a, b in zip(single, same_twice)) < 1e-5
-    travel = sample_video(tiny_pipe, [(0, "red bricks"), (3, "blue water")], frames=4, output_type="np",
-                          **SIZE).frames
+    travel = sample_video(tiny_pipe, [(0, "red bricks"), (3, "blue water")], frames=4, output_type="np", **SIZE).frames
     # TMA is causal: frame 0 sees only itself and its key prompt, so it is the single-prompt frame 0.
     assert float(np.abs(travel[0] - single[0]).max()) < 1e-5
     assert float(np.abs(travel[3] - single[3]).max()) > 1e-3
@@ -214,9 +221,10 @@ def test_mu_lists_for_clips_and_loops():
 
 # --- prompt travel around a loop (bug 5: the schedule wraps with the loop) -------------------------
 
+
 def _weight_steps(weights):
     """Largest change of any key's weight between neighbouring frames, and across the wrap."""
-    steps = [max(abs(x - y) for x, y in zip(a, b)) for a, b in zip(weights, weights[1:])]
+    steps = [max(abs(x - y) for x, y in zip(a, b)) for a, b in itertools.pairwise(weights)]
     return max(steps), max(abs(x - y) for x, y in zip(weights[-1], weights[0]))
 
 

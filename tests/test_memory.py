@@ -14,9 +14,15 @@ from zss_core.runner import JobError, auto_chunk, run_job
 from zss_core.worker import EventWriter, Worker
 
 
-@pytest.mark.parametrize("free, per_frame, frames", [
-    (24 * 2**30, 700 * 2**20, 64), (8 * 2**30, 3 * 2**30, 16), (2**30, 2**31, 8), (10**12, 10**6, 12),
-])
+@pytest.mark.parametrize(
+    "free, per_frame, frames",
+    [
+        (24 * 2**30, 700 * 2**20, 64),
+        (8 * 2**30, 3 * 2**30, 16),
+        (2**30, 2**31, 8),
+        (10**12, 10**6, 12),
+    ],
+)
 def test_auto_chunk_fits_the_free_memory(free, per_frame, frames):
     chunk = auto_chunk(free, per_frame, frames)
     assert 1 <= chunk <= frames
@@ -54,15 +60,16 @@ def oom_pipe():
 
 
 def make_job(tmp_path, job_id, **kw):
-    return dict(id=job_id, prompt="p", model="tiny", output_dir=str(tmp_path), frames=4, width=64, height=64,
-                steps=2, **kw)
+    return dict(
+        id=job_id, prompt="p", model="tiny", output_dir=str(tmp_path), frames=4, width=64, height=64, steps=2, **kw
+    )
 
 
 def test_out_of_memory_is_retried_once_with_half_the_chunk(oom_pipe, tmp_path):
     pipe, fake = oom_pipe
     outcome = run_job(Job.from_dict(make_job(tmp_path, "retry", chunk=4)), pipe)
     assert outcome.status == "done" and len(outcome.frames) == 4
-    assert 4 in fake.calls and max(fake.calls[fake.calls.index(4) + 1:]) == 2
+    assert 4 in fake.calls and max(fake.calls[fake.calls.index(4) + 1 :]) == 2
     manifest = json.loads((tmp_path / "retry" / "job.json").read_text())
     assert manifest["memory"]["retries"] == [{"chunk": 4, "error": "out of memory"}]
     assert manifest["memory"]["chunk"] == 2

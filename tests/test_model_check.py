@@ -27,7 +27,9 @@ def test_tiny_sd1_shaped_model_is_accepted(tiny_model_dir):
 
 def test_wrong_cross_attention_width_is_refused(tmp_path):
     path = save_variant(tmp_path, "wide", cross_attention_dim=64)
-    with pytest.raises(ModelIncompatible, match=r"cross-attention width \(64\) does not match the text encoder \(32\)") as info:
+    with pytest.raises(
+        ModelIncompatible, match=r"cross-attention width \(64\) does not match the text encoder \(32\)"
+    ) as info:
         load_pipeline(path, device="cpu")
     assert info.value.code == "model_incompatible" and "1.x" in info.value.hint
 
@@ -47,9 +49,15 @@ def test_wrong_latent_channels_are_refused(tmp_path):
 def test_mismatched_controlnet_is_refused(tmp_path, tiny_model_dir):
     from diffusers import ControlNetModel
 
-    cnet = ControlNetModel(block_out_channels=(32, 64), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-                           cross_attention_dim=48, layers_per_block=1, attention_head_dim=8, norm_num_groups=16,
-                           conditioning_embedding_out_channels=(16, 16, 16, 16))
+    cnet = ControlNetModel(
+        block_out_channels=(32, 64),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        cross_attention_dim=48,
+        layers_per_block=1,
+        attention_head_dim=8,
+        norm_num_groups=16,
+        conditioning_embedding_out_channels=(16, 16, 16, 16),
+    )
     cnet.save_pretrained(tmp_path / "cn48")
     with pytest.raises(ModelIncompatible, match="ControlNet does not match") as info:
         load_pipeline(str(tiny_model_dir), str(tmp_path / "cn48"), device="cpu")
@@ -64,11 +72,17 @@ def test_pickle_checkpoint_refused_by_default_and_explained(tmp_path):
     assert "Allow legacy pickle checkpoints" in info.value.hint
 
 
-@pytest.mark.parametrize("suffix, content", [
-    (".ckpt", {"state_dict": {}}),
-    (".pt", {"optimizer": {"lr": torch.tensor(0.1)}, "epoch": 3}),
-    (".bin", {"encoder.conv_in.weight": torch.zeros(8, 3, 3, 3), "decoder.conv_out.weight": torch.zeros(3, 8, 3, 3)}),
-])
+@pytest.mark.parametrize(
+    "suffix, content",
+    [
+        (".ckpt", {"state_dict": {}}),
+        (".pt", {"optimizer": {"lr": torch.tensor(0.1)}, "epoch": 3}),
+        (
+            ".bin",
+            {"encoder.conv_in.weight": torch.zeros(8, 3, 3, 3), "decoder.conv_out.weight": torch.zeros(3, 8, 3, 3)},
+        ),
+    ],
+)
 def test_a_pickle_that_is_not_a_model_is_named_as_such(tmp_path, monkeypatch, suffix, content):
     """Bug 4: such a file used to get the hub library's "download the config files" message."""
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
@@ -86,13 +100,13 @@ def test_a_pickle_that_is_not_a_model_is_named_as_such(tmp_path, monkeypatch, su
 def test_a_file_torch_cannot_open_is_named_as_such(tmp_path):
     path = tmp_path / "junk.pt"
     path.write_bytes(b"these bytes are no pickle")
-    with pytest.raises(ModelIncompatible, match="'junk.pt' is not a model file ZS² can read: torch cannot open it"):
+    with pytest.raises(ModelIncompatible, match=r"'junk.pt' is not a model file ZS² can read: torch cannot open it"):
         load_pipeline(str(path), device="cpu", allow_pickle=True)
 
 
 def test_a_safetensors_file_without_a_unet_is_not_a_model(tmp_path):
     path = fake_checkpoint(tmp_path / "vae.safetensors", {"encoder.conv_in.weight": (8, 3, 3, 3)})
-    with pytest.raises(ModelIncompatible, match="'vae.safetensors' is not a Stable Diffusion checkpoint"):
+    with pytest.raises(ModelIncompatible, match=r"'vae.safetensors' is not a Stable Diffusion checkpoint"):
         load_pipeline(str(path), device="cpu")
     assert inspect_checkpoint(path) == "sd1"  # as a ControlNet file (no UNet expected) it is not refused here
 
@@ -102,12 +116,15 @@ def fake_checkpoint(path, tensors):
     return path
 
 
-@pytest.mark.parametrize("tensors, message", [
-    ({"lora_unet_down_blocks_0_attentions_0.lora_down.weight": (4, 320)}, "LoRA"),
-    ({"conditioner.embedders.0.transformer.text_model.embeddings.position_ids": (1, 77)}, "SDXL"),
-    ({"model.diffusion_model.input_blocks.0.0.weight": (320, 9, 3, 3)}, "inpainting"),
-    ({"model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": (320, 1024)}, "2.x"),
-])
+@pytest.mark.parametrize(
+    "tensors, message",
+    [
+        ({"lora_unet_down_blocks_0_attentions_0.lora_down.weight": (4, 320)}, "LoRA"),
+        ({"conditioner.embedders.0.transformer.text_model.embeddings.position_ids": (1, 77)}, "SDXL"),
+        ({"model.diffusion_model.input_blocks.0.0.weight": (320, 9, 3, 3)}, "inpainting"),
+        ({"model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": (320, 1024)}, "2.x"),
+    ],
+)
 def test_single_file_checkpoints_are_classified_from_their_header(tmp_path, tensors, message):
     path = fake_checkpoint(tmp_path / "x.safetensors", tensors)
     with pytest.raises(ModelMismatch, match=message):
@@ -117,10 +134,15 @@ def test_single_file_checkpoints_are_classified_from_their_header(tmp_path, tens
 
 
 def test_sd1_single_file_header_passes(tmp_path):
-    path = fake_checkpoint(tmp_path / "sd1.safetensors", {
-        "model.diffusion_model.input_blocks.0.0.weight": (320, 4, 3, 3),
-        "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": (320, 768),
-    })
+    path = fake_checkpoint(
+        tmp_path / "sd1.safetensors",
+        {
+            "model.diffusion_model.input_blocks.0.0.weight": (320, 4, 3, 3),
+            "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": (320, 768),
+        },
+    )
     assert inspect_checkpoint(path) == "sd1"
-    assert set(read_safetensors_header(path)) == {"model.diffusion_model.input_blocks.0.0.weight",
-                                                  "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"}
+    assert set(read_safetensors_header(path)) == {
+        "model.diffusion_model.input_blocks.0.0.weight",
+        "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight",
+    }

@@ -3,8 +3,15 @@
 import pytest
 import torch
 
-from zss_core.models import (ModelError, ModelNotFound, build_tiny_pipeline, load_pipeline, resolve_device,
-                             resolve_dtype, set_scheduler)
+from zss_core.models import (
+    ModelError,
+    ModelNotFound,
+    build_tiny_pipeline,
+    load_pipeline,
+    resolve_device,
+    resolve_dtype,
+    set_scheduler,
+)
 
 
 def test_tiny_model_round_trips_through_save_pretrained(tiny_model_dir):
@@ -31,7 +38,7 @@ def test_missing_folder_is_a_clear_error(tmp_path):
 def test_corrupt_safetensors_file_is_a_clear_error(tmp_path):
     path = tmp_path / "broken.safetensors"
     path.write_bytes(b"\x00not a safetensors file" * 10)
-    with pytest.raises(ModelError, match="broken.safetensors") as info:
+    with pytest.raises(ModelError, match=r"broken.safetensors") as info:
         load_pipeline(str(path), device="cpu")
     assert info.value.code == "model_load_failed" and info.value.hint
 
@@ -56,9 +63,13 @@ def test_single_file_checkpoint_offline_says_it_needs_its_configuration(monkeypa
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     path = tmp_path / "sd15.safetensors"
-    save_file({"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(320, 4, 3, 3),
-               "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": torch.zeros(320, 768)},
-              str(path))
+    save_file(
+        {
+            "model.diffusion_model.input_blocks.0.0.weight": torch.zeros(320, 4, 3, 3),
+            "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": torch.zeros(320, 768),
+        },
+        str(path),
+    )
     with pytest.raises(ModelNotFound) as info:
         load_pipeline(str(path), device="cpu")
     assert "single-file checkpoint" in info.value.message and "not in the local cache" in info.value.message

@@ -57,7 +57,9 @@ def test_exact_search_hits_lambda(lam, search):
 
 def clips(lam, search="exact", seeds=4, frames=128):
     """``seeds`` seeded clips of ``frames`` frames of 4×64×64 latents (SD1.5 at 512²), stacked."""
-    return torch.stack([dependency_noise(frames, SHAPE, lam, search=search, generator=gen(seed)) for seed in range(seeds)])
+    return torch.stack(
+        [dependency_noise(frames, SHAPE, lam, search=search, generator=gen(seed)) for seed in range(seeds)]
+    )
 
 
 def chain_check(noise, lam):
@@ -112,8 +114,10 @@ def test_trend_standard_error_is_the_least_squares_one_for_independent_frames():
 
 
 def test_exact_search_draws_one_tensor_per_frame_whatever_the_candidates():
-    assert torch.equal(dependency_noise(4, SHAPE, 0.1, generator=gen(2), candidates=1),
-                       dependency_noise(4, SHAPE, 0.1, generator=gen(2), candidates=10))
+    assert torch.equal(
+        dependency_noise(4, SHAPE, 0.1, generator=gen(2), candidates=1),
+        dependency_noise(4, SHAPE, 0.1, generator=gen(2), candidates=10),
+    )
 
 
 def test_lambda_past_independence_is_pinned_at_the_independent_divergence():

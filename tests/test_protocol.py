@@ -11,8 +11,7 @@ from zss_core import protocol as p
 
 @pytest.fixture
 def good_job(tmp_path):
-    return {"id": "clip-001", "prompt": "a red brick wall", "model": "tiny",
-            "output_dir": str(tmp_path / "out")}
+    return {"id": "clip-001", "prompt": "a red brick wall", "model": "tiny", "output_dir": str(tmp_path / "out")}
 
 
 def control_images(tmp_path, n):
@@ -32,15 +31,35 @@ MESSAGES = [
     p.Ping(),
     p.Ping(id="p-1"),
     p.Shutdown(),
-    p.Ready(protocol=1, versions={"python": "3.11.7", "torch": None}, device="cuda:0", dtype="float16",
-            gpu_free_bytes=10**10, gpu_total_bytes=8 * 10**10, pid=1234),
+    p.Ready(
+        protocol=1,
+        versions={"python": "3.11.7", "torch": None},
+        device="cuda:0",
+        dtype="float16",
+        gpu_free_bytes=10**10,
+        gpu_total_bytes=8 * 10**10,
+        pid=1234,
+    ),
     p.Accepted(id="a", queue_position=2),
     p.Progress(id="a", step=3, total=30, fraction=0.1, elapsed=1.5, eta=None, stage="denoise"),
     p.Frame(id="a", index=0, path="/tmp/out/a/frame_0001.png"),
-    p.Done(id="a", frames=["f1.png", "f2.png"], video=None, contact_sheet="sheet.png",
-           manifest="job.json", seconds=12.5, model_load_seconds=3.0),
-    p.Error(code="bad_request", message="1 problem: frames: ...", hint="fix it", field="frames",
-            problems=[{"field": "frames", "message": "..."}], id="a"),
+    p.Done(
+        id="a",
+        frames=["f1.png", "f2.png"],
+        video=None,
+        contact_sheet="sheet.png",
+        manifest="job.json",
+        seconds=12.5,
+        model_load_seconds=3.0,
+    ),
+    p.Error(
+        code="bad_request",
+        message="1 problem: frames: ...",
+        hint="fix it",
+        field="frames",
+        problems=[{"field": "frames", "message": "..."}],
+        id="a",
+    ),
     p.Error(code="internal", message="boom"),
     p.Cancelled(id="a", frames=["f1.png"], manifest=None),
     p.Pong(id="p-1"),
@@ -109,8 +128,11 @@ BAD_LINES = [
     ('{"type": "progress", ' + PROGRESS.replace('"step":1', '"step":1.0') + ', "stage": "denoise"}', "step"),
     ('{"type": "progress", ' + PROGRESS + ', "stage": "warp"}', "stage"),
     ('{"type": "error", "id": null, "code": "oops", "message": "x"}', "code"),
-    ('{"type": "done", "id": "a", "frames": [1], "video": null, "contact_sheet": null, '
-     '"manifest": "m", "seconds": 1, "model_load_seconds": 0}', "frames[0]"),
+    (
+        '{"type": "done", "id": "a", "frames": [1], "video": null, "contact_sheet": null, '
+        '"manifest": "m", "seconds": 1, "model_load_seconds": 0}',
+        "frames[0]",
+    ),
     ('{"type": "ready", "protocol": 1}', "versions"),
 ]
 
@@ -146,10 +168,22 @@ def test_good_job_validates_and_round_trips(good_job, tmp_path):
 
 def test_full_job_round_trips(good_job, tmp_path):
     images = control_images(tmp_path, 4)
-    good_job.update(frames=4, width=64, height=96, guidance=3, lam=[0.0, 0.1, 0.2, 0.3], mu=[0.5, 0.6, 0.7],
-                    controlnet_model="lllyasviel/control_v11f1p_sd15_depth", chunk=2, fps=12,
-                    control={"type": "depth", "images": images, "scale": 0.5},
-                    outputs={"mp4": False}, device="cuda:1", dtype="bfloat16", scheduler="euler_a")
+    good_job.update(
+        frames=4,
+        width=64,
+        height=96,
+        guidance=3,
+        lam=[0.0, 0.1, 0.2, 0.3],
+        mu=[0.5, 0.6, 0.7],
+        controlnet_model="lllyasviel/control_v11f1p_sd15_depth",
+        chunk=2,
+        fps=12,
+        control={"type": "depth", "images": images, "scale": 0.5},
+        outputs={"mp4": False},
+        device="cuda:1",
+        dtype="bfloat16",
+        scheduler="euler_a",
+    )
     assert p.validate_job(good_job) == []
     job = p.Job.from_dict(good_job)
     assert job.control == p.Control(images=images, type="depth", scale=0.5)
@@ -394,20 +428,24 @@ def test_per_frame_rejects_wrong_length_on_a_hand_built_job(good_job):
 
 # ------------------------------------------------- loops, tiling, prompt travel
 
-@pytest.mark.parametrize("extra, field", [
-    ({"loop": "yes"}, "loop"),
-    ({"tile_x": 1}, "tile_x"),
-    ({"tile_y": None}, "tile_y"),
-    ({"prompt_interpolation": "cubic"}, "prompt_interpolation"),
-    ({"prompts": []}, "prompts"),
-    ({"prompts": "a"}, "prompts"),
-    ({"prompts": [{"frame": 8, "prompt": "x"}]}, "prompts[0].frame"),
-    ({"prompts": [{"frame": -1, "prompt": "x"}]}, "prompts[0].frame"),
-    ({"prompts": [{"frame": 2, "prompt": ""}]}, "prompts[0].prompt"),
-    ({"prompts": [{"frame": 2, "prompt": "a"}, {"frame": 2, "prompt": "b"}]}, "prompts[1].frame"),
-    ({"prompts": [{"frame": 2, "text": "a"}]}, "prompts[0].text"),
-    ({"prompts": ["a"]}, "prompts[0]"),
-])
+
+@pytest.mark.parametrize(
+    "extra, field",
+    [
+        ({"loop": "yes"}, "loop"),
+        ({"tile_x": 1}, "tile_x"),
+        ({"tile_y": None}, "tile_y"),
+        ({"prompt_interpolation": "cubic"}, "prompt_interpolation"),
+        ({"prompts": []}, "prompts"),
+        ({"prompts": "a"}, "prompts"),
+        ({"prompts": [{"frame": 8, "prompt": "x"}]}, "prompts[0].frame"),
+        ({"prompts": [{"frame": -1, "prompt": "x"}]}, "prompts[0].frame"),
+        ({"prompts": [{"frame": 2, "prompt": ""}]}, "prompts[0].prompt"),
+        ({"prompts": [{"frame": 2, "prompt": "a"}, {"frame": 2, "prompt": "b"}]}, "prompts[1].frame"),
+        ({"prompts": [{"frame": 2, "text": "a"}]}, "prompts[0].text"),
+        ({"prompts": ["a"]}, "prompts[0]"),
+    ],
+)
 def test_loop_tile_and_travel_fields_are_validated(good_job, extra, field):
     problems = p.validate_job({**good_job, **extra})
     assert field in [q.field for q in problems], problems
@@ -423,11 +461,23 @@ def test_prompt_schedule(good_job):
 
 
 def test_fields_with_default_factories_may_be_omitted_on_the_wire():
-    done = p.message_from_json('{"type": "done", "id": "a", "frames": [], "video": null, "contact_sheet": null, '
-                               '"manifest": "m", "seconds": 1, "model_load_seconds": 0}')
+    done = p.message_from_json(
+        '{"type": "done", "id": "a", "frames": [], "video": null, "contact_sheet": null, '
+        '"manifest": "m", "seconds": 1, "model_load_seconds": 0}'
+    )
     assert done.notes == [] and done.seconds == 1.0
-    assert p.message_from_json(p.Done(id="a", frames=[], video=None, contact_sheet=None, manifest="m", seconds=1.0,
-                                      model_load_seconds=0.0, notes=["retried"]).to_json()).notes == ["retried"]
+    assert p.message_from_json(
+        p.Done(
+            id="a",
+            frames=[],
+            video=None,
+            contact_sheet=None,
+            manifest="m",
+            seconds=1.0,
+            model_load_seconds=0.0,
+            notes=["retried"],
+        ).to_json()
+    ).notes == ["retried"]
 
 
 def test_download_request_needs_its_model():
@@ -440,12 +490,19 @@ def test_stdlib_modules_import_without_torch():
     import subprocess
     import sys
 
-    code = ("import sys; sys.modules['torch'] = None; sys.modules['numpy'] = None\n"
-            "from zss_core import defaults, protocol, schedule\n"
-            "assert protocol.per_frame is schedule.per_frame\n"
-            "assert protocol.NOISE_MODELS == defaults.NOISE_MODELS\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                            cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+    code = (
+        "import sys; sys.modules['torch'] = None; sys.modules['numpy'] = None\n"
+        "from zss_core import defaults, protocol, schedule\n"
+        "assert protocol.per_frame is schedule.per_frame\n"
+        "assert protocol.NOISE_MODELS == defaults.NOISE_MODELS\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]),
+    )
     assert result.returncode == 0, result.stderr
 
 

@@ -13,7 +13,9 @@ PROMPT = "a red brick wall"
 
 
 def max_diff(a, b):
-    return max(float(np.abs(np.asarray(x, dtype=np.float32) - np.asarray(y, dtype=np.float32)).max()) for x, y in zip(a, b))
+    return max(
+        float(np.abs(np.asarray(x, dtype=np.float32) - np.asarray(y, dtype=np.float32)).max()) for x, y in zip(a, b)
+    )
 
 
 def control_images(frames):
@@ -24,15 +26,18 @@ def control_images(frames):
 def test_one_frame_reproduces_the_plain_pipeline(tiny_pipe):
     latents = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(1))
     ours = sample_video(tiny_pipe, PROMPT, frames=1, latents=latents, output_type="np", **SIZE).frames
-    stock = tiny_pipe(PROMPT, width=64, height=64, num_inference_steps=4, latents=latents.clone(), output_type="np").images
+    stock = tiny_pipe(
+        PROMPT, width=64, height=64, num_inference_steps=4, latents=latents.clone(), output_type="np"
+    ).images
     assert max_diff(ours, stock) < 1e-6
 
 
 def test_mu_zero_reproduces_a_plain_batch(tiny_pipe):
     latents = torch.randn(3, 4, 8, 8, generator=torch.Generator().manual_seed(2))
     ours = sample_video(tiny_pipe, PROMPT, frames=3, latents=latents, mu=0.0, output_type="np", **SIZE).frames
-    stock = tiny_pipe([PROMPT] * 3, width=64, height=64, num_inference_steps=4, latents=latents.clone(),
-                      output_type="np").images
+    stock = tiny_pipe(
+        [PROMPT] * 3, width=64, height=64, num_inference_steps=4, latents=latents.clone(), output_type="np"
+    ).images
     assert max_diff(ours, stock) < 1e-6
 
 
@@ -55,18 +60,35 @@ def test_chunked_equals_unchunked(tiny_pipe, chunk):
 def test_chunked_equals_unchunked_with_controlnet(tiny_control_pipe, chunk):
     images = control_images(7)
     whole = sample_video(tiny_control_pipe, PROMPT, frames=7, seed=3, control_images=images, output_type="np", **SIZE)
-    parts = sample_video(tiny_control_pipe, PROMPT, frames=7, seed=3, control_images=images, chunk=chunk,
-                         output_type="np", **SIZE)
+    parts = sample_video(
+        tiny_control_pipe, PROMPT, frames=7, seed=3, control_images=images, chunk=chunk, output_type="np", **SIZE
+    )
     assert max_diff(whole.frames, parts.frames) < 1e-4
 
 
 def test_controlnet_one_frame_reproduces_the_stock_controlnet_pipeline(tiny_control_pipe):
     latents = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(5))
     image = control_images(1)
-    ours = sample_video(tiny_control_pipe, PROMPT, frames=1, latents=latents, control_images=image,
-                        control_scale=0.7, output_type="np", **SIZE).frames
-    stock = tiny_control_pipe(PROMPT, image=image[0], width=64, height=64, num_inference_steps=4,
-                              controlnet_conditioning_scale=0.7, latents=latents.clone(), output_type="np").images
+    ours = sample_video(
+        tiny_control_pipe,
+        PROMPT,
+        frames=1,
+        latents=latents,
+        control_images=image,
+        control_scale=0.7,
+        output_type="np",
+        **SIZE,
+    ).frames
+    stock = tiny_control_pipe(
+        PROMPT,
+        image=image[0],
+        width=64,
+        height=64,
+        num_inference_steps=4,
+        controlnet_conditioning_scale=0.7,
+        latents=latents.clone(),
+        output_type="np",
+    ).images
     assert max_diff(ours, stock) < 1e-6
 
 
@@ -104,8 +126,15 @@ def test_per_frame_lambda_and_mu(tiny_pipe):
 def test_progress_frames_and_processor_restore(tiny_pipe):
     before = dict(tiny_pipe.unet.attn_processors)
     steps, frames = [], []
-    sample_video(tiny_pipe, PROMPT, frames=5, chunk=2, progress=lambda s, t: steps.append((s, t)),
-                 on_frame=lambda i, f: frames.append((i, f.size)), **SIZE)
+    sample_video(
+        tiny_pipe,
+        PROMPT,
+        frames=5,
+        chunk=2,
+        progress=lambda s, t: steps.append((s, t)),
+        on_frame=lambda i, f: frames.append((i, f.size)),
+        **SIZE,
+    )
     assert steps == [(1, 4), (2, 4), (3, 4), (4, 4)]
     assert [i for i, _ in frames] == [0, 1, 2, 3, 4] and frames[0][1] == (64, 64)
     assert all(tiny_pipe.unet.attn_processors[n] is p for n, p in before.items())
@@ -137,8 +166,9 @@ def test_other_schedulers_keep_chunking_exact(scheduler):
 def test_eight_bit_control_arrays_mean_the_same_as_images(tiny_control_pipe):
     images = control_images(2)
     as_images = sample_video(tiny_control_pipe, PROMPT, frames=2, control_images=images, output_type="np", **SIZE)
-    as_arrays = sample_video(tiny_control_pipe, PROMPT, frames=2, control_images=[np.asarray(i) for i in images],
-                             output_type="np", **SIZE)
+    as_arrays = sample_video(
+        tiny_control_pipe, PROMPT, frames=2, control_images=[np.asarray(i) for i in images], output_type="np", **SIZE
+    )
     assert max_diff(as_images.frames, as_arrays.frames) < 1e-6
 
 

@@ -3,7 +3,6 @@
 import io
 import json
 import shutil
-import sys
 
 import pytest
 

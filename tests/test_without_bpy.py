@@ -16,8 +16,14 @@ WITHOUT_BPY = "import sys; sys.modules['bpy'] = None; import pytest; raise Syste
 
 
 def pytest_without_bpy(*args):
-    return subprocess.run([sys.executable, "-c", WITHOUT_BPY, "-p", "no:cacheprovider", *args],
-                          check=False, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", WITHOUT_BPY, "-p", "no:cacheprovider", *args],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_core_tests_collect_and_run_without_bpy():

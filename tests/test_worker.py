@@ -1,5 +1,6 @@
 """The worker as a real subprocess, driven through WorkerClient: order, reuse, cancel, crashes, bad input."""
 
+import itertools
 import json
 import os
 import signal
@@ -18,8 +19,16 @@ pytestmark = pytest.mark.slow
 
 
 def job(tmp_path, job_id, **overrides):
-    base = dict(id=job_id, prompt="a brick wall", model="tiny", output_dir=str(tmp_path / "out"), frames=4,
-                width=64, height=64, steps=3)
+    base = dict(
+        id=job_id,
+        prompt="a brick wall",
+        model="tiny",
+        output_dir=str(tmp_path / "out"),
+        frames=4,
+        width=64,
+        height=64,
+        steps=3,
+    )
     base.update(overrides)
     return base
 
@@ -79,7 +88,7 @@ def test_progress_goes_through_every_stage_in_order_with_a_falling_eta(client, t
     etas = [e.eta for e in progress if e.stage == "denoise" and e.step > 0]
     assert len(etas) == 10 and all(eta is not None and eta >= 0 for eta in etas)
     assert etas[-1] == 0.0 and etas[0] > etas[-2] >= 0
-    for before, after in zip(etas, etas[1:]):  # non-increasing, within the jitter of a shared machine
+    for before, after in itertools.pairwise(etas):  # non-increasing, within the jitter of a shared machine
         assert after <= before * 1.5 + 0.05, etas
     elapsed = [e.elapsed for e in progress]
     assert elapsed == sorted(elapsed)
@@ -131,38 +140,76 @@ def _bad_lines(tmp_path):
     def gen(**over):
         return json.dumps({"type": "generate", "job": job(tmp_path, "bad", **over)})
 
-    ctrl = lambda images, **c: dict(controlnet_model="tiny", control={"type": "depth", "images": images, **c})
+    def ctrl(images, **c):
+        return dict(controlnet_model="tiny", control={"type": "depth", "images": images, **c})
+
     lines = [
-        ("not json", None), ("{", None), ("[1, 2]", None), ('"text"', None), ("null", None),
-        ('{"type": "dance"}', "type"), ('{"no_type": 1}', "type"), ('{"type": "cancel"}', "id"),
-        ('{"type": "generate"}', "job"), ('{"type": "generate", "job": 5}', "job"),
+        ("not json", None),
+        ("{", None),
+        ("[1, 2]", None),
+        ('"text"', None),
+        ("null", None),
+        ('{"type": "dance"}', "type"),
+        ('{"no_type": 1}', "type"),
+        ('{"type": "cancel"}', "id"),
+        ('{"type": "generate"}', "job"),
+        ('{"type": "generate", "job": 5}', "job"),
         ('{"type": "ping", "id": 7}', "id"),
-        (gen(frames=0), "frames"), (gen(frames=-3), "frames"), (gen(frames=10**9), "frames"),
-        (gen(frames="8"), "frames"), (gen(frames=True), "frames"), (gen(frames=8.0), "frames"),
-        (gen(width=65), "width"), (gen(height=4096), "height"), (gen(width=0), "width"),
-        (gen(steps=0), "steps"), (gen(steps=10**6), "steps"), (gen(guidance=-1), "guidance"),
-        (gen(seed=-1), "seed"), (gen(lam=-0.1), "lam"), (gen(mu=1.5), "mu"), (gen(mu=[0.5, -0.1, 0.2]), "mu[1]"),
-        (gen(lam=[0.1, 0.2]), "lam"), (gen(lam=[0.1] * 2000), "lam"),
-        (gen(noise="pink"), "noise"), (gen(search="fast"), "search"), (gen(scheduler="magic"), "scheduler"),
-        (gen(dtype="float8"), "dtype"), (gen(device="tpu"), "device"),
-        (gen(id="../escape"), "id"), (gen(id="a/b"), "id"), (gen(id=""), "id"), (gen(id="x" * 65), "id"),
-        (gen(prompt=""), "prompt"), (gen(prompt="p" * 5000), "prompt"), (gen(typo_field=1), "typo_field"),
+        (gen(frames=0), "frames"),
+        (gen(frames=-3), "frames"),
+        (gen(frames=10**9), "frames"),
+        (gen(frames="8"), "frames"),
+        (gen(frames=True), "frames"),
+        (gen(frames=8.0), "frames"),
+        (gen(width=65), "width"),
+        (gen(height=4096), "height"),
+        (gen(width=0), "width"),
+        (gen(steps=0), "steps"),
+        (gen(steps=10**6), "steps"),
+        (gen(guidance=-1), "guidance"),
+        (gen(seed=-1), "seed"),
+        (gen(lam=-0.1), "lam"),
+        (gen(mu=1.5), "mu"),
+        (gen(mu=[0.5, -0.1, 0.2]), "mu[1]"),
+        (gen(lam=[0.1, 0.2]), "lam"),
+        (gen(lam=[0.1] * 2000), "lam"),
+        (gen(noise="pink"), "noise"),
+        (gen(search="fast"), "search"),
+        (gen(scheduler="magic"), "scheduler"),
+        (gen(dtype="float8"), "dtype"),
+        (gen(device="tpu"), "device"),
+        (gen(id="../escape"), "id"),
+        (gen(id="a/b"), "id"),
+        (gen(id=""), "id"),
+        (gen(id="x" * 65), "id"),
+        (gen(prompt=""), "prompt"),
+        (gen(prompt="p" * 5000), "prompt"),
+        (gen(typo_field=1), "typo_field"),
         (gen(control={"type": "depth", "images": [str(good_img)] * 4}), "controlnet_model"),
         (gen(**ctrl([str(good_img)] * 3)), "control.images"),
         (gen(**ctrl([str(good_img)] * 3 + [str(d / "missing.png")])), "control.images[3]"),
         (gen(**ctrl([str(good_img)] * 3 + [str(d)])), "control.images[3]"),
         (gen(**ctrl([str(good_img)] * 4, type="normal")), "control.type"),
         (gen(**ctrl([str(good_img)] * 4, scale=99)), "control.scale"),
-        (gen(output_dir=str(a_file)), "output_dir"), (gen(output_dir=str(a_file / "sub")), "output_dir"),
+        (gen(output_dir=str(a_file)), "output_dir"),
+        (gen(output_dir=str(a_file / "sub")), "output_dir"),
         (gen(outputs={"mp4": "yes"}), "outputs.mp4"),
         (gen(chunk=0), "chunk"),
     ]
     # Valid jobs that fail when run: unknown model, unreadable control image (accepted, then an error).
     runtime = [
-        (json.dumps({"type": "generate", "job": job(tmp_path, "nomodel", model=str(tmp_path / "no-model"))}),
-         "model", "nomodel"),
-        (json.dumps({"type": "generate", "job": job(tmp_path, "badimg", **ctrl([str(good_img)] * 3 + [str(not_image)]))}),
-         "control.images[3]", "badimg"),
+        (
+            json.dumps({"type": "generate", "job": job(tmp_path, "nomodel", model=str(tmp_path / "no-model"))}),
+            "model",
+            "nomodel",
+        ),
+        (
+            json.dumps(
+                {"type": "generate", "job": job(tmp_path, "badimg", **ctrl([str(good_img)] * 3 + [str(not_image)]))}
+            ),
+            "control.images[3]",
+            "badimg",
+        ),
     ]
     return lines, runtime
 
@@ -183,7 +230,7 @@ def test_bad_input_is_answered_and_the_worker_survives(client, tmp_path):
     for line, expected_field, job_id in runtime:
         proc.stdin.write(line + "\n")
         proc.stdin.flush()
-        event = client.wait_for(lambda e: e.id == job_id and e.type in ("error", "done"), 120)
+        event = client.wait_for(lambda e, job_id=job_id: e.id == job_id and e.type in ("error", "done"), 120)
         assert event.type == "error" and event.field == expected_field, event
         assert event.hint
     client.ping("alive")
@@ -211,12 +258,22 @@ def test_worker_killed_mid_job(client, tmp_path):
 
 
 def test_stdout_carries_only_protocol(tmp_path):
-    requests = "\n".join([
-        json.dumps({"type": "ping", "id": "p"}),
-        json.dumps({"type": "generate", "job": job(tmp_path, "pure")}),
-    ]) + "\n"
-    proc = subprocess.Popen([sys.executable, "-m", "zss_core.worker"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    requests = (
+        "\n".join(
+            [
+                json.dumps({"type": "ping", "id": "p"}),
+                json.dumps({"type": "generate", "job": job(tmp_path, "pure")}),
+            ]
+        )
+        + "\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zss_core.worker"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     proc.stdin.write(requests)
     proc.stdin.flush()
     lines = []

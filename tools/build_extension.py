@@ -37,14 +37,17 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output-dir", default="dist", help="folder for the zip (created if missing)")
     parser.add_argument("--source-dir", default=REPO, help="extension source (default: the repository root)")
-    parser.add_argument("--blender-ext", default=VENDORED_BUILDER,
-                        help="Blender's blender_ext.py (default: the copy in tools/)")
+    parser.add_argument(
+        "--blender-ext", default=VENDORED_BUILDER, help="Blender's blender_ext.py (default: the copy in tools/)"
+    )
     args = parser.parse_args(argv)
 
     builder = args.blender_ext
     if not os.path.isfile(builder):
-        raise SystemExit(f"error: Blender's extension builder {builder} does not exist — pass --blender-ext "
-                         "<blender>/<version>/scripts/addons_core/bl_pkg/cli/blender_ext.py")
+        raise SystemExit(
+            f"error: Blender's extension builder {builder} does not exist — pass --blender-ext "
+            "<blender>/<version>/scripts/addons_core/bl_pkg/cli/blender_ext.py"
+        )
 
     with open(os.path.join(args.source_dir, "blender_manifest.toml"), "rb") as fh:
         manifest = tomllib.load(fh)

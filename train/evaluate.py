@@ -47,15 +47,24 @@ def main(argv=None):
     t = time.perf_counter()
     images, fam_ok, col_ok = [], [], []
     for seed in range(args.seeds):
-        out = pipe(prompts, num_inference_steps=args.steps, guidance_scale=args.guidance, height=64, width=64,
-                   generator=torch.Generator("cpu").manual_seed(seed), output_type="np").images
+        out = pipe(
+            prompts,
+            num_inference_steps=args.steps,
+            guidance_scale=args.guidance,
+            height=64,
+            width=64,
+            generator=torch.Generator("cpu").manual_seed(seed),
+            output_type="np",
+        ).images
         fam, col = classify(model, list(out))
         fam_ok += list(fam == [f for f, _ in pairs])
         col_ok += list(col == [c for _, c in pairs])
         images.append(out)
     fam_ok, col_ok = np.array(fam_ok), np.array(col_ok)
-    print(f"{len(fam_ok)} images in {time.perf_counter() - t:.0f} s; classifier held out: family "
-          f"{config.get('held_out_family_accuracy')}, colour {config.get('held_out_colour_accuracy')}")
+    print(
+        f"{len(fam_ok)} images in {time.perf_counter() - t:.0f} s; classifier held out: family "
+        f"{config.get('held_out_family_accuracy')}, colour {config.get('held_out_colour_accuracy')}"
+    )
     print(f"family accuracy {fam_ok.mean():.3f}, colour accuracy {col_ok.mean():.3f}")
     per_f = fam_ok.reshape(args.seeds, len(FAMILIES), len(COLOURS))
     per_c = col_ok.reshape(args.seeds, len(FAMILIES), len(COLOURS))
@@ -65,27 +74,44 @@ def main(argv=None):
         from PIL import Image
 
         grid = images[0].reshape(len(FAMILIES), len(COLOURS), 64, 64, 3).transpose(0, 2, 1, 3, 4)
-        Image.fromarray((grid.reshape(len(FAMILIES) * 64, len(COLOURS) * 64, 3) * 255).round().astype(np.uint8)) \
-            .resize((len(COLOURS) * 128, len(FAMILIES) * 128), Image.NEAREST).save(args.grid)
+        Image.fromarray((grid.reshape(len(FAMILIES) * 64, len(COLOURS) * 64, 3) * 255).round().astype(np.uint8)).resize(
+            (len(COLOURS) * 128, len(FAMILIES) * 128), Image.NEAREST
+        ).save(args.grid)
     if args.no_controlnet:
         return
     from zss_core.sampler import sample_video
 
     cpipe = load_pipeline(args.model, controlnet=args.controlnet, device="cpu", dtype="float32")
-    for name, kw in (("per-frame (no TMA, independent noise)", dict(tma=False, noise="independent")),
-                     ("ZS² defaults", {})):
+    for name, kw in (
+        ("per-frame (no TMA, independent noise)", dict(tma=False, noise="independent")),
+        ("ZS² defaults", {}),
+    ):
         matched, shuffled = [], []
-        for k, prompt in enumerate(("blue marble veins", "orange wood rings", "grey voronoi cells",
-                                    "green fbm clouds")):
+        for k, prompt in enumerate(
+            ("blue marble veins", "orange wood rings", "grey voronoi cells", "green fbm clouds")
+        ):
             heights = make_batch(100 + k, 8)[1]
             maps = control_maps(heights)
-            clip = sample_video(cpipe, prompt, frames=8, width=64, height=64, steps=args.steps,
-                                guidance=args.guidance, control_images=maps, seed=k, output_type="np", **kw)
+            clip = sample_video(
+                cpipe,
+                prompt,
+                frames=8,
+                width=64,
+                height=64,
+                steps=args.steps,
+                guidance=args.guidance,
+                control_images=maps,
+                seed=k,
+                output_type="np",
+                **kw,
+            )
             luma = [f @ np.array([0.299, 0.587, 0.114]) for f in clip.frames]
             matched += [corr(luma[i], heights[i]) for i in range(8)]
             shuffled += [corr(luma[i], heights[(i + 3) % 8]) for i in range(8)]
-        print(f"ControlNet, {name}: control/luminance correlation {np.mean(matched):.3f} "
-              f"(shuffled maps {np.mean(shuffled):.3f})")
+        print(
+            f"ControlNet, {name}: control/luminance correlation {np.mean(matched):.3f} "
+            f"(shuffled maps {np.mean(shuffled):.3f})"
+        )
 
 
 if __name__ == "__main__":

@@ -86,18 +86,18 @@ def _coords(rng, size=SIZE, scale=1.0):
 
 def _value_noise(rng, freq: float, size=SIZE):
     """Smooth value noise with about ``freq`` features across the image (bicubic-upsampled grid)."""
-    n = max(2, int(math.ceil(freq))) + 3
+    n = max(2, math.ceil(freq)) + 3
     grid = rng.random((n, n), dtype=np.float32)
     big = cv2.resize(grid, (size * n // (n - 3) + 1, size * n // (n - 3) + 1), interpolation=cv2.INTER_CUBIC)
     oy, ox = rng.integers(0, big.shape[0] - size + 1, 2)
-    return big[oy:oy + size, ox:ox + size]
+    return big[oy : oy + size, ox : ox + size]
 
 
 def _fbm(rng, base: float, octaves: int = 5, gain: float = 0.5, size=SIZE):
     out = np.zeros((size, size), np.float32)
     amp, total = 1.0, 0.0
     for o in range(octaves):
-        out += amp * _value_noise(rng, base * 2 ** o, size)
+        out += amp * _value_noise(rng, base * 2**o, size)
         total += amp
         amp *= gain
     return out / total
@@ -146,7 +146,7 @@ def _wood(rng):
     r = np.sqrt((a - cx) ** 2 + ((b - cy) / stretch) ** 2)
     rings = (r * rng.uniform(6, 14) + 0.25 * (_fbm(rng, 3, 4) - 0.5)) % 1.0
     grain = 0.12 * _value_noise(rng, 24)
-    return _normalize(rings ** 1.5 * 0.85 + grain)
+    return _normalize(rings**1.5 * 0.85 + grain)
 
 
 def _ripples(rng):
@@ -190,8 +190,16 @@ def _spots(rng):
     return 0.5 + 0.5 * np.tanh((n - thr) * 25)
 
 
-_RENDER = dict(clouds=_clouds, cells=_cells, marble=_marble, wood=_wood, ripples=_ripples,
-               stripes=_stripes, bricks=_bricks, spots=_spots)
+_RENDER = dict(
+    clouds=_clouds,
+    cells=_cells,
+    marble=_marble,
+    wood=_wood,
+    ripples=_ripples,
+    stripes=_stripes,
+    bricks=_bricks,
+    spots=_spots,
+)
 
 
 def colorize(height: np.ndarray, colour: str, rng) -> np.ndarray:
@@ -223,8 +231,13 @@ def make_batch(seed: int, n: int, fillers: bool = False):
     """n samples from one seed: images (n, 64, 64, 3), heights (n, 64, 64), captions, families, colours."""
     rng = np.random.default_rng(seed)
     out = [render(rng, fillers=fillers) for _ in range(n)]
-    return (np.stack([o[0] for o in out]), np.stack([o[1] for o in out]), [o[2] for o in out],
-            np.array([o[3] for o in out]), np.array([o[4] for o in out]))
+    return (
+        np.stack([o[0] for o in out]),
+        np.stack([o[1] for o in out]),
+        [o[2] for o in out],
+        np.array([o[3] for o in out]),
+        np.array([o[4] for o in out]),
+    )
 
 
 def save_grid(path, seed: int = 0) -> None:
@@ -253,5 +266,6 @@ def control_maps(heights):
     arrays as already in [0, 1], so a uint8 array would reach the ControlNet 255× too strong."""
     from PIL import Image
 
-    return [Image.fromarray(np.repeat((np.clip(h, 0, 1)[..., None] * 255).round().astype(np.uint8), 3, -1))
-            for h in heights]
+    return [
+        Image.fromarray(np.repeat((np.clip(h, 0, 1)[..., None] * 255).round().astype(np.uint8), 3, -1)) for h in heights
+    ]

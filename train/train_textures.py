@@ -53,50 +53,89 @@ def build_tokenizer():
     tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.post_processor = processors.TemplateProcessing(
-        single="<bos> $A <eos>", special_tokens=[("<bos>", vocab["<bos>"]), ("<eos>", vocab["<eos>"])])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>",
-                                   unk_token="<unk>", model_max_length=MAX_TOKENS)
+        single="<bos> $A <eos>", special_tokens=[("<bos>", vocab["<bos>"]), ("<eos>", vocab["<eos>"])]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<bos>",
+        eos_token="<eos>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        model_max_length=MAX_TOKENS,
+    )
 
 
 def build_vae():
     from diffusers import AutoencoderKL
 
-    return AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, sample_size=64,
-                         block_out_channels=(16, 32, 64), layers_per_block=1, norm_num_groups=8,
-                         down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3)
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        sample_size=64,
+        block_out_channels=(16, 32, 64),
+        layers_per_block=1,
+        norm_num_groups=8,
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+    )
 
 
 def build_unet():
     from diffusers import UNet2DConditionModel
 
     return UNet2DConditionModel(
-        sample_size=16, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(48, 96),
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(48, 96),
         down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=64, attention_head_dim=4, norm_num_groups=16)
+        cross_attention_dim=64,
+        attention_head_dim=4,
+        norm_num_groups=16,
+    )
 
 
 def build_text_encoder(tokenizer):
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    return CLIPTextModel(CLIPTextConfig(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, max_position_embeddings=MAX_TOKENS, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, projection_dim=64))
+    return CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=MAX_TOKENS,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            projection_dim=64,
+        )
+    )
 
 
 def train_scheduler():
     from diffusers import DDPMScheduler
 
-    return DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
-                         beta_schedule="scaled_linear", clip_sample=False)
+    return DDPMScheduler(
+        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False
+    )
 
 
 def sample_scheduler():
     from diffusers import DDIMScheduler
 
-    return DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                         set_alpha_to_one=False, steps_offset=1)
+    return DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
 
 
 def build_controlnet(unet):
@@ -136,15 +175,21 @@ class Run:
         log(self.stage, f"resumed at step {self.step} ({self.elapsed_before / 60:.1f} min trained before)")
 
     def save(self, modules: dict, optim, extra=None):
-        state = dict(modules={k: m.state_dict() for k, m in modules.items()}, optim=optim.state_dict(),
-                     step=self.step, history=self.history, elapsed=self.elapsed())
+        state = dict(
+            modules={k: m.state_dict() for k, m in modules.items()},
+            optim=optim.state_dict(),
+            step=self.step,
+            history=self.history,
+            elapsed=self.elapsed(),
+        )
         if extra:
             state.update(extra)
         tmp = self.ckpt.with_suffix(".tmp")
         torch.save(state, tmp)
         os.replace(tmp, self.ckpt)
-        (self.dir / "progress.json").write_text(json.dumps(dict(step=self.step, minutes=self.elapsed() / 60,
-                                                               recent=self.history[-5:]), indent=1))
+        (self.dir / "progress.json").write_text(
+            json.dumps(dict(step=self.step, minutes=self.elapsed() / 60, recent=self.history[-5:]), indent=1)
+        )
         self.last_ckpt = time.time()
 
     def elapsed(self):
@@ -223,8 +268,9 @@ def train_vae(args, decoder_only=False):
             with torch.no_grad():
                 vr = vae.decode(vae.encode(val).latent_dist.mode()).sample
                 psnr = 10 * math.log10(4 / F.mse_loss(vr.clamp(-1, 1), val).item())
-            run.history.append(dict(step=run.step, loss=round(loss.item(), 4), kl=round(kl.item(), 3),
-                                    val_psnr=round(psnr, 2)))
+            run.history.append(
+                dict(step=run.step, loss=round(loss.item(), 4), kl=round(kl.item(), 3), val_psnr=round(psnr, 2))
+            )
             log(stage, run.history[-1] | dict(min=round(run.elapsed() / 60, 1)))
         if run.due():
             run.save(dict(vae=vae), optim, extra=dict(scaling_factor=scaling) if scaling else None)
@@ -232,8 +278,9 @@ def train_vae(args, decoder_only=False):
         run.save(dict(vae=vae), optim, extra=dict(scaling_factor=scaling))
         return
     with torch.no_grad():
-        z = torch.cat([vae.encode(to_tensor(make_batch(10**9 + 11 + i, 128)[0])).latent_dist.sample()
-                       for i in range(4)])
+        z = torch.cat(
+            [vae.encode(to_tensor(make_batch(10**9 + 11 + i, 128)[0])).latent_dist.sample() for i in range(4)]
+        )
         scaling = 1.0 / z.std().item()
     log("vae", f"latent std {z.std().item():.3f} → scaling_factor {scaling:.4f}")
     run.save(dict(vae=vae), optim, extra=dict(scaling_factor=scaling))
@@ -251,8 +298,7 @@ def _frozen_vae(args):
 
 def _captions(tokenizer, texts, rng, drop=0.1):
     texts = ["" if rng.random() < drop else t for t in texts]
-    return tokenizer(texts, padding="max_length", max_length=MAX_TOKENS, truncation=True,
-                     return_tensors="pt").input_ids
+    return tokenizer(texts, padding="max_length", max_length=MAX_TOKENS, truncation=True, return_tensors="pt").input_ids
 
 
 def _noisy(sched, latents, gen):
@@ -297,8 +343,11 @@ def train_unet(args):
     mods = dict(unet=unet, text=text, ema_unet=ema_unet, ema_text=ema_text)
     run.resume(mods, optim)
     sched = train_scheduler()
-    log("unet", f"unet {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M, text encoder "
-                f"{sum(p.numel() for p in text.parameters()) / 1e6:.2f} M params, latent scaling {sf:.4f}")
+    log(
+        "unet",
+        f"unet {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M, text encoder "
+        f"{sum(p.numel() for p in text.parameters()) / 1e6:.2f} M params, latent scaling {sf:.4f}",
+    )
     losses = []
     while not run.done():
         seed = run.batch_seed()
@@ -314,8 +363,7 @@ def train_unet(args):
             emb = text(ids)[0]
             pred = unet(noisy, t, encoder_hidden_states=emb).sample
         loss = F.mse_loss(pred.float(), noise)
-        _diffusion_step(run, "unet", loss, optim, params, [(ema_unet, unet), (ema_text, text)], args.ema, losses,
-                        mods)
+        _diffusion_step(run, "unet", loss, optim, params, [(ema_unet, unet), (ema_text, text)], args.ema, losses, mods)
     run.save(mods, optim)
 
 
@@ -364,11 +412,15 @@ def train_controlnet(args):
             g["lr"] = lr_at(run.step, lr, 100)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
             down, mid = cnet(noisy, t, encoder_hidden_states=emb, controlnet_cond=cond, return_dict=False)
-            pred = unet(noisy, t, encoder_hidden_states=emb, down_block_additional_residuals=down,
-                        mid_block_additional_residual=mid).sample
+            pred = unet(
+                noisy,
+                t,
+                encoder_hidden_states=emb,
+                down_block_additional_residuals=down,
+                mid_block_additional_residual=mid,
+            ).sample
         loss = F.mse_loss(pred.float(), noise)
-        _diffusion_step(run, "controlnet", loss, optim, list(cnet.parameters()), [(ema, cnet)], args.ema, losses,
-                        mods)
+        _diffusion_step(run, "controlnet", loss, optim, list(cnet.parameters()), [(ema, cnet)], args.ema, losses, mods)
     run.save(mods, optim)
 
 
@@ -382,9 +434,11 @@ def _augment(x, gen):
         if sigma[i] < 0.2:
             out[i] = x[i]
             continue
-        w = torch.exp(-k ** 2 / (2 * sigma[i] ** 2))
+        w = torch.exp(-(k**2) / (2 * sigma[i] ** 2))
         w = w / w.sum()
-        xi = F.conv2d(F.pad(x[i:i + 1], (3, 3, 0, 0), mode="reflect"), w.view(1, 1, 1, 7).expand(3, 1, 1, 7), groups=3)
+        xi = F.conv2d(
+            F.pad(x[i : i + 1], (3, 3, 0, 0), mode="reflect"), w.view(1, 1, 1, 7).expand(3, 1, 1, 7), groups=3
+        )
         out[i] = F.conv2d(F.pad(xi, (0, 0, 3, 3), mode="reflect"), w.view(1, 1, 7, 1).expand(3, 1, 7, 1), groups=3)[0]
     out = out + torch.randn(out.shape, generator=gen) * torch.rand(n, 1, 1, 1, generator=gen) * 0.06
     scale = 1 + (torch.rand(n, 1, 1, 1, generator=gen) - 0.5) * 0.3
@@ -422,8 +476,14 @@ def train_classifier(args):
             model.train()
             acc_f = (vf.argmax(1).numpy() == val_f).mean()
             acc_c = (vc.argmax(1).numpy() == val_c).mean()
-            run.history.append(dict(step=run.step, loss=round(loss.item(), 4), val_family=round(float(acc_f), 4),
-                                    val_colour=round(float(acc_c), 4)))
+            run.history.append(
+                dict(
+                    step=run.step,
+                    loss=round(loss.item(), 4),
+                    val_family=round(float(acc_f), 4),
+                    val_colour=round(float(acc_c), 4),
+                )
+            )
             log("classifier", run.history[-1] | dict(min=round(run.elapsed() / 60, 1)))
         if run.due():
             run.save(dict(classifier=model), optim)
@@ -467,14 +527,24 @@ def export(args):
     BUILTIN = Path(args.out)
     vae = _frozen_vae(args)
     tokenizer, unet, text = _trained_unet(args)
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet,
-                                   scheduler=sample_scheduler(), safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=sample_scheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     out = BUILTIN / "textures"
     pipe.save_pretrained(out, safe_serialization=True)
     # transformers 5 records the tokenizer as "TokenizersBackend", a name transformers 4 lacks; name it by
     # the class both have (PreTrainedTokenizerFast) so that the folder loads with either.
-    for path, key in ((out / "model_index.json", None), (out / "tokenizer" / "tokenizer_config.json", "tokenizer_class")):
+    for path, key in (
+        (out / "model_index.json", None),
+        (out / "tokenizer" / "tokenizer_config.json", "tokenizer_class"),
+    ):
         data = json.loads(path.read_text())
         if key:
             data[key] = "PreTrainedTokenizerFast"
@@ -496,13 +566,24 @@ def export(args):
         acc_f, acc_c = _calibrate_batchnorm(model)
         state["history"].append(dict(step=state["step"], val_family=acc_f, val_colour=acc_c, bn_recalibrated=True))
         (BUILTIN / "classifier").mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()},
-                  BUILTIN / "classifier" / "model.safetensors")
+        save_file(
+            {k: v.contiguous() for k, v in model.state_dict().items()}, BUILTIN / "classifier" / "model.safetensors"
+        )
         last = state["history"][-1] if state["history"] else {}
-        (BUILTIN / "classifier" / "config.json").write_text(json.dumps(dict(
-            families=list(FAMILIES), colours=list(COLOURS), steps=state["step"],
-            held_out_family_accuracy=last.get("val_family"), held_out_colour_accuracy=last.get("val_colour"),
-            held_out_seed=3 * 10**9 + 1, held_out_samples=1024), indent=1))
+        (BUILTIN / "classifier" / "config.json").write_text(
+            json.dumps(
+                dict(
+                    families=list(FAMILIES),
+                    colours=list(COLOURS),
+                    steps=state["step"],
+                    held_out_family_accuracy=last.get("val_family"),
+                    held_out_colour_accuracy=last.get("val_colour"),
+                    held_out_seed=3 * 10**9 + 1,
+                    held_out_samples=1024,
+                ),
+                indent=1,
+            )
+        )
         log("export", f"classifier → {BUILTIN / 'classifier'}")
     # Training record next to the weights: steps, minutes, final losses.
     record = {}
@@ -510,17 +591,24 @@ def export(args):
         p = Path(args.workdir) / stage / "ckpt.pt"
         if p.exists():
             s = torch.load(p, map_location="cpu", weights_only=False)
-            record[stage] = dict(steps=s["step"], minutes=round(s.get("elapsed", 0) / 60, 1),
-                                 last=s["history"][-3:], **({"scaling_factor": s["scaling_factor"]}
-                                                            if "scaling_factor" in s else {}))
+            record[stage] = dict(
+                steps=s["step"],
+                minutes=round(s.get("elapsed", 0) / 60, 1),
+                last=s["history"][-3:],
+                **({"scaling_factor": s["scaling_factor"]} if "scaling_factor" in s else {}),
+            )
     (BUILTIN / "training.json").write_text(json.dumps(record, indent=1))
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("stage", choices=["vae", "vae_decoder", "unet", "controlnet", "classifier", "export"])
-    parser.add_argument("--minutes", type=float, default=10.0,
-                        help="the stage's total time budget (minutes trained before a --resume count)")
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        default=10.0,
+        help="the stage's total time budget (minutes trained before a --resume count)",
+    )
     parser.add_argument("--max-steps", type=int, default=0)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=0.0, help="0: the stage's default")
@@ -529,16 +617,26 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-bf16", dest="bf16", action="store_false", help="fp32 instead of bf16 autocast")
     parser.add_argument("--resume", action="store_true", help="continue from --workdir/<stage>/ckpt.pt")
-    parser.add_argument("--follow-unet", type=float, default=0.0,
-                        help="controlnet: reload the UNet stage's latest weights every N minutes (0: never), "
-                             "to train the ControlNet while the UNet is still training")
+    parser.add_argument(
+        "--follow-unet",
+        type=float,
+        default=0.0,
+        help="controlnet: reload the UNet stage's latest weights every N minutes (0: never), "
+        "to train the ControlNet while the UNet is still training",
+    )
     parser.add_argument("--ckpt-minutes", type=float, default=3.0)
     parser.add_argument("--out", default=str(BUILTIN), help="export: where the shipped folders go")
     parser.add_argument("--workdir", default=str(ROOT / "train" / "runs"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    dict(vae=train_vae, vae_decoder=lambda a: train_vae(a, decoder_only=True), unet=train_unet, controlnet=train_controlnet, classifier=train_classifier,
-         export=export)[args.stage](args)
+    dict(
+        vae=train_vae,
+        vae_decoder=lambda a: train_vae(a, decoder_only=True),
+        unet=train_unet,
+        controlnet=train_controlnet,
+        classifier=train_classifier,
+        export=export,
+    )[args.stage](args)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ def python_problem(text):
 
 def _quote(text):
     text = " ".join(text.split())
-    return "“" + (text if len(text) <= SNIPPET else text[:SNIPPET - 1] + "…") + "”"
+    return "“" + (text if len(text) <= SNIPPET else text[: SNIPPET - 1] + "…") + "”"
 
 
 def prompt_key_problems(settings, frame_start, count):
@@ -38,15 +38,33 @@ def prompt_key_problems(settings, frame_start, count):
     seen = {}
     for number, key in enumerate(settings.prompt_keys, start=1):
         if not frame_start <= key.frame <= last:
-            found.append(("prompts", hints.message(
-                "prompt_key_outside", f"Prompt key {number} (frame {key.frame}, {_quote(key.prompt)}) is outside "
-                                      f"the clip (frames {frame_start}–{last})")))
+            found.append(
+                (
+                    "prompts",
+                    hints.message(
+                        "prompt_key_outside",
+                        f"Prompt key {number} (frame {key.frame}, {_quote(key.prompt)}) is outside "
+                        f"the clip (frames {frame_start}–{last})",
+                    ),
+                )
+            )
         if not key.prompt.strip():
-            found.append(("prompts", hints.message(
-                "prompt_key_empty", f"Prompt key {number} (frame {key.frame}) has an empty prompt")))
+            found.append(
+                (
+                    "prompts",
+                    hints.message("prompt_key_empty", f"Prompt key {number} (frame {key.frame}) has an empty prompt"),
+                )
+            )
         if key.frame in seen:
-            found.append(("prompts", hints.message(
-                "prompt_key_duplicate", f"Prompt keys {seen[key.frame]} and {number} are both at frame {key.frame}")))
+            found.append(
+                (
+                    "prompts",
+                    hints.message(
+                        "prompt_key_duplicate",
+                        f"Prompt keys {seen[key.frame]} and {number} are both at frame {key.frame}",
+                    ),
+                )
+            )
         seen.setdefault(key.frame, number)
     return found
 
@@ -66,22 +84,32 @@ def problems(scene, prefs):
         if scene.camera is None:
             found.append(("camera", hints.message("camera", "Depth Control is on but the scene has no active camera")))
         if not jobspec.controlnet_setting(prefs):
-            found.append(("controlnet_model", hints.message("controlnet_model",
-                                                            "Depth Control needs a depth ControlNet")))
+            found.append(
+                ("controlnet_model", hints.message("controlnet_model", "Depth Control needs a depth ControlNet"))
+            )
     output = jobspec.output_problem(prefs)
     if output is not None:
         key, what = output
         found.append(("output_dir", hints.message(key, what)))
     frame_start, count = jobspec.frame_range(settings, scene)
     if not 1 <= count <= defaults.MAX_FRAMES:
-        found.append(("frames", hints.message("frames", f"The clip would have {count} frames (from frame "
-                                                        f"{frame_start})")))
+        found.append(
+            ("frames", hints.message("frames", f"The clip would have {count} frames (from frame {frame_start})"))
+        )
     for name in ("width", "height"):
         value = getattr(settings, name)
         if value and (value % defaults.SIZE_MULTIPLE or value < defaults.MIN_SIZE):
-            found.append((name, hints.message("size", f"{name.capitalize()} {value} is not a multiple of "
-                                                      f"{defaults.SIZE_MULTIPLE} from {defaults.MIN_SIZE} to "
-                                                      f"{defaults.MAX_SIZE}")))
+            found.append(
+                (
+                    name,
+                    hints.message(
+                        "size",
+                        f"{name.capitalize()} {value} is not a multiple of "
+                        f"{defaults.SIZE_MULTIPLE} from {defaults.MIN_SIZE} to "
+                        f"{defaults.MAX_SIZE}",
+                    ),
+                )
+            )
     found.extend(prompt_key_problems(settings, frame_start, count))
     return found
 

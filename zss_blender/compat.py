@@ -17,8 +17,11 @@ HAS_MEDIA_TYPE = VERSION >= (5, 0, 0)
 
 # Options of a path property that may hold a //-relative path: 4.5+ warns about such a path in the
 # preferences unless the property says it supports one; 4.2 has neither the option nor the warning.
-BLEND_RELATIVE_PATH = ({'PATH_SUPPORTS_BLEND_RELATIVE'}
-                       if "is_path_supports_blend_relative" in bpy.types.Property.bl_rna.properties else set())
+BLEND_RELATIVE_PATH = (
+    {"PATH_SUPPORTS_BLEND_RELATIVE"}
+    if "is_path_supports_blend_relative" in bpy.types.Property.bl_rna.properties
+    else set()
+)
 
 
 def top_level_strips(editor):

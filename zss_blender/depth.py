@@ -64,8 +64,11 @@ class _Overrides:
                 failed.append(f"{attr}: {e}")
         self._saved.clear()
         if failed:
-            raise DepthError("Could not restore some render settings after rendering depth ("
-                             + "; ".join(failed) + ") — check Render and Output properties")
+            raise DepthError(
+                "Could not restore some render settings after rendering depth ("
+                + "; ".join(failed)
+                + ") — check Render and Output properties"
+            )
 
 
 def _depth_material():
@@ -84,8 +87,14 @@ def _depth_material():
 
 def _set_image_format(ov, settings, media_type, file_format, color_mode, color_depth):
     # Changing the format resets the colour depth and mode: remember all of them first.
-    ov.remember(settings, *(("media_type",) if compat.HAS_MEDIA_TYPE else ()), "file_format", "color_mode",
-                "color_depth", "exr_codec")
+    ov.remember(
+        settings,
+        *(("media_type",) if compat.HAS_MEDIA_TYPE else ()),
+        "file_format",
+        "color_mode",
+        "color_depth",
+        "exr_codec",
+    )
     if compat.HAS_MEDIA_TYPE:
         ov.set(settings, "media_type", media_type)  # must precede file_format
     ov.set(settings, "file_format", file_format)
@@ -97,15 +106,34 @@ def _configure_render(ov, scene, view_layer, width, height, material):
     render = scene.render
     ov.set(render, "engine", "CYCLES")
     cycles = scene.cycles
-    for attr, value in (("samples", 1), ("use_denoising", False), ("use_adaptive_sampling", False),
-                        ("pixel_filter_type", "BOX"), ("filter_width", 0.01), ("film_exposure", 1.0),
-                        ("sample_clamp_direct", 0.0), ("sample_clamp_indirect", 0.0), ("time_limit", 0.0)):
+    for attr, value in (
+        ("samples", 1),
+        ("use_denoising", False),
+        ("use_adaptive_sampling", False),
+        ("pixel_filter_type", "BOX"),
+        ("filter_width", 0.01),
+        ("film_exposure", 1.0),
+        ("sample_clamp_direct", 0.0),
+        ("sample_clamp_indirect", 0.0),
+        ("time_limit", 0.0),
+    ):
         ov.set(cycles, attr, value)
-    for attr, value in (("resolution_x", width), ("resolution_y", height), ("resolution_percentage", 100),
-                        ("pixel_aspect_x", 1.0), ("pixel_aspect_y", 1.0), ("use_border", False),
-                        ("film_transparent", True), ("use_motion_blur", False), ("use_compositing", False),
-                        ("use_sequencer", False), ("use_multiview", False), ("use_file_extension", True),
-                        ("use_overwrite", True), ("use_placeholder", False)):
+    for attr, value in (
+        ("resolution_x", width),
+        ("resolution_y", height),
+        ("resolution_percentage", 100),
+        ("pixel_aspect_x", 1.0),
+        ("pixel_aspect_y", 1.0),
+        ("use_border", False),
+        ("film_transparent", True),
+        ("use_motion_blur", False),
+        ("use_compositing", False),
+        ("use_sequencer", False),
+        ("use_multiview", False),
+        ("use_file_extension", True),
+        ("use_overwrite", True),
+        ("use_placeholder", False),
+    ):
         ov.set(render, attr, value)
     ov.set(view_layer, "material_override", material)
     ov.set(view_layer, "samples", 0)  # a per-view-layer sample override would otherwise win
@@ -121,8 +149,10 @@ def _read_exr(path, width, height):
     if tuple(img.size) != (width, height):
         size = tuple(img.size)
         bpy.data.images.remove(img)
-        raise DepthError(f"Depth render {path} is {size[0]}×{size[1]}, expected {width}×{height} — "
-                         "check that no add-on or driver changes the render resolution")
+        raise DepthError(
+            f"Depth render {path} is {size[0]}×{size[1]}, expected {width}×{height} — "
+            "check that no add-on or driver changes the render resolution"
+        )
     rgba = np.empty(width * height * 4, dtype=np.float32)
     img.pixels.foreach_get(rgba)
     bpy.data.images.remove(img)
@@ -170,8 +200,10 @@ def render_depth_maps(scene, view_layer, frame_start, count, width, height, out_
             ov.set(scene.render, "filepath", raw)
             bpy.ops.render.render(write_still=True, scene=scene.name, layer=view_layer.name)
             if not os.path.isfile(raw):
-                raise DepthError(f"Cycles wrote no depth image for frame {frame_start + i} ({raw}) — "
-                                 "check the console for render errors and that the folder is writable")
+                raise DepthError(
+                    f"Cycles wrote no depth image for frame {frame_start + i} ({raw}) — "
+                    "check the console for render errors and that the folder is writable"
+                )
             raw_paths.append(raw)
 
         stride = max(1, (count * width * height) // SAMPLE_BUDGET)
@@ -184,8 +216,10 @@ def render_depth_maps(scene, view_layer, frame_start, count, width, height, out_
                 kept.append(depth)
         near_far = clip_range(np.concatenate(samples))
         if near_far is None:
-            raise DepthError("The camera sees no geometry in any frame of the clip — aim the camera at the "
-                             "scene or turn off Depth Control")
+            raise DepthError(
+                "The camera sees no geometry in any frame of the clip — aim the camera at the "
+                "scene or turn off Depth Control"
+            )
 
         _set_image_format(ov, scene.render.image_settings, "IMAGE", "PNG", "BW", "16")
         png_image = bpy.data.images.new(".zss_depth_png", width, height, alpha=False, float_buffer=True)

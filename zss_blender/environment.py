@@ -15,6 +15,7 @@ All runtime state is in one object (`state`), written only here; shutdown() ends
 """
 
 import collections
+import contextlib
 import dataclasses
 import json
 import os
@@ -81,12 +82,12 @@ class SetupRefused(RuntimeError):
     """Setup cannot start; the message says what to do."""
 
 
-def default_directory():
-    """The add-on's own folder for the environment (created only when setup starts)."""
+def default_directory(create=False):
+    """The add-on's own folder for the environment (Blender creates it with create=True, when setup starts)."""
     try:
-        return bpy.utils.extension_path_user(preferences.ADDON_ID, path="generator", create=False)
+        return bpy.utils.extension_path_user(preferences.ADDON_ID, path="generator", create=create)
     except ValueError:  # not installed as an extension (a legacy add-on, or tests loading the checkout)
-        return os.path.join(bpy.utils.user_resource('EXTENSIONS'), ".user", "zss", "generator")
+        return os.path.join(bpy.utils.user_resource("EXTENSIONS"), ".user", "zss", "generator")
 
 
 def directory(prefs):
@@ -102,8 +103,11 @@ def repair_directory(prefs):
         python = os.path.abspath(python)
         folder = os.path.dirname(os.path.dirname(python))
         in_scripts = os.path.basename(os.path.dirname(python)) in ("bin", "Scripts")
-        if in_scripts and os.path.basename(python).startswith("python") and \
-                os.path.isfile(os.path.join(folder, "pyvenv.cfg")):
+        if (
+            in_scripts
+            and os.path.basename(python).startswith("python")
+            and os.path.isfile(os.path.join(folder, "pyvenv.cfg"))
+        ):
             return folder
     return directory(prefs)
 
@@ -122,7 +126,7 @@ def command(prefs, folder, rebuild=False, check=False):
     """The setup_env command line for the preferences."""
     args = [base_python(prefs), "-u", "-m", SETUP_MODULE, folder, "--json"]
     if check:
-        return args + ["--check"]
+        return [*args, "--check"]
     if prefs.setup_torch_spec.strip():
         args.append("--torch-spec=" + " ".join(prefs.setup_torch_spec.split()))
     for arg in shlex.split(prefs.setup_pip_args, posix=os.name != "nt"):
@@ -157,29 +161,39 @@ def start(prefs, rebuild=False, repair=False):
     """
     global _process
     if not preferences.online_access():
-        raise SetupRefused(hints.message("setup_offline", "Online access is off, so the generator cannot be "
-                                                          "installed (it downloads torch and diffusers)"))
+        raise SetupRefused(
+            hints.message(
+                "setup_offline",
+                "Online access is off, so the generator cannot be installed (it downloads torch and diffusers)",
+            )
+        )
     if _process is not None:
         raise SetupRefused(hints.message("setup_running", "The generator is already being set up"))
     if jobs.is_running() or jobs.download_running():
         raise SetupRefused(hints.message("setup_busy", "A clip or download is running"))
     folder = repair_directory(prefs) if repair and not rebuild else directory(prefs)
     if folder == default_directory():
-        try:  # the extension's user folder, created by Blender
-            folder = bpy.utils.extension_path_user(preferences.ADDON_ID, path="generator", create=True)
-        except ValueError:
-            pass
+        folder = default_directory(create=True)  # the extension's user folder, created by Blender
     repairing = os.path.exists(env_python(folder))
     jobs.stop_worker()  # it may run from this environment, which pip is about to change
     args = command(prefs, folder, rebuild=rebuild)
     try:
-        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, encoding="utf-8", errors="replace", bufsize=1,
-                                env=generator_client.child_env(),
-                                **child_process.session_kwargs())
+        proc = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            bufsize=1,
+            env=generator_client.child_env(),
+            **child_process.session_kwargs(),
+        )
     except OSError as e:
-        raise SetupRefused(hints.message("setup_failed", f"Setting up the generator failed: could not run "
-                                                         f"{args[0]}: {e}")) from e
+        raise SetupRefused(
+            hints.message("setup_failed", f"Setting up the generator failed: could not run {args[0]}: {e}")
+        ) from e
     lines = queue.Queue()
     thread = threading.Thread(target=_read, args=(proc, lines), daemon=True, name="zss-setup")
     thread.start()
@@ -237,8 +251,9 @@ def _finish_install(returncode, prefs):
         state.task.update("Installed; starting the generator…", 1.0)
         state.waiting_since = time.monotonic()
         return
-    problem = "; ".join(state.errors) or (health or {}).get("problem") or \
-        f"the setup process exited with code {returncode}"
+    problem = (
+        "; ".join(state.errors) or (health or {}).get("problem") or f"the setup process exited with code {returncode}"
+    )
     _fail(hints.message("setup_failed", f"Setting up the generator failed: {problem}"))
 
 
@@ -299,8 +314,9 @@ def _kill(proc):
     if proc.poll() is None:
         try:
             if os.name == "nt":
-                subprocess.run(["taskkill", "/F", "/T", "/PID", str(proc.pid)], check=False, capture_output=True,
-                               timeout=10)
+                subprocess.run(
+                    ["taskkill", "/F", "/T", "/PID", str(proc.pid)], check=False, capture_output=True, timeout=10
+                )
             else:
                 os.killpg(proc.pid, signal.SIGTERM)
         except (OSError, subprocess.SubprocessError):
@@ -309,10 +325,8 @@ def _kill(proc):
             proc.wait(timeout=STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
             if os.name != "nt":
-                try:
+                with contextlib.suppress(OSError):
                     os.killpg(proc.pid, signal.SIGKILL)
-                except OSError:
-                    pass
             proc.kill()
             proc.wait()
 
@@ -348,8 +362,17 @@ def check(prefs, python, timeout=CHECK_TIMEOUT):
 
 def _run_check(args, python, timeout):
     try:
-        result = subprocess.run(args, check=False, stdin=subprocess.DEVNULL, capture_output=True, text=True, encoding="utf-8",
-                                errors="replace", env=generator_client.child_env(), timeout=timeout)
+        result = subprocess.run(
+            args,
+            check=False,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            env=generator_client.child_env(),
+            timeout=timeout,
+        )
     except (OSError, subprocess.TimeoutExpired) as e:
         return {"ok": False, "python": python, "missing": [], "problem": f"the check could not run: {e}"}
     for line in reversed(result.stdout.splitlines()):
@@ -407,8 +430,9 @@ def generator_problem(prefs):
     if health.get("ok"):
         _healthy.add(key)
         return None
-    return hints.message("generator_missing", f"The generator Python {python} cannot run the generator: "
-                                              f"{_missing(health)}")
+    return hints.message(
+        "generator_missing", f"The generator Python {python} cannot run the generator: {_missing(health)}"
+    )
 
 
 def start_timer():
@@ -420,7 +444,7 @@ def stop_timer():
 
 
 def _redraw():
-    timers.redraw({'PREFERENCES'})
+    timers.redraw({"PREFERENCES"})
 
 
 def stop_process():

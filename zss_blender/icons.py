@@ -19,7 +19,7 @@ def load():
     for name in NAMES:
         path = os.path.join(ICON_DIR, name + ".png")
         if os.path.isfile(path):
-            _previews.load(name, path, 'IMAGE')
+            _previews.load(name, path, "IMAGE")
 
 
 def unload():

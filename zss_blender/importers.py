@@ -33,7 +33,7 @@ def clip_name(prompt):
     """A readable datablock name from the prompt."""
     text = " ".join(prompt.split()) or "clip"
     if len(text) > NAME_LIMIT:
-        text = text[:NAME_LIMIT - 1].rstrip() + "…"
+        text = text[: NAME_LIMIT - 1].rstrip() + "…"
     return "ZS² " + text
 
 
@@ -87,7 +87,7 @@ def _sequence_image(frames, name, params, image=None):
         image = bpy.data.images.load(frames[0], check_existing=False)
     if image.name != name:
         image.name = name
-    image.source = 'SEQUENCE'
+    image.source = "SEQUENCE"
     image.filepath = blend_path(frames[0])
     if reuse:
         image.reload()
@@ -104,7 +104,7 @@ def _remove_nodes(tree, names):
 
 def _tiling(tree, texture, source):
     """source (or the UV map) → Mapping "ZS² Tiling" → the clip's texture, which repeats."""
-    texture.extension = 'REPEAT'
+    texture.extension = "REPEAT"
     if source is None:
         coords = tree.nodes.new("ShaderNodeTexCoord")
         coords.name = coords.label = UV_NODE
@@ -112,7 +112,7 @@ def _tiling(tree, texture, source):
         source = coords.outputs["UV"]
     mapping = tree.nodes.new("ShaderNodeMapping")
     mapping.name = mapping.label = TILING_NODE
-    mapping.vector_type = 'POINT'
+    mapping.vector_type = "POINT"
     mapping.location = (texture.location.x - 250, texture.location.y)
     tree.links.new(source, mapping.inputs["Vector"])
     tree.links.new(mapping.outputs["Vector"], texture.inputs["Vector"])
@@ -131,12 +131,13 @@ def _wire_coordinates(tree, texture, tile, projector):
     source = None
     if projector is None:
         projection.remove_projection_node(tree)
-        texture.extension = 'REPEAT'
+        texture.extension = "REPEAT"
     else:
-        node = projection.projection_node(tree, *projector,
-                                          location=(texture.location.x - 450, texture.location.y - 250))
+        node = projection.projection_node(
+            tree, *projector, location=(texture.location.x - 450, texture.location.y - 250)
+        )
         source = node.outputs["Vector"]
-        texture.extension = 'EXTEND'  # a surface just outside the camera's view gets the border colours
+        texture.extension = "EXTEND"  # a surface just outside the camera's view gets the border colours
     if tile:
         _tiling(tree, texture, source)
     elif source is not None:
@@ -147,11 +148,12 @@ def _new_material(name):
     """A material with a Principled BSDF and an empty Image Texture node CLIP_NODE."""
     material = compat.new_node_material(name)
     tree = material.node_tree
-    bsdf = next((n for n in tree.nodes if n.type == 'BSDF_PRINCIPLED'), None)
+    bsdf = next((n for n in tree.nodes if n.type == "BSDF_PRINCIPLED"), None)
     if bsdf is None:
         bsdf = tree.nodes.new("ShaderNodeBsdfPrincipled")
-        output = next((n for n in tree.nodes if n.type == 'OUTPUT_MATERIAL'), None) or \
-            tree.nodes.new("ShaderNodeOutputMaterial")
+        output = next((n for n in tree.nodes if n.type == "OUTPUT_MATERIAL"), None) or tree.nodes.new(
+            "ShaderNodeOutputMaterial"
+        )
         tree.links.new(bsdf.outputs["BSDF"], output.inputs["Surface"])
     texture = tree.nodes.new("ShaderNodeTexImage")
     texture.name = texture.label = CLIP_NODE
@@ -164,12 +166,12 @@ def clip_texture(material):
     """The material's clip Image Texture node (CLIP_NODE), or None when it is not a ZS² material."""
     tree = material.node_tree
     node = tree.nodes.get(CLIP_NODE) if tree is not None else None
-    return node if node is not None and node.type == 'TEX_IMAGE' else None
+    return node if node is not None and node.type == "TEX_IMAGE" else None
 
 
 def _emission(tree, texture, use_emission):
     """Link the clip into the Principled BSDF's emission, or unlink it."""
-    bsdf = next((n for n in tree.nodes if n.type == 'BSDF_PRINCIPLED'), None)
+    bsdf = next((n for n in tree.nodes if n.type == "BSDF_PRINCIPLED"), None)
     if bsdf is None:
         return
     socket = bsdf.inputs.get("Emission Color") or bsdf.inputs.get("Emission")  # 4.0+ / older name
@@ -200,8 +202,16 @@ def _configure(material, image, frame_start, frame_count, use_emission, params, 
 def _plane_mesh(name, aspect):
     width, height = PLANE_HEIGHT * aspect, PLANE_HEIGHT
     mesh = bpy.data.meshes.new(name)
-    mesh.from_pydata([(-width / 2, -height / 2, 0), (width / 2, -height / 2, 0),
-                      (width / 2, height / 2, 0), (-width / 2, height / 2, 0)], [], [(0, 1, 2, 3)])
+    mesh.from_pydata(
+        [
+            (-width / 2, -height / 2, 0),
+            (width / 2, -height / 2, 0),
+            (width / 2, height / 2, 0),
+            (-width / 2, height / 2, 0),
+        ],
+        [],
+        [(0, 1, 2, 3)],
+    )
     uv = mesh.uv_layers.new(name="UVMap")
     for loop, co in zip(uv.data, ((0, 0), (1, 0), (1, 1), (0, 1))):
         loop.uv = co
@@ -218,7 +228,7 @@ def _camera_facing_matrix(scene, camera, aspect):
     center_x, center_y = sum(xs) / 4, sum(ys) / 4
     depth0 = -corners[0].z
     width, height = PLANE_HEIGHT * aspect, PLANE_HEIGHT
-    if camera.data.type == 'ORTHO':
+    if camera.data.type == "ORTHO":
         distance = min(max(10.0, camera.data.clip_start * 2), camera.data.clip_end / 2)
         scale = min(frame_w / width, frame_h / height)
         offset = Vector((center_x, center_y, -distance))
@@ -266,21 +276,34 @@ def projector_for(scene, job, mapping=None, camera=None):
     """
     if not job.get("control") and job.get("control_scale") is None:
         return None
-    if (mapping or _setting(scene, "mapping", 'CAMERA')) != 'CAMERA':
+    if (mapping or _setting(scene, "mapping", "CAMERA")) != "CAMERA":
         return None
     camera = camera or scene.camera
-    if camera is None or camera.type != 'CAMERA':
+    if camera is None or camera.type != "CAMERA":
         return None
     return scene, camera, job["width"], job["height"]
 
 
 def _material_users(scene, material):
-    return [o for o in scene.objects
-            if o.type == 'MESH' and any(slot.material == material for slot in o.material_slots)]
+    return [
+        o for o in scene.objects if o.type == "MESH" and any(slot.material == material for slot in o.material_slots)
+    ]
 
 
-def import_material(scene, collection, frames, job, job_dir, frame_start, object_names, use_emission=False, *,
-                    mapping=None, camera=None, replace=None):
+def import_material(
+    scene,
+    collection,
+    frames,
+    job,
+    job_dir,
+    frame_start,
+    object_names,
+    use_emission=False,
+    *,
+    mapping=None,
+    camera=None,
+    replace=None,
+):
     """Animated texture on the named mesh objects, or on a new plane; returns (material, image, objects).
 
     mapping ('CAMERA' / 'UV', None = Scene.zss.mapping) and camera (None = scene.camera) decide how a
@@ -303,11 +326,18 @@ def import_material(scene, collection, frames, job, job_dir, frame_start, object
             material.name = name
         image = _sequence_image(frames, name, params, image=clip_texture(material).image)
         users = _material_users(scene, material)
-    _configure(material, image, frame_start, len(frames), use_emission, params,
-               tile=bool(job.get("tile_x") or job.get("tile_y")),
-               projector=projector_for(scene, job, mapping, camera))
+    _configure(
+        material,
+        image,
+        frame_start,
+        len(frames),
+        use_emission,
+        params,
+        tile=bool(job.get("tile_x") or job.get("tile_y")),
+        projector=projector_for(scene, job, mapping, camera),
+    )
     objects = [bpy.data.objects.get(n) for n in object_names]
-    objects = [o for o in objects if o is not None and o.type == 'MESH' and scene in o.users_scene]
+    objects = [o for o in objects if o is not None and o.type == "MESH" and scene in o.users_scene]
     for obj in objects:
         if obj not in users:
             _assign(obj, material)
@@ -333,10 +363,10 @@ class StripImport:
 
 def _new_strip(strips, frames, video, name, channel, start, use_movie):
     if use_movie and video:
-        strip = strips.new_movie(name, video, channel, start, fit_method='FIT')
+        strip = strips.new_movie(name, video, channel, start, fit_method="FIT")
         strip.filepath = blend_path(video)
         return strip
-    strip = strips.new_image(name, frames[0], channel, start, fit_method='FIT')
+    strip = strips.new_image(name, frames[0], channel, start, fit_method="FIT")
     for path in frames[1:]:
         strip.elements.append(os.path.basename(path))
     directory = blend_path(os.path.dirname(frames[0]))
@@ -344,8 +374,7 @@ def _new_strip(strips, frames, video, name, channel, start, use_movie):
     return strip
 
 
-def place_strip(scene, frames, video, job, job_dir, frame_start, use_movie=False, *, placement=None,
-                replace=None):
+def place_strip(scene, frames, video, job, job_dir, frame_start, use_movie=False, *, placement=None, replace=None):
     """Image strip of all frames (or movie strip from the MP4); returns a StripImport.
 
     placement 'PLATES' (None = Scene.zss.strip_placement) puts it into scene's plates scene (see
@@ -354,8 +383,8 @@ def place_strip(scene, frames, video, job, job_dir, frame_start, use_movie=False
     of that sequencer (Regenerate, Vary Seed), takes that strip's channel and start in its place.
     """
     scene = plates.owner_scene(scene)  # given the plates scene itself: its 3D scene
-    placement = placement or _setting(scene, "strip_placement", 'PLATES')
-    target = plates.plates_scene(scene) if placement == 'PLATES' else scene
+    placement = placement or _setting(scene, "strip_placement", "PLATES")
+    target = plates.plates_scene(scene) if placement == "PLATES" else scene
     editor = target.sequence_editor or target.sequence_editor_create()
     strips = compat.top_level_strips(editor)
     old = strips.get(replace) if replace else None
@@ -364,11 +393,11 @@ def place_strip(scene, frames, video, job, job_dir, frame_start, use_movie=False
         was_active = editor.active_strip == old
         strips.remove(old)
     else:
-        scene_strip = plates.find_scene_strip(target, scene) if placement == 'PLATES' else None
+        scene_strip = plates.find_scene_strip(target, scene) if placement == "PLATES" else None
         start, was_active = frame_start, False
         channel = free_channel([s for s in strips if s != scene_strip], start, job["frames"])
     notes = ()
-    if placement == 'PLATES':
+    if placement == "PLATES":
         plates.scene_strip_above(target, scene, channel)
         notes = (plates.placement_note(scene, target),)
     strip = _new_strip(strips, frames, video, clip_name(job["prompt"]), channel, start, use_movie)
@@ -379,8 +408,8 @@ def place_strip(scene, frames, video, job, job_dir, frame_start, use_movie=False
     return StripImport(strip, target, notes)
 
 
-def import_strip(scene, frames, video, job, job_dir, frame_start, use_movie=False, *, placement=None,
-                 replace=None):
+def import_strip(scene, frames, video, job, job_dir, frame_start, use_movie=False, *, placement=None, replace=None):
     """place_strip's strip (see there for placement and replace)."""
-    return place_strip(scene, frames, video, job, job_dir, frame_start, use_movie, placement=placement,
-                       replace=replace).strip
+    return place_strip(
+        scene, frames, video, job, job_dir, frame_start, use_movie, placement=placement, replace=replace
+    ).strip

@@ -22,7 +22,7 @@ from ..zss_core import client as generator_client
 from . import hints, importers, jobspec, preferences, tasks, timers
 
 POLL_INTERVAL = 0.1  # seconds between timer calls while a job runs
-REDRAW_AREAS = {'VIEW_3D', 'SEQUENCE_EDITOR', 'PREFERENCES'}
+REDRAW_AREAS = {"VIEW_3D", "SEQUENCE_EDITOR", "PREFERENCES"}
 
 
 @dataclasses.dataclass
@@ -81,8 +81,11 @@ def ready():
 def ready_summary(event):
     """One line about the generator: versions, device, GPU memory."""
     versions = event.versions or {}
-    parts = [f"{name} {versions[name]}" for name in ("python", "torch", "diffusers", "transformers", "zss")
-             if versions.get(name)]
+    parts = [
+        f"{name} {versions[name]}"
+        for name in ("python", "torch", "diffusers", "transformers", "zss")
+        if versions.get(name)
+    ]
     memory = ""
     if event.gpu_total_bytes:
         memory = f", GPU memory {_gib(event.gpu_free_bytes)} free of {_gib(event.gpu_total_bytes)}"
@@ -130,8 +133,10 @@ def ensure_client(prefs):
         _client.close()
         _client = None
         if download_running():  # closing the worker ended it without an event
-            _download_task.fail("The download stopped because the generator was restarted with another Python",
-                                hints.fix("download_restart"))
+            _download_task.fail(
+                "The download stopped because the generator was restarted with another Python",
+                hints.fix("download_restart"),
+            )
     if _client is None:
         _client, _client_settings = make_client(prefs), _settings(prefs)
     if not _client.is_alive():
@@ -295,7 +300,7 @@ def _on_download_event(event):
         return task.update(f"Downloading {_download_model}…", event.fraction)
     if kind == "downloaded":
         task.finish(f"Downloaded {event.model} in {event.seconds:.0f} s", result=event.path)
-        report('INFO', f"ZS²: {task.message} ({event.path})")
+        report("INFO", f"ZS²: {task.message} ({event.path})")
     elif kind == "error":
         task.fail(event.message, hints.worker_hint(event.code, event.hint))
         print(f"ZS²: {task.error}\n{task.hint}", file=sys.stderr)
@@ -314,20 +319,25 @@ def _import(done):
     targets = plan.targets
     scene = bpy.data.scenes.get(targets.scene_name)
     if bpy.data.filepath != targets.blend_file or scene is None:
-        _finish_job(error="The clip finished, but the .blend file or scene it was made for is no longer open",
-                    hint=hints.fix("blend_closed") + f": {job_dir}")
+        _finish_job(
+            error="The clip finished, but the .blend file or scene it was made for is no longer open",
+            hint=hints.fix("blend_closed") + f": {job_dir}",
+        )
         return
     try:
         notes = _import_clip(plan, scene, done, job_dir)
-    except Exception as e:  # noqa: BLE001 — bpy raises many types; the timer must report, not die
+    except Exception as e:
         traceback.print_exc()
-        _finish_job(error=f"The clip finished, but importing it failed: {e}", hint=hints.fix("import") + f" ({job_dir})")
+        _finish_job(
+            error=f"The clip finished, but importing it failed: {e}", hint=hints.fix("import") + f" ({job_dir})"
+        )
         return
     notes = list(done.notes or []) + notes
-    _finish_job(done=f"Done in {done.seconds:.1f} s: {len(done.frames)} frames",
-                result={"output_dir": job_dir, "notes": notes})
+    _finish_job(
+        done=f"Done in {done.seconds:.1f} s: {len(done.frames)} frames", result={"output_dir": job_dir, "notes": notes}
+    )
     for note in notes:
-        report('INFO', f"ZS²: {note}")
+        report("INFO", f"ZS²: {note}")
 
 
 def _import_clip(plan, scene, done, job_dir):
@@ -337,14 +347,31 @@ def _import_clip(plan, scene, done, job_dir):
     collection = bpy.data.collections.get(targets.collection_name) or scene.collection
     notes = []
     if targets.target in ("MATERIAL", "BOTH"):
-        importers.import_material(scene, collection, done.frames, plan.job, job_dir, targets.frame_start,
-                                  list(targets.object_names), targets.use_emission, mapping=targets.mapping,
-                                  camera=bpy.data.objects.get(targets.camera_name) if targets.camera_name else None,
-                                  replace=targets.replace.material or None)
+        importers.import_material(
+            scene,
+            collection,
+            done.frames,
+            plan.job,
+            job_dir,
+            targets.frame_start,
+            list(targets.object_names),
+            targets.use_emission,
+            mapping=targets.mapping,
+            camera=bpy.data.objects.get(targets.camera_name) if targets.camera_name else None,
+            replace=targets.replace.material or None,
+        )
     if targets.target in ("STRIP", "BOTH"):
-        placed = importers.place_strip(scene, done.frames, done.video, plan.job, job_dir, targets.frame_start,
-                                       targets.use_movie, placement=targets.strip_placement,
-                                       replace=targets.replace.strip or None)
+        placed = importers.place_strip(
+            scene,
+            done.frames,
+            done.video,
+            plan.job,
+            job_dir,
+            targets.frame_start,
+            targets.use_movie,
+            placement=targets.strip_placement,
+            replace=targets.replace.strip or None,
+        )
         notes.extend(placed.notes)
     return notes
 
@@ -379,4 +406,4 @@ def report(kind, message):
     try:
         bpy.ops.zss.report(kind=kind, message=message)
     except (RuntimeError, AttributeError) as e:  # no window (background), or the add-on is being disabled
-        print(f"{message} ({e})" if kind != 'INFO' else message, file=sys.stderr)
+        print(f"{message} ({e})" if kind != "INFO" else message, file=sys.stderr)

@@ -105,8 +105,7 @@ def new_job_id(root):
     """Timestamp + random suffix; never the name of an existing job or staging folder."""
     while True:
         job_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
-        if not os.path.exists(os.path.join(root, job_id)) and \
-                not os.path.exists(staging_dir(root, job_id)):
+        if not os.path.exists(os.path.join(root, job_id)) and not os.path.exists(staging_dir(root, job_id)):
             return job_id
 
 
@@ -267,13 +266,21 @@ def plan(context, prefs, object_names=(), overrides=None, replace=None, job_id=N
     frame_start, count = frame_range(settings, scene)
     depth = None
     if settings.use_depth:
-        depth = DepthFrames(frame_start, count, job["width"], job["height"], staging_dir(root, job_id),
-                            settings.control_scale)
+        depth = DepthFrames(
+            frame_start, count, job["width"], job["height"], staging_dir(root, job_id), settings.control_scale
+        )
     targets = ImportTargets(
-        blend_file=bpy.data.filepath, scene_name=scene.name,
+        blend_file=bpy.data.filepath,
+        scene_name=scene.name,
         collection_name=collection.name if collection is not None else "",
-        object_names=tuple(object_names), target=settings.target, use_emission=settings.use_emission,
-        use_movie=prefs.strip_source == 'MOVIE', frame_start=frame_start,
-        strip_placement=settings.strip_placement, mapping=settings.mapping,
-        camera_name=scene.camera.name if depth and scene.camera else "", replace=replace or Replace())
+        object_names=tuple(object_names),
+        target=settings.target,
+        use_emission=settings.use_emission,
+        use_movie=prefs.strip_source == "MOVIE",
+        frame_start=frame_start,
+        strip_placement=settings.strip_placement,
+        mapping=settings.mapping,
+        camera_name=scene.camera.name if depth and scene.camera else "",
+        replace=replace or Replace(),
+    )
     return JobPlan(job=job, depth=depth, targets=targets)

@@ -33,7 +33,7 @@ VALIDATION_ID = "validation"  # the job id of a plan that is only validated (not
 
 
 def _selected_mesh_names(context):
-    return [o.name for o in (getattr(context, "selected_objects", None) or []) if o.type == 'MESH']
+    return [o.name for o in (getattr(context, "selected_objects", None) or []) if o.type == "MESH"]
 
 
 def plan_problems(scene, prefs, plan):
@@ -54,8 +54,8 @@ def validation_problems(context, overrides=None):
 
 def _refuse(operator, messages):
     for message in messages:
-        operator.report({'ERROR'}, message)
-    return {'CANCELLED'}
+        operator.report({"ERROR"}, message)
+    return {"CANCELLED"}
 
 
 def start_generation(context, operator, overrides=None, replace=None, scene=None):
@@ -71,8 +71,13 @@ def start_generation(context, operator, overrides=None, replace=None, scene=None
     found = checks.problems(scene, prefs)
     if any(field == "output_dir" for field, _ in found):  # no folder to plan the job in
         return _refuse(operator, [message for _field, message in found])
-    plan = jobspec.plan(context if here else scene, prefs, _selected_mesh_names(context) if here else (),
-                        overrides=overrides, replace=replace)
+    plan = jobspec.plan(
+        context if here else scene,
+        prefs,
+        _selected_mesh_names(context) if here else (),
+        overrides=overrides,
+        replace=replace,
+    )
     found += checks.job_problems(plan.job, covered={field for field, _ in found})
     if found:
         return _refuse(operator, [message for _field, message in found])
@@ -83,9 +88,15 @@ def start_generation(context, operator, overrides=None, replace=None, scene=None
     with staging.folder(plan) as folder:
         if plan.depth is not None:
             try:
-                images, _near_far = depth.render_depth_maps(scene, view_layer, plan.depth.frame_start,
-                                                            plan.depth.count, plan.depth.width, plan.depth.height,
-                                                            folder.path)
+                images, _near_far = depth.render_depth_maps(
+                    scene,
+                    view_layer,
+                    plan.depth.frame_start,
+                    plan.depth.count,
+                    plan.depth.width,
+                    plan.depth.height,
+                    folder.path,
+                )
             except (depth.DepthError, RuntimeError, OSError) as e:  # bpy.ops.render raises RuntimeError
                 return _refuse(operator, [hints.message("depth", f"Rendering depth maps failed: {e}")])
             plan = plan.with_control(images)
@@ -98,15 +109,14 @@ def start_generation(context, operator, overrides=None, replace=None, scene=None
         except (generator_client.WorkerStartError, generator_client.WorkerNotRunning) as e:
             return _start_failed(operator, e)
     job = plan.job
-    operator.report({'INFO'}, f"Generating {job['frames']} frames at {job['width']}×{job['height']} "
-                              f"(job {plan.id})")
-    return {'FINISHED'}
+    operator.report({"INFO"}, f"Generating {job['frames']} frames at {job['width']}×{job['height']} (job {plan.id})")
+    return {"FINISHED"}
 
 
 def _start_failed(operator, error):
     """Report that the generator process could not be started (with what to do) and cancel."""
-    operator.report({'ERROR'}, hints.message("worker_start", f"Could not start the generator: {error}"))
-    return {'CANCELLED'}
+    operator.report({"ERROR"}, hints.message("worker_start", f"Could not start the generator: {error}"))
+    return {"CANCELLED"}
 
 
 class ZSS_OT_generate(bpy.types.Operator):
@@ -114,7 +124,7 @@ class ZSS_OT_generate(bpy.types.Operator):
 
     bl_idname = "zss.generate"
     bl_label = "Generate"
-    bl_options = {'REGISTER'}
+    bl_options = {"REGISTER"}
 
     def execute(self, context):
         return start_generation(context, self)
@@ -132,7 +142,7 @@ class ZSS_OT_cancel(bpy.types.Operator):
 
     def execute(self, context):
         jobs.cancel()
-        return {'FINISHED'}
+        return {"FINISHED"}
 
 
 class ZSS_OT_check_generator(bpy.types.Operator):
@@ -142,23 +152,24 @@ class ZSS_OT_check_generator(bpy.types.Operator):
     bl_idname = "zss.check_generator"
     bl_label = "Check Generator"
 
-    timeout: bpy.props.FloatProperty(default=120.0, min=1.0, options={'SKIP_SAVE', 'HIDDEN'})
+    timeout: bpy.props.FloatProperty(default=120.0, min=1.0, options={"SKIP_SAVE", "HIDDEN"})
 
     def execute(self, context):
         try:
             prefs = preferences.get(context)
         except LookupError as e:
-            self.report({'ERROR'}, str(e))
-            return {'CANCELLED'}
+            self.report({"ERROR"}, str(e))
+            return {"CANCELLED"}
         if jobs.is_running() or jobs.download_running():  # never restart the worker under a running task
             ready = jobs.ready()
-            self.report({'INFO'}, jobs.ready_summary(ready) if ready else
-                        "The generator is busy starting a clip or download")
-            return {'FINISHED'}
+            self.report(
+                {"INFO"}, jobs.ready_summary(ready) if ready else "The generator is busy starting a clip or download"
+            )
+            return {"FINISHED"}
         problem = checks.python_problem(prefs.python_path)
         if problem:
-            self.report({'ERROR'}, problem)
-            return {'CANCELLED'}
+            self.report({"ERROR"}, problem)
+            return {"CANCELLED"}
         python = jobspec.user_path(prefs.python_path)
         c = jobs.client()
         warm = c is not None and c.is_alive() and c.ready is not None and c.python_executable == python
@@ -166,15 +177,15 @@ class ZSS_OT_check_generator(bpy.types.Operator):
             health = environment.check(prefs, python, timeout=max(self.timeout, 1.0))
             if not health.get("ok"):
                 jobs.stop_worker()
-                self.report({'ERROR'}, environment.health_problem(health))
-                return {'CANCELLED'}
+                self.report({"ERROR"}, environment.health_problem(health))
+                return {"CANCELLED"}
         try:
             ready = jobs.ensure_client(prefs).wait_ready(timeout=self.timeout)
         except generator_client.WorkerStartError as e:
-            self.report({'ERROR'}, hints.message("worker_start", str(e)))
-            return {'CANCELLED'}
-        self.report({'INFO'}, jobs.ready_summary(ready))
-        return {'FINISHED'}
+            self.report({"ERROR"}, hints.message("worker_start", str(e)))
+            return {"CANCELLED"}
+        self.report({"INFO"}, jobs.ready_summary(ready))
+        return {"FINISHED"}
 
 
 class ZSS_OT_setup_generator(bpy.types.Operator):
@@ -185,11 +196,17 @@ class ZSS_OT_setup_generator(bpy.types.Operator):
     bl_label = "Set Up Generator"
 
     rebuild: bpy.props.BoolProperty(
-        name="Rebuild", default=False, options={'SKIP_SAVE'},
-        description="Delete the add-on's environment and install it again from scratch")
+        name="Rebuild",
+        default=False,
+        options={"SKIP_SAVE"},
+        description="Delete the add-on's environment and install it again from scratch",
+    )
     repair: bpy.props.BoolProperty(
-        name="Repair", default=False, options={'SKIP_SAVE'},
-        description="Install what is missing into the environment Generator Python belongs to")
+        name="Repair",
+        default=False,
+        options={"SKIP_SAVE"},
+        description="Install what is missing into the environment Generator Python belongs to",
+    )
 
     def invoke(self, context, event):
         if self.rebuild:
@@ -201,10 +218,10 @@ class ZSS_OT_setup_generator(bpy.types.Operator):
             prefs = preferences.get(context)
             folder = environment.start(prefs, rebuild=self.rebuild, repair=self.repair)
         except (LookupError, environment.SetupRefused) as e:
-            self.report({'ERROR'}, str(e))
-            return {'CANCELLED'}
-        self.report({'INFO'}, f"Setting up the generator in {folder} (progress in the add-on's preferences)")
-        return {'FINISHED'}
+            self.report({"ERROR"}, str(e))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Setting up the generator in {folder} (progress in the add-on's preferences)")
+        return {"FINISHED"}
 
 
 class ZSS_OT_setup_cancel(bpy.types.Operator):
@@ -219,7 +236,7 @@ class ZSS_OT_setup_cancel(bpy.types.Operator):
 
     def execute(self, context):
         environment.cancel()
-        return {'FINISHED'}
+        return {"FINISHED"}
 
 
 class ZSS_OT_download_model(bpy.types.Operator):
@@ -243,26 +260,26 @@ class ZSS_OT_download_model(bpy.types.Operator):
         try:
             prefs = preferences.get(context)
         except LookupError as e:
-            self.report({'ERROR'}, str(e))
-            return {'CANCELLED'}
+            self.report({"ERROR"}, str(e))
+            return {"CANCELLED"}
         model = prefs.model.strip()
         if not preferences.online_access():
-            self.report({'ERROR'}, hints.message("download_offline", "Downloads are disabled: online access is off"))
-            return {'CANCELLED'}
+            self.report({"ERROR"}, hints.message("download_offline", "Downloads are disabled: online access is off"))
+            return {"CANCELLED"}
         if not preferences.is_hub_id(model):
-            self.report({'ERROR'}, hints.message("download_not_hub", f"“{model}” is not a hub id"))
-            return {'CANCELLED'}
+            self.report({"ERROR"}, hints.message("download_not_hub", f"“{model}” is not a hub id"))
+            return {"CANCELLED"}
         problem = checks.python_problem(prefs.python_path)
         if problem:
-            self.report({'ERROR'}, problem)
-            return {'CANCELLED'}
+            self.report({"ERROR"}, problem)
+            return {"CANCELLED"}
         task_id = "download-" + time.strftime("%Y%m%d-%H%M%S") + f"-{random.randrange(16**6):06x}"
         try:
             jobs.start_download(prefs, model, task_id)
         except (generator_client.WorkerStartError, generator_client.WorkerNotRunning) as e:
             return _start_failed(self, e)
-        self.report({'INFO'}, f"Downloading {model} (progress in the add-on's preferences)")
-        return {'FINISHED'}
+        self.report({"INFO"}, f"Downloading {model} (progress in the add-on's preferences)")
+        return {"FINISHED"}
 
 
 class ZSS_OT_use_recent_model(bpy.types.Operator):
@@ -270,15 +287,15 @@ class ZSS_OT_use_recent_model(bpy.types.Operator):
 
     bl_idname = "zss.use_recent_model"
     bl_label = "Use Recent Model"
-    bl_options = {'INTERNAL'}
+    bl_options = {"INTERNAL"}
 
-    model: bpy.props.StringProperty(name="Model", options={'SKIP_SAVE'})
+    model: bpy.props.StringProperty(name="Model", options={"SKIP_SAVE"})
 
     def execute(self, context):
         if not self.model:
-            return {'CANCELLED'}
+            return {"CANCELLED"}
         preferences.get(context).model = self.model
-        return {'FINISHED'}
+        return {"FINISHED"}
 
 
 class ZSS_OT_report(bpy.types.Operator):
@@ -286,15 +303,18 @@ class ZSS_OT_report(bpy.types.Operator):
 
     bl_idname = "zss.report"
     bl_label = "ZS² Report"
-    bl_options = {'INTERNAL'}
+    bl_options = {"INTERNAL"}
 
-    kind: bpy.props.EnumProperty(items=(('INFO', "Info", ""), ('WARNING', "Warning", ""), ('ERROR', "Error", "")),
-                                 default='INFO', options={'SKIP_SAVE'})
-    message: bpy.props.StringProperty(options={'SKIP_SAVE'})
+    kind: bpy.props.EnumProperty(
+        items=(("INFO", "Info", ""), ("WARNING", "Warning", ""), ("ERROR", "Error", "")),
+        default="INFO",
+        options={"SKIP_SAVE"},
+    )
+    message: bpy.props.StringProperty(options={"SKIP_SAVE"})
 
     def execute(self, context):
         self.report({self.kind}, self.message)
-        return {'FINISHED'}
+        return {"FINISHED"}
 
 
 def _active_key(settings):
@@ -307,7 +327,7 @@ class ZSS_OT_prompt_key_add(bpy.types.Operator):
 
     bl_idname = "zss.prompt_key_add"
     bl_label = "Add Prompt Key"
-    bl_options = {'REGISTER', 'UNDO'}
+    bl_options = {"REGISTER", "UNDO"}
 
     def execute(self, context):
         scene = context.scene
@@ -316,7 +336,7 @@ class ZSS_OT_prompt_key_add(bpy.types.Operator):
         key.frame = scene.frame_current
         key.prompt = settings.prompt
         settings.prompt_key_index = len(settings.prompt_keys) - 1
-        return {'FINISHED'}
+        return {"FINISHED"}
 
 
 class ZSS_OT_prompt_key_remove(bpy.types.Operator):
@@ -324,7 +344,7 @@ class ZSS_OT_prompt_key_remove(bpy.types.Operator):
 
     bl_idname = "zss.prompt_key_remove"
     bl_label = "Remove Prompt Key"
-    bl_options = {'REGISTER', 'UNDO'}
+    bl_options = {"REGISTER", "UNDO"}
 
     @classmethod
     def poll(cls, context):
@@ -334,10 +354,10 @@ class ZSS_OT_prompt_key_remove(bpy.types.Operator):
         settings = context.scene.zss
         index = _active_key(settings)
         if index is None:
-            return {'CANCELLED'}
+            return {"CANCELLED"}
         settings.prompt_keys.remove(index)
         settings.prompt_key_index = max(0, min(index, len(settings.prompt_keys) - 1))
-        return {'FINISHED'}
+        return {"FINISHED"}
 
 
 class ZSS_OT_prompt_key_move(bpy.types.Operator):
@@ -345,9 +365,9 @@ class ZSS_OT_prompt_key_move(bpy.types.Operator):
 
     bl_idname = "zss.prompt_key_move"
     bl_label = "Move Prompt Key"
-    bl_options = {'REGISTER', 'UNDO'}
+    bl_options = {"REGISTER", "UNDO"}
 
-    direction: bpy.props.EnumProperty(items=(('UP', "Up", ""), ('DOWN', "Down", "")), default='UP')
+    direction: bpy.props.EnumProperty(items=(("UP", "Up", ""), ("DOWN", "Down", "")), default="UP")
 
     @classmethod
     def poll(cls, context):
@@ -357,13 +377,13 @@ class ZSS_OT_prompt_key_move(bpy.types.Operator):
         settings = context.scene.zss
         index = _active_key(settings)
         if index is None:
-            return {'CANCELLED'}
-        target = index - 1 if self.direction == 'UP' else index + 1
+            return {"CANCELLED"}
+        target = index - 1 if self.direction == "UP" else index + 1
         if not 0 <= target < len(settings.prompt_keys):
-            return {'CANCELLED'}
+            return {"CANCELLED"}
         settings.prompt_keys.move(index, target)
         settings.prompt_key_index = target
-        return {'FINISHED'}
+        return {"FINISHED"}
 
 
 class ZSS_OT_open_output(bpy.types.Operator):
@@ -378,10 +398,10 @@ class ZSS_OT_open_output(bpy.types.Operator):
         if not folder or not os.path.isdir(folder):
             folder = jobspec.output_root(preferences.get(context))
         if not folder or not os.path.isdir(folder):
-            self.report({'ERROR'}, hints.message("no_output", "There is no output folder yet"))
-            return {'CANCELLED'}
+            self.report({"ERROR"}, hints.message("no_output", "There is no output folder yet"))
+            return {"CANCELLED"}
         bpy.ops.wm.path_open(filepath=folder)
-        return {'FINISHED'}
+        return {"FINISHED"}
 
 
 class ZSS_OT_randomize_seed(bpy.types.Operator):
@@ -389,16 +409,17 @@ class ZSS_OT_randomize_seed(bpy.types.Operator):
 
     bl_idname = "zss.randomize_seed"
     bl_label = "Randomize Seed"
-    bl_options = {'REGISTER', 'UNDO'}
+    bl_options = {"REGISTER", "UNDO"}
 
     def execute(self, context):
         context.scene.zss.seed = random.randint(0, SEED_MAX)
-        return {'FINISHED'}
+        return {"FINISHED"}
 
 
 def stored_source(context):
     """The datablock or strip holding a clip's parameters: the active strip in the sequencer, else the
     active object's material (or its clip image); None when there is none."""
+
     def from_strip():
         editor = context.scene.sequence_editor
         strip = editor.active_strip if editor else None
@@ -416,7 +437,7 @@ def stored_source(context):
                 return image
         return None
 
-    in_sequencer = getattr(context.space_data, "type", "") == 'SEQUENCE_EDITOR'
+    in_sequencer = getattr(context.space_data, "type", "") == "SEQUENCE_EDITOR"
     order = (from_strip, from_object) if in_sequencer else (from_object, from_strip)
     for find in order:
         source = find()
@@ -488,8 +509,8 @@ class _StoredClipOperator:
     def execute(self, context):
         source = stored_source(context)
         if source is None:
-            self.report({'ERROR'}, hints.message("no_clip", "No ZS² clip is selected"))
-            return {'CANCELLED'}
+            self.report({"ERROR"}, hints.message("no_clip", "No ZS² clip is selected"))
+            return {"CANCELLED"}
         scene = bpy.data.scenes.get(source.get("zss_scene", "")) or context.scene  # a plate's 3D scene
         overrides = apply_stored(scene, source, seed=self.new_seed(source.get("zss_seed", 0)))
         return start_generation(context, self, overrides=overrides, replace=replace_target(source), scene=scene)
@@ -513,7 +534,20 @@ class ZSS_OT_vary_seed(_StoredClipOperator, bpy.types.Operator):
         return seed if seed != job_seed else (seed + 1) % (SEED_MAX + 1)
 
 
-CLASSES = (ZSS_OT_generate, ZSS_OT_cancel, ZSS_OT_check_generator, ZSS_OT_open_output, ZSS_OT_randomize_seed,
-           ZSS_OT_regenerate, ZSS_OT_vary_seed, ZSS_OT_setup_generator, ZSS_OT_setup_cancel, ZSS_OT_download_model,
-           ZSS_OT_use_recent_model, ZSS_OT_report, ZSS_OT_prompt_key_add, ZSS_OT_prompt_key_remove,
-           ZSS_OT_prompt_key_move)
+CLASSES = (
+    ZSS_OT_generate,
+    ZSS_OT_cancel,
+    ZSS_OT_check_generator,
+    ZSS_OT_open_output,
+    ZSS_OT_randomize_seed,
+    ZSS_OT_regenerate,
+    ZSS_OT_vary_seed,
+    ZSS_OT_setup_generator,
+    ZSS_OT_setup_cancel,
+    ZSS_OT_download_model,
+    ZSS_OT_use_recent_model,
+    ZSS_OT_report,
+    ZSS_OT_prompt_key_add,
+    ZSS_OT_prompt_key_remove,
+    ZSS_OT_prompt_key_move,
+)

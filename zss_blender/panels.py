@@ -13,7 +13,7 @@ from . import environment, icons, jobs, jobspec, preferences
 
 
 def _progress(layout, fraction, text):
-    layout.progress(factor=fraction, type='BAR', text=text)
+    layout.progress(factor=fraction, type="BAR", text=text)
 
 
 def _status(layout, task, hint_lines=6, working="Working…"):
@@ -23,11 +23,11 @@ def _status(layout, task, hint_lines=6, working="Working…"):
     if task.running():
         _progress(layout, task.progress, task.message or working)
     elif task.message and not task.error:
-        layout.label(text=task.message, icon='CHECKMARK' if task.status == "done" else 'INFO')
+        layout.label(text=task.message, icon="CHECKMARK" if task.status == "done" else "INFO")
     if task.error:
         alert = layout.column()
         alert.alert = True
-        alert.label(text=task.error, icon='ERROR')
+        alert.label(text=task.error, icon="ERROR")
         for line in task.hint.splitlines()[:hint_lines]:
             alert.label(text=line)
 
@@ -40,7 +40,7 @@ def _resolved(layout, scene, settings):
     except LookupError:
         max_res = 768
     width, height = jobspec.resolution(settings, scene, max_res)
-    layout.label(text=f"{count} frames from {frame_start}, {width}×{height}", icon='INFO')
+    layout.label(text=f"{count} frames from {frame_start}, {width}×{height}", icon="INFO")
 
 
 def draw_zss(layout, context):
@@ -70,13 +70,13 @@ def draw_zss(layout, context):
     col.prop(settings, "guidance")
     row = col.row(align=True)
     row.prop(settings, "seed")
-    row.operator("zss.randomize_seed", text="", icon='FILE_REFRESH')
+    row.operator("zss.randomize_seed", text="", icon="FILE_REFRESH")
     col.prop(settings, "lam")
     col.prop(settings, "mu")
     col.prop(settings, "noise")
     col.prop(settings, "chunk")
     if settings.chunk < 0:
-        col.label(text="Chunk: Auto (what fits the GPU)", icon='INFO')
+        col.label(text="Chunk: Auto (what fits the GPU)", icon="INFO")
 
     _loop_tile_schedule(layout, settings)
 
@@ -87,25 +87,25 @@ def draw_zss(layout, context):
     sub.active = settings.use_depth
     sub.prop(settings, "control_scale")
     col.prop(settings, "target")
-    if settings.target in {'MATERIAL', 'BOTH'}:
+    if settings.target in {"MATERIAL", "BOTH"}:
         col.prop(settings, "use_emission")
 
     row = layout.row(align=True)
     row.scale_y = 1.4
     if jobs.is_running():
-        row.operator("zss.cancel", icon='CANCEL')
+        row.operator("zss.cancel", icon="CANCEL")
     else:
         row.operator("zss.generate", icon_value=icons.icon("generate"))
     row = layout.row(align=True)
-    row.operator("zss.regenerate", icon='FILE_REFRESH')
-    row.operator("zss.vary_seed", icon='MOD_NOISE')
+    row.operator("zss.regenerate", icon="FILE_REFRESH")
+    row.operator("zss.vary_seed", icon="MOD_NOISE")
 
     task = jobs.job_task()
     _status(layout, task)
     if task is not None and task.status == "done":
         for note in task.result["notes"]:
-            layout.label(text=note, icon='INFO')
-    layout.operator("zss.open_output", icon='FILE_FOLDER')
+            layout.label(text=note, icon="INFO")
+    layout.operator("zss.open_output", icon="FILE_FOLDER")
 
 
 LOOP_SCHEDULE_NOTE = "The schedule wraps: the last prompt blends back into the first"
@@ -119,25 +119,29 @@ def _section(layout, idname, title, default_closed=True):
 
 
 def _loop_tile_schedule(layout, settings):
-    body = _section(layout, "zss_loop_tile_schedule", "Loop, Tiling, Prompt Travel",
-                    default_closed=not (settings.loop or settings.tile != 'NONE' or len(settings.prompt_keys)))
+    body = _section(
+        layout,
+        "zss_loop_tile_schedule",
+        "Loop, Tiling, Prompt Travel",
+        default_closed=not (settings.loop or settings.tile != "NONE" or len(settings.prompt_keys)),
+    )
     if body is None:
         return
     col = body.column(align=True)
     col.use_property_split = True
     col.prop(settings, "loop")
     if settings.loop and len(settings.prompt_keys):
-        col.label(text=LOOP_SCHEDULE_NOTE, icon='INFO')
+        col.label(text=LOOP_SCHEDULE_NOTE, icon="INFO")
     col.prop(settings, "tile")
     body.label(text="Prompt Schedule (empty: the Prompt for every frame)")
     row = body.row()
     row.template_list("ZSS_UL_prompt_keys", "", settings, "prompt_keys", settings, "prompt_key_index", rows=3)
     side = row.column(align=True)
-    side.operator("zss.prompt_key_add", text="", icon='ADD')
-    side.operator("zss.prompt_key_remove", text="", icon='REMOVE')
+    side.operator("zss.prompt_key_add", text="", icon="ADD")
+    side.operator("zss.prompt_key_remove", text="", icon="REMOVE")
     side.separator()
-    side.operator("zss.prompt_key_move", text="", icon='TRIA_UP').direction = 'UP'
-    side.operator("zss.prompt_key_move", text="", icon='TRIA_DOWN').direction = 'DOWN'
+    side.operator("zss.prompt_key_move", text="", icon="TRIA_UP").direction = "UP"
+    side.operator("zss.prompt_key_move", text="", icon="TRIA_DOWN").direction = "DOWN"
     if len(settings.prompt_keys):
         col = body.column()
         col.use_property_split = True
@@ -177,13 +181,13 @@ def _setup_status(layout, setup):
     if task.running():
         row = layout.row(align=True)
         _progress(row, task.progress, task.message or "Working…")
-        row.operator("zss.setup_cancel", text="", icon='CANCEL')
+        row.operator("zss.setup_cancel", text="", icon="CANCEL")
     elif task.message and not task.error:
-        layout.label(text=task.message, icon='CHECKMARK' if task.status == "done" else 'INFO')
+        layout.label(text=task.message, icon="CHECKMARK" if task.status == "done" else "INFO")
     if task.error:
         box = layout.box()
         box.alert = True
-        box.label(text=task.error, icon='ERROR')
+        box.label(text=task.error, icon="ERROR")
     if setup.log and (task.running() or task.error):
         box = layout.box()
         col = box.column(align=True)
@@ -196,24 +200,24 @@ def _generator(layout, prefs):
     setup = environment.state
     online = preferences.online_access()
     box = layout.box()
-    box.label(text="Generator", icon='CONSOLE')
+    box.label(text="Generator", icon="CONSOLE")
     col = box.column()
     col.prop(prefs, "python_path")
     row = box.row(align=True)
     sub = row.row(align=True)
     sub.enabled = online and not setup.busy
-    sub.operator("zss.setup_generator", icon='IMPORT')
-    row.operator("zss.check_generator", icon='CHECKMARK')
+    sub.operator("zss.setup_generator", icon="IMPORT")
+    row.operator("zss.check_generator", icon="CHECKMARK")
     if not online:
-        box.label(text="Online access is off (Preferences ▸ System ▸ Network): Set Up cannot download", icon='INFO')
+        box.label(text="Online access is off (Preferences ▸ System ▸ Network): Set Up cannot download", icon="INFO")
     if setup.broken and not setup.busy:
         alert = box.column()
         alert.alert = True
-        alert.label(text=environment.health_problem(setup.health), icon='ERROR')
+        alert.label(text=environment.health_problem(setup.health), icon="ERROR")
         row = box.row(align=True)
         row.enabled = online
-        row.operator("zss.setup_generator", text="Repair", icon='TOOL_SETTINGS').repair = True
-        row.operator("zss.setup_generator", text="Rebuild", icon='FILE_REFRESH').rebuild = True
+        row.operator("zss.setup_generator", text="Repair", icon="TOOL_SETTINGS").repair = True
+        row.operator("zss.setup_generator", text="Rebuild", icon="FILE_REFRESH").rebuild = True
     _setup_status(box, setup)
     options = _section(box, "zss_setup_options", "Setup Options")
     if options is not None:
@@ -229,24 +233,28 @@ def _generator(layout, prefs):
 def _model(layout, prefs):
     online = preferences.online_access()
     box = layout.box()
-    box.label(text="Model", icon='FILE_3D')
+    box.label(text="Model", icon="FILE_3D")
     row = box.row(align=True)
     row.prop(prefs, "model")
-    row.menu("ZSS_MT_recent_models", text="", icon='TIME')
+    row.menu("ZSS_MT_recent_models", text="", icon="TIME")
     if preferences.is_hub_id(prefs.model):
         row = box.row(align=True)
         row.enabled = online and not jobs.download_running()
-        row.operator("zss.download_model", icon='IMPORT')
+        row.operator("zss.download_model", icon="IMPORT")
         if not online:
-            box.label(text="Download needs online access (Preferences ▸ System ▸ Network)", icon='INFO')
+            box.label(text="Download needs online access (Preferences ▸ System ▸ Network)", icon="INFO")
     if not prefs.model.strip():
-        box.label(text=f"Empty: the built-in texture model ({defaults.DEFAULT_MODEL})", icon='INFO')
+        box.label(text=f"Empty: the built-in texture model ({defaults.DEFAULT_MODEL})", icon="INFO")
     _status(box, jobs.download_task(), hint_lines=4, working="Downloading…")
     box.prop(prefs, "controlnet_model")
     if not prefs.controlnet_model.strip():
         builtin = jobspec.controlnet_setting(prefs)
-        box.label(text=f"Empty: the model's own depth ControlNet ({builtin})" if builtin else
-                  "Empty: this model has no built-in depth ControlNet; set one for Depth Control", icon='INFO')
+        box.label(
+            text=f"Empty: the model's own depth ControlNet ({builtin})"
+            if builtin
+            else "Empty: this model has no built-in depth ControlNet; set one for Depth Control",
+            icon="INFO",
+        )
     box.prop(prefs, "allow_pickle")
 
 
@@ -256,7 +264,7 @@ def draw_preferences(layout, prefs):
     _generator(layout, prefs)
     _model(layout, prefs)
     box = layout.box()
-    box.label(text="Device and Memory", icon='MEMORY')
+    box.label(text="Device and Memory", icon="MEMORY")
     col = box.column()
     col.prop(prefs, "device")
     col.prop(prefs, "precision")
@@ -264,7 +272,7 @@ def draw_preferences(layout, prefs):
     col.prop(prefs, "vae_tiling")
     col.prop(prefs, "cpu_offload")
     box = layout.box()
-    box.label(text="Output", icon='FILE_FOLDER')
+    box.label(text="Output", icon="FILE_FOLDER")
     col = box.column()
     col.prop(prefs, "output_dir")
     col.prop(prefs, "max_resolution")
@@ -281,7 +289,7 @@ class ZSSPreferences(preferences.Properties, bpy.types.AddonPreferences):
 
 
 class _ZSSPanel:
-    bl_region_type = 'UI'
+    bl_region_type = "UI"
     bl_category = "ZS²"
     bl_label = "ZS² Video"
 
@@ -294,12 +302,12 @@ class _ZSSPanel:
 
 class ZSS_PT_main(_ZSSPanel, bpy.types.Panel):
     bl_idname = "ZSS_PT_main"
-    bl_space_type = 'VIEW_3D'
+    bl_space_type = "VIEW_3D"
 
 
 class ZSS_PT_sequencer(_ZSSPanel, bpy.types.Panel):
     bl_idname = "ZSS_PT_sequencer"
-    bl_space_type = 'SEQUENCE_EDITOR'
+    bl_space_type = "SEQUENCE_EDITOR"
 
 
 CLASSES = (ZSSPreferences, ZSS_UL_prompt_keys, ZSS_MT_recent_models, ZSS_PT_main, ZSS_PT_sequencer)

@@ -21,21 +21,29 @@ OWNER_KEY = "zss_plates_of"  # custom property on the plates scene: the 3D scene
 NAME_BYTES = 63  # Blender's datablock name limit (4.x) in UTF-8 bytes
 F12_WARNING = "F12 here renders the sequencer: only the clip, not the 3D scene"  # panel, 'SCENE' placement
 
-_FOLLOWED_RENDER = ("fps", "fps_base", "resolution_x", "resolution_y", "resolution_percentage",
-                    "pixel_aspect_x", "pixel_aspect_y")
+_FOLLOWED_RENDER = (
+    "fps",
+    "fps_base",
+    "resolution_x",
+    "resolution_y",
+    "resolution_percentage",
+    "pixel_aspect_x",
+    "pixel_aspect_y",
+)
 _FOLLOWED_VIEW = ("view_transform", "look", "exposure", "gamma")
 
 
 def free_channel(strips, frame_start, length, max_channel=128):
     """The lowest channel with nothing overlapping [frame_start, frame_start + length)."""
     frame_end = frame_start + length
-    busy = {s.channel for s in strips
-            if s.frame_final_start < frame_end and s.frame_final_end > frame_start}
+    busy = {s.channel for s in strips if s.frame_final_start < frame_end and s.frame_final_end > frame_start}
     for channel in range(1, max_channel + 1):
         if channel not in busy:
             return channel
-    raise RuntimeError(f"All {max_channel} sequencer channels are busy at frames {frame_start}–{frame_end - 1} "
-                       "— free a channel or move strips, then import the clip from its folder")
+    raise RuntimeError(
+        f"All {max_channel} sequencer channels are busy at frames {frame_start}–{frame_end - 1} "
+        "— free a channel or move strips, then import the clip from its folder"
+    )
 
 
 def plates_name(scene):
@@ -82,7 +90,9 @@ def plates_scene(scene):
 
 
 def find_scene_strip(edit, scene):
-    return next((s for s in compat.top_level_strips(edit.sequence_editor) if s.type == 'SCENE' and s.scene == scene), None)
+    return next(
+        (s for s in compat.top_level_strips(edit.sequence_editor) if s.type == "SCENE" and s.scene == scene), None
+    )
 
 
 def scene_strip_above(edit, scene, channel):
@@ -102,10 +112,10 @@ def scene_strip_above(edit, scene, channel):
     top = max([s.channel for s in strips if s != strip] + [floor]) + 1
     if strip is None:
         strip = strips.new_scene(scene.name, scene, top, scene.frame_start)
-        strip.scene_input = 'CAMERA'
+        strip.scene_input = "CAMERA"
     elif strip.channel <= channel:
         strip.channel = top
-    strip.blend_type = 'ALPHA_OVER'
+    strip.blend_type = "ALPHA_OVER"
     return strip
 
 
@@ -115,5 +125,7 @@ def placement_note(scene, edit):
     where = f"The clip is in the scene '{edit.name}', under the render of '{scene.name}'"
     if scene.render.film_transparent:
         return where + ": render that scene to see the 3D scene over the clip"
-    return (where + f"; '{scene.name}' renders an opaque background that covers the clip: turn on Render "
-            "Properties ▸ Film ▸ Transparent there to see the clip behind the 3D render")
+    return (
+        where + f"; '{scene.name}' renders an opaque background that covers the clip: turn on Render "
+        "Properties ▸ Film ▸ Transparent there to see the clip behind the 3D render"
+    )

@@ -46,62 +46,87 @@ class Properties:
     """The preferences' properties (per machine, not per .blend); panels.ZSSPreferences registers them."""
 
     python_path: StringProperty(
-        name="Generator Python", subtype='FILE_PATH',
+        name="Generator Python",
+        subtype="FILE_PATH",
         description="Python executable of the environment with torch and diffusers "
-                    "(for example <venv>/bin/python or <venv>\\Scripts\\python.exe); Set Up Generator fills "
-                    "it in")
+        "(for example <venv>/bin/python or <venv>\\Scripts\\python.exe); Set Up Generator fills "
+        "it in",
+    )
     generator_dir: StringProperty(
-        name="Environment Folder", subtype='DIR_PATH',
-        description="Where Set Up Generator creates the generator environment; empty = the add-on's own "
-                    "user folder")
+        name="Environment Folder",
+        subtype="DIR_PATH",
+        description="Where Set Up Generator creates the generator environment; empty = the add-on's own user folder",
+    )
     setup_python: StringProperty(
-        name="Base Python", subtype='FILE_PATH',
-        description="Python that creates the generator environment (3.10 or newer); empty = Blender's own "
-                    "Python")
+        name="Base Python",
+        subtype="FILE_PATH",
+        description="Python that creates the generator environment (3.10 or newer); empty = Blender's own Python",
+    )
     setup_torch_spec: StringProperty(
         name="Torch Override",
         description="pip arguments for torch instead of the automatic choice (CUDA build with an NVIDIA "
-                    "GPU, else CPU), e.g. 'torch==2.5.1' or 'torch --index-url https://download.pytorch.org/whl/cu121'")
+        "GPU, else CPU), e.g. 'torch==2.5.1' or 'torch --index-url https://download.pytorch.org/whl/cu121'",
+    )
     setup_pip_args: StringProperty(
         name="Extra pip Arguments",
-        description="Added to every pip install of the setup, e.g. '--index-url URL' or '--proxy URL'")
+        description="Added to every pip install of the setup, e.g. '--index-url URL' or '--proxy URL'",
+    )
     model: StringProperty(
         name="Model",
         description="Stable Diffusion 1.x model: a diffusers folder, a .safetensors file, a hub id, "
-                    "'tiny' for the test model; empty: the built-in texture model (builtin:textures)")
+        "'tiny' for the test model; empty: the built-in texture model (builtin:textures)",
+    )
     recent_models: StringProperty(
-        name="Recent Models", default="[]", options={'HIDDEN'},
-        description="JSON list of the last models that finished a clip, newest first")
+        name="Recent Models",
+        default="[]",
+        options={"HIDDEN"},
+        description="JSON list of the last models that finished a clip, newest first",
+    )
     allow_pickle: BoolProperty(
-        name="Allow Legacy Pickle Checkpoints", default=False,
+        name="Allow Legacy Pickle Checkpoints",
+        default=False,
         description="Also load .ckpt / .pt / .bin checkpoints. These are Python pickles: a malicious file "
-                    "can run code on this computer when loaded (the generator loads weights only, which "
-                    "blocks most but not every attack). Only enable it for files from sources you trust; "
-                    "prefer .safetensors")
+        "can run code on this computer when loaded (the generator loads weights only, which "
+        "blocks most but not every attack). Only enable it for files from sources you trust; "
+        "prefer .safetensors",
+    )
     attention_slicing: BoolProperty(
-        name="Attention Slicing", default=False,
-        description="Compute attention in slices: less GPU memory, a little slower")
+        name="Attention Slicing",
+        default=False,
+        description="Compute attention in slices: less GPU memory, a little slower",
+    )
     vae_tiling: BoolProperty(
-        name="VAE Tiling", default=False,
-        description="Decode frames in tiles: much less memory for large sizes")
+        name="VAE Tiling", default=False, description="Decode frames in tiles: much less memory for large sizes"
+    )
     cpu_offload: BoolProperty(
-        name="CPU Offload", default=False,
+        name="CPU Offload",
+        default=False,
         description="Keep model parts in system memory and move them to the GPU when needed: the least GPU "
-                    "memory, clearly slower")
+        "memory, clearly slower",
+    )
     controlnet_model: StringProperty(
         name="Depth ControlNet",
         description="Depth ControlNet for Depth Control: a folder, .safetensors file, hub id, or 'tiny'; "
-                    "empty: the built-in model's own (builtin:textures-depth)")
+        "empty: the built-in model's own (builtin:textures-depth)",
+    )
     device: EnumProperty(name="Device", items=DEVICE_ITEMS, default="AUTO")
     precision: EnumProperty(name="Precision", items=PRECISION_ITEMS, default="AUTO")
     output_dir: StringProperty(
-        name="Output Folder", subtype='DIR_PATH', options=BLEND_RELATIVE,
+        name="Output Folder",
+        subtype="DIR_PATH",
+        options=BLEND_RELATIVE,
         description="Where clips go for unsaved .blend files (an absolute folder; saved files use //zss/ next "
-                    "to the .blend). A //-relative folder such as //clips is resolved against the saved .blend "
-                    "and is used for saved files")
+        "to the .blend). A //-relative folder such as //clips is resolved against the saved .blend "
+        "and is used for saved files",
+    )
     max_resolution: IntProperty(
-        name="Max Resolution", default=768, min=64, max=2048, subtype='PIXEL',
-        description="Largest side of a clip when the size follows the render resolution")
+        name="Max Resolution",
+        default=768,
+        min=64,
+        max=2048,
+        subtype="PIXEL",
+        description="Largest side of a clip when the size follows the render resolution",
+    )
     strip_source: EnumProperty(name="Strip From", items=STRIP_SOURCE_ITEMS, default="IMAGES")
 
 
@@ -110,8 +135,9 @@ def get(context=None):
     prefs = (context or bpy.context).preferences
     addon = prefs.addons.get(ADDON_ID)
     if addon is None:
-        raise LookupError(f"The ZS² add-on ({ADDON_ID}) is not enabled — enable it in "
-                          "Preferences ▸ Add-ons (or Extensions)")
+        raise LookupError(
+            f"The ZS² add-on ({ADDON_ID}) is not enabled — enable it in Preferences ▸ Add-ons (or Extensions)"
+        )
     return addon.preferences
 
 
@@ -144,5 +170,3 @@ def is_hub_id(text):
         return False
     owner, name = text.split("/")
     return bool(owner and name) and not os.path.exists(os.path.expanduser(text)) and " " not in text
-
-

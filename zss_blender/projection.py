@@ -41,12 +41,12 @@ def projection_matrix(scene, camera, width, height):
 def _row(group, coord, row, location):
     """Dot product of the camera-space point with one matrix row, plus the row's constant."""
     dot = group.nodes.new("ShaderNodeVectorMath")
-    dot.operation = 'DOT_PRODUCT'
+    dot.operation = "DOT_PRODUCT"
     dot.location = location
     dot.inputs[1].default_value = row[:3]
     group.links.new(coord, dot.inputs[0])
     add = group.nodes.new("ShaderNodeMath")
-    add.operation = 'ADD'
+    add.operation = "ADD"
     add.location = (location[0] + 180, location[1])
     add.inputs[1].default_value = row[3]
     group.links.new(dot.outputs["Value"], add.inputs[0])
@@ -56,12 +56,12 @@ def _row(group, coord, row, location):
 def _ndc_to_unit(group, numerator, w, location):
     """0.5 + 0.5 · numerator / w: clip coordinate → 0…1 texture coordinate."""
     divide = group.nodes.new("ShaderNodeMath")
-    divide.operation = 'DIVIDE'
+    divide.operation = "DIVIDE"
     divide.location = location
     group.links.new(numerator, divide.inputs[0])
     group.links.new(w, divide.inputs[1])
     unit = group.nodes.new("ShaderNodeMath")
-    unit.operation = 'MULTIPLY_ADD'
+    unit.operation = "MULTIPLY_ADD"
     unit.location = (location[0] + 180, location[1])
     unit.inputs[1].default_value = 0.5
     unit.inputs[2].default_value = 0.5
@@ -73,7 +73,7 @@ def build_group(group, camera, matrix):
     """(Re)fill group with the projection of camera through matrix; output socket "Vector"."""
     group.nodes.clear()
     if "Vector" not in [item.name for item in group.interface.items_tree]:
-        group.interface.new_socket("Vector", in_out='OUTPUT', socket_type='NodeSocketVector')
+        group.interface.new_socket("Vector", in_out="OUTPUT", socket_type="NodeSocketVector")
     coords = group.nodes.new("ShaderNodeTexCoord")
     coords.object = camera
     coords.location = (-600, 0)
@@ -99,11 +99,11 @@ def projection_node(tree, scene, camera, width, height, location=(0, 0)):
     Returns the node; its output "Vector" is the texture coordinate for the clip's Image Texture.
     """
     node = tree.nodes.get(NODE_NAME)
-    if node is None or node.type != 'GROUP':
+    if node is None or node.type != "GROUP":
         node = tree.nodes.new("ShaderNodeGroup")
         node.name = node.label = NODE_NAME
     if node.node_tree is None:
-        node.node_tree = bpy.data.node_groups.new(GROUP_NAME, 'ShaderNodeTree')
+        node.node_tree = bpy.data.node_groups.new(GROUP_NAME, "ShaderNodeTree")
     node.location = location
     build_group(node.node_tree, camera, projection_matrix(scene, camera, width, height))
     return node

@@ -57,8 +57,9 @@ CHUNK_AUTO = -1  # Scene.zss.chunk: -1 = "auto", 0 = all frames at once, N = N f
 class ZSSPromptKey(bpy.types.PropertyGroup):
     """One row of the prompt schedule: from this scene frame on, the clip travels towards this prompt."""
 
-    frame: IntProperty(name="Frame", default=1,
-                       description="Scene frame where this prompt is reached (inside the clip's range)")
+    frame: IntProperty(
+        name="Frame", default=1, description="Scene frame where this prompt is reached (inside the clip's range)"
+    )
     prompt: StringProperty(name="Prompt", description="What the clip shows at this frame")
 
 
@@ -68,74 +69,141 @@ class ZSSSceneSettings(bpy.types.PropertyGroup):
     prompt: StringProperty(name="Prompt", description="What the clip should show")
     negative_prompt: StringProperty(name="Negative Prompt", description="What the clip should avoid")
     frames: IntProperty(
-        name="Frames", default=0, min=0, max=defaults.MAX_FRAMES,
-        description="Number of frames; 0 uses the scene's frame range (Start to End)")
+        name="Frames",
+        default=0,
+        min=0,
+        max=defaults.MAX_FRAMES,
+        description="Number of frames; 0 uses the scene's frame range (Start to End)",
+    )
     frame_start: IntProperty(
-        name="Start Frame", default=1,
-        description="First frame of the clip when Frames is not 0 (otherwise the scene's start frame)")
+        name="Start Frame",
+        default=1,
+        description="First frame of the clip when Frames is not 0 (otherwise the scene's start frame)",
+    )
     width: IntProperty(
-        name="Width", default=0, min=0, max=defaults.MAX_SIZE, subtype='PIXEL',
+        name="Width",
+        default=0,
+        min=0,
+        max=defaults.MAX_SIZE,
+        subtype="PIXEL",
         description="Clip width, a multiple of 8; 0 follows the render resolution (capped by the "
-                    "add-on's max resolution)")
+        "add-on's max resolution)",
+    )
     height: IntProperty(
-        name="Height", default=0, min=0, max=defaults.MAX_SIZE, subtype='PIXEL',
-        description="Clip height, a multiple of 8; 0 follows the render resolution")
+        name="Height",
+        default=0,
+        min=0,
+        max=defaults.MAX_SIZE,
+        subtype="PIXEL",
+        description="Clip height, a multiple of 8; 0 follows the render resolution",
+    )
     steps: IntProperty(name="Steps", default=30, min=1, max=defaults.MAX_STEPS, description="Denoising steps")
-    guidance: FloatProperty(name="Guidance", default=7.5, min=0.0, max=defaults.MAX_GUIDANCE,
-                            description="Classifier-free guidance scale")
+    guidance: FloatProperty(
+        name="Guidance", default=7.5, min=0.0, max=defaults.MAX_GUIDANCE, description="Classifier-free guidance scale"
+    )
     seed: IntProperty(name="Seed", default=0, min=0, description="Random seed; the same seed gives the same clip")
     lam: FloatProperty(
-        name="λ (Noise Dependency)", default=0.01, min=0.0, soft_max=1.0, precision=4, options={'ANIMATABLE'},
+        name="λ (Noise Dependency)",
+        default=0.01,
+        min=0.0,
+        soft_max=1.0,
+        precision=4,
+        options={"ANIMATABLE"},
         description="How far each frame's noise may move from the previous frame's; keyframe it for "
-                    "per-frame values (small = calm, large = more change)")
+        "per-frame values (small = calm, large = more change)",
+    )
     mu: FloatProperty(
-        name="μ (Momentum)", default=0.98, min=0.0, max=1.0, precision=3, options={'ANIMATABLE'},
+        name="μ (Momentum)",
+        default=0.98,
+        min=0.0,
+        max=1.0,
+        precision=3,
+        options={"ANIMATABLE"},
         description="Temporal momentum attention: how much each frame attends to the running history; "
-                    "keyframe it for per-frame values")
-    noise: EnumProperty(name="Noise", items=NOISE_ITEMS, default="DEPENDENCY",
-                        description="Noise model shared across frames")
+        "keyframe it for per-frame values",
+    )
+    noise: EnumProperty(
+        name="Noise", items=NOISE_ITEMS, default="DEPENDENCY", description="Noise model shared across frames"
+    )
     use_depth: BoolProperty(
-        name="Depth Control", default=False,
-        description="Render depth from the scene camera for every frame and condition the clip on it")
-    control_scale: FloatProperty(name="Control Strength", default=1.0, min=0.0, max=5.0,
-                                 description="ControlNet conditioning scale")
+        name="Depth Control",
+        default=False,
+        description="Render depth from the scene camera for every frame and condition the clip on it",
+    )
+    control_scale: FloatProperty(
+        name="Control Strength", default=1.0, min=0.0, max=5.0, description="ControlNet conditioning scale"
+    )
     chunk: IntProperty(
-        name="Chunk", default=CHUNK_AUTO, min=CHUNK_AUTO, max=defaults.MAX_FRAMES,
+        name="Chunk",
+        default=CHUNK_AUTO,
+        min=CHUNK_AUTO,
+        max=defaults.MAX_FRAMES,
         description="Frames per UNet batch, to bound GPU memory (the result is the same): -1 = Auto (the "
-                    "most that fit the free GPU memory), 0 = all frames at once, N = N frames")
+        "most that fit the free GPU memory), 0 = all frames at once, N = N frames",
+    )
     loop: BoolProperty(
-        name="Seamless Loop", default=False,
-        description="The last frame flows into the first, so the clip loops without a jump")
+        name="Seamless Loop",
+        default=False,
+        description="The last frame flows into the first, so the clip loops without a jump",
+    )
     tile: EnumProperty(
-        name="Tileable", items=TILE_ITEMS, default="NONE",
+        name="Tileable",
+        items=TILE_ITEMS,
+        default="NONE",
         description="Make every frame tile seamlessly (a repeating texture); the material gets a "
-                    "'ZS² Tiling' Mapping node to scale it")
+        "'ZS² Tiling' Mapping node to scale it",
+    )
     prompt_keys: CollectionProperty(
-        type=ZSSPromptKey, name="Prompt Schedule",
+        type=ZSSPromptKey,
+        name="Prompt Schedule",
         description="Prompt travel: the clip moves from one prompt to the next at these frames; empty = "
-                    "the Prompt above for the whole clip")
+        "the Prompt above for the whole clip",
+    )
     prompt_key_index: IntProperty(name="Active Prompt Key", default=0, min=0)
     prompt_interpolation: EnumProperty(
-        name="Blend", items=INTERPOLATION_ITEMS, default="LINEAR",
-        description="How prompts are blended between schedule keys")
-    target: EnumProperty(name="Import As", items=TARGET_ITEMS, default="MATERIAL",
-                         description="Where the finished clip goes")
+        name="Blend",
+        items=INTERPOLATION_ITEMS,
+        default="LINEAR",
+        description="How prompts are blended between schedule keys",
+    )
+    target: EnumProperty(
+        name="Import As", items=TARGET_ITEMS, default="MATERIAL", description="Where the finished clip goes"
+    )
     use_emission: BoolProperty(
-        name="Emission", default=False,
-        description="Also feed the clip into the material's emission so it shows unlit")
+        name="Emission", default=False, description="Also feed the clip into the material's emission so it shows unlit"
+    )
     strip_placement: EnumProperty(
-        name="Strip Goes To", default='PLATES',
-        items=(("PLATES", "Plates Scene", "A '<scene> · plates' edit scene: the clip as background plate under "
-                "this scene's render; F12 here still renders the 3D scene"),
-               ("SCENE", "This Scene", "This scene's sequencer: F12 then renders the sequencer (only the "
-                "clip), not the 3D scene")),
-        description="Where a Strip import goes")
+        name="Strip Goes To",
+        default="PLATES",
+        items=(
+            (
+                "PLATES",
+                "Plates Scene",
+                "A '<scene> · plates' edit scene: the clip as background plate under "
+                "this scene's render; F12 here still renders the 3D scene",
+            ),
+            (
+                "SCENE",
+                "This Scene",
+                "This scene's sequencer: F12 then renders the sequencer (only the clip), not the 3D scene",
+            ),
+        ),
+        description="Where a Strip import goes",
+    )
     mapping: EnumProperty(
-        name="Mapping", default='CAMERA',
-        items=(("CAMERA", "Camera Projection", "Project a depth-controlled clip from the camera it was made "
-                "for, so it sits on the geometry it was generated from"),
-               ("UV", "UV Map", "Use the object's UV map")),
-        description="How a depth-controlled clip is mapped onto the object (without Depth Control: UV map)")
+        name="Mapping",
+        default="CAMERA",
+        items=(
+            (
+                "CAMERA",
+                "Camera Projection",
+                "Project a depth-controlled clip from the camera it was made "
+                "for, so it sits on the geometry it was generated from",
+            ),
+            ("UV", "UV Map", "Use the object's UV map"),
+        ),
+        description="How a depth-controlled clip is mapped onto the object (without Depth Control: UV map)",
+    )
 
 
 CLASSES = (ZSSPromptKey, ZSSSceneSettings)

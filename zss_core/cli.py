@@ -67,14 +67,24 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--mu", type=_number_or_list, default=0.98, help="attention momentum in [0, 1] (or a list)")
     gen.add_argument("--steps", type=int, default=30)
     gen.add_argument("--guidance", type=float, default=7.5)
-    gen.add_argument("--size", type=_size, default=None,
-                     help="WIDTHxHEIGHT, multiples of 8 (default: 64x64 for the built-in models, else 512x512)")
+    gen.add_argument(
+        "--size",
+        type=_size,
+        default=None,
+        help="WIDTHxHEIGHT, multiples of 8 (default: 64x64 for the built-in models, else 512x512)",
+    )
     gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--model", default=defaults.DEFAULT_MODEL,
-                     help="'builtin:textures' (the shipped texture model), 'tiny' (random weights, for tests), "
-                          "a diffusers folder, a .safetensors file or a hub id")
-    gen.add_argument("--controlnet", default=None,
-                     help="depth ControlNet (folder, file or hub id; default: the built-in model's own)")
+    gen.add_argument(
+        "--model",
+        default=defaults.DEFAULT_MODEL,
+        help="'builtin:textures' (the shipped texture model), 'tiny' (random weights, for tests), "
+        "a diffusers folder, a .safetensors file or a hub id",
+    )
+    gen.add_argument(
+        "--controlnet",
+        default=None,
+        help="depth ControlNet (folder, file or hub id; default: the built-in model's own)",
+    )
     gen.add_argument("--control-depth", default=None, metavar="DIR|GLOB", help="one depth image per frame")
     gen.add_argument("--control-scale", type=float, default=1.0)
     gen.add_argument("--chunk", type=int, default=None, help="frames per UNet batch (exact; bounds memory)")
@@ -89,10 +99,17 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--id", default=None, help="job id (default: timestamp + random)")
     gen.add_argument("--loop", action="store_true", help="seamless loop: the last frame flows into the first")
     gen.add_argument("--tile", choices=("x", "y", "xy"), default=None, help="frames tile seamlessly on these axes")
-    gen.add_argument("--prompt-at", nargs=2, action="append", metavar=("FRAME", "PROMPT"), default=[],
-                     help="prompt travel key at a 0-based frame (repeatable); PROMPT holds at frame 0")
-    gen.add_argument("--prompt-interpolation", choices=defaults.PROMPT_INTERPOLATIONS,
-                     default=defaults.PROMPT_INTERPOLATIONS[0])
+    gen.add_argument(
+        "--prompt-at",
+        nargs=2,
+        action="append",
+        metavar=("FRAME", "PROMPT"),
+        default=[],
+        help="prompt travel key at a 0-based frame (repeatable); PROMPT holds at frame 0",
+    )
+    gen.add_argument(
+        "--prompt-interpolation", choices=defaults.PROMPT_INTERPOLATIONS, default=defaults.PROMPT_INTERPOLATIONS[0]
+    )
 
     sub.add_parser("worker", help="run the generator process (JSON lines on stdin/stdout)")
     sub.add_parser("setup-env", help="create, check or repair a generator environment (see --help)", add_help=False)
@@ -110,13 +127,30 @@ def job_from_args(args) -> dict:
     if args.size is None:
         args.size = defaults.default_size(args.model)
     job = {
-        "id": args.id or new_job_id(), "prompt": args.prompt, "negative_prompt": args.negative,
-        "frames": args.frames, "width": args.size[0], "height": args.size[1], "steps": args.steps,
-        "guidance": args.guidance, "seed": args.seed, "lam": args.lam, "mu": args.mu, "noise": args.noise,
-        "search": args.search, "model": args.model, "chunk": args.chunk, "scheduler": args.scheduler,
-        "device": args.device, "dtype": args.dtype, "output_dir": os.path.abspath(args.out), "fps": args.fps,
+        "id": args.id or new_job_id(),
+        "prompt": args.prompt,
+        "negative_prompt": args.negative,
+        "frames": args.frames,
+        "width": args.size[0],
+        "height": args.size[1],
+        "steps": args.steps,
+        "guidance": args.guidance,
+        "seed": args.seed,
+        "lam": args.lam,
+        "mu": args.mu,
+        "noise": args.noise,
+        "search": args.search,
+        "model": args.model,
+        "chunk": args.chunk,
+        "scheduler": args.scheduler,
+        "device": args.device,
+        "dtype": args.dtype,
+        "output_dir": os.path.abspath(args.out),
+        "fps": args.fps,
         "outputs": {"frames": True, "mp4": not args.no_mp4, "contact_sheet": True},
-        "loop": args.loop, "tile_x": "x" in (args.tile or ""), "tile_y": "y" in (args.tile or ""),
+        "loop": args.loop,
+        "tile_x": "x" in (args.tile or ""),
+        "tile_y": "y" in (args.tile or ""),
         "prompt_interpolation": args.prompt_interpolation,
     }
     if args.prompt_at:
@@ -151,8 +185,13 @@ def cmd_generate(args) -> int:
 
     try:
         print(f"loading model '{job.model}'…", file=sys.stderr)
-        pipe = load_pipeline(job.model, job.controlnet_model if job.control else None, device=job.device,
-                             dtype=job.dtype, scheduler=job.scheduler)
+        pipe = load_pipeline(
+            job.model,
+            job.controlnet_model if job.control else None,
+            device=job.device,
+            dtype=job.dtype,
+            scheduler=job.scheduler,
+        )
         with tqdm(total=job.steps, desc="denoising", unit="step", file=sys.stderr) as bar:
             outcome = run_job(job, pipe, JobCallbacks(progress=lambda step, total: bar.update(step - bar.n)))
     except (ModelError, JobError) as exc:

@@ -27,8 +27,15 @@ from . import protocol
 from .process import WorkerNotRunning, WorkerProcess
 from .protocol import Cancel, Download, Error, Generate, Job, Message, Ping, Ready, Shutdown
 
-__all__ = ["PACKAGE_PARENT", "GeneratorClient", "LocalClient", "WorkerClient", "WorkerNotRunning",
-           "WorkerStartError", "child_env"]
+__all__ = [
+    "PACKAGE_PARENT",
+    "GeneratorClient",
+    "LocalClient",
+    "WorkerClient",
+    "WorkerNotRunning",
+    "WorkerStartError",
+    "child_env",
+]
 
 # The folder that holds the zss_core package: put on the child's PYTHONPATH so the worker
 # imports from the repository or from the installed Blender extension without pip install.
@@ -36,8 +43,10 @@ PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 ENDING_EVENTS = ("done", "error", "cancelled", "downloaded")  # a job or download is over after one of these
 HISTORY_EVENTS = 5000
-SETUP_HINT = ("Check that this Python is the generator's environment (torch, diffusers, transformers): "
-              "`zss setup-env DIR --check` names what is missing and `zss setup-env DIR` installs it.")
+SETUP_HINT = (
+    "Check that this Python is the generator's environment (torch, diffusers, transformers): "
+    "`zss setup-env DIR --check` names what is missing and `zss setup-env DIR` installs it."
+)
 
 
 class WorkerStartError(RuntimeError):
@@ -157,8 +166,14 @@ class LocalClient(GeneratorClient):
     requests, the ids still pending, the event queue and the `worker_died` events of a lost process.
     """
 
-    def __init__(self, python_executable: str, env: dict[str, str] | None = None, cwd: str | None = None,
-                 module: str = "zss_core.worker", extra_args: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        python_executable: str,
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
+        module: str = "zss_core.worker",
+        extra_args: Iterable[str] = (),
+    ) -> None:
         self.python_executable = python_executable
         self.env = env
         self.cwd = cwd
@@ -202,8 +217,10 @@ class LocalClient(GeneratorClient):
             run.process.start()
         except OSError as e:
             run.ended = True
-            raise WorkerStartError(f"Could not start the generator with {self.python_executable!r}: {e}. "
-                                   "Set the generator Python to an existing python executable.") from e
+            raise WorkerStartError(
+                f"Could not start the generator with {self.python_executable!r}: {e}. "
+                "Set the generator Python to an existing python executable."
+            ) from e
         return self.wait_ready(timeout) if wait else None
 
     def wait_ready(self, timeout: float = 120.0) -> Ready:
@@ -227,14 +244,16 @@ class LocalClient(GeneratorClient):
                 self.stop(timeout=1.0)
                 raise WorkerStartError(
                     f"The generator did not report ready within {timeout:g} s ({self.describe()}). "
-                    f"{SETUP_HINT}\n{self.diagnostics()}") from None
+                    f"{SETUP_HINT}\n{self.diagnostics()}"
+                ) from None
             if isinstance(item, _Exited):
                 self.stop()  # closes the pipes; the process has ended
                 run.ended = True
                 self._pending = []  # the exception is the report
                 raise WorkerStartError(
                     f"The generator exited during start-up (exit code {item.returncode}, {self.describe()}). "
-                    f"{SETUP_HINT}\n{self.diagnostics()}")
+                    f"{SETUP_HINT}\n{self.diagnostics()}"
+                )
             if isinstance(item, Ready):
                 self.ready = item
             else:
@@ -242,9 +261,11 @@ class LocalClient(GeneratorClient):
         if self.ready.protocol != protocol.PROTOCOL_VERSION:
             found = self.ready.protocol
             self.stop()
-            raise WorkerStartError(f"The generator speaks protocol {found}, this client speaks "
-                                   f"{protocol.PROTOCOL_VERSION}; install the same zss version in both "
-                                   f"(generator: {self.python_executable}).")
+            raise WorkerStartError(
+                f"The generator speaks protocol {found}, this client speaks "
+                f"{protocol.PROTOCOL_VERSION}; install the same zss version in both "
+                f"(generator: {self.python_executable})."
+            )
         return self.ready
 
     def is_alive(self) -> bool:

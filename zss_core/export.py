@@ -75,8 +75,15 @@ def write_mp4(path: str | os.PathLike, frames: Sequence, fps: float = 24.0) -> P
     path = Path(path)
     with atomic_path(path) as tmp:
         writer = imageio_ffmpeg.write_frames(
-            str(tmp), (even_w, even_h), fps=fps, codec="libx264", pix_fmt_out="yuv420p", quality=8,
-            macro_block_size=1, ffmpeg_log_level="error", output_params=["-movflags", "+faststart"],
+            str(tmp),
+            (even_w, even_h),
+            fps=fps,
+            codec="libx264",
+            pix_fmt_out="yuv420p",
+            quality=8,
+            macro_block_size=1,
+            ffmpeg_log_level="error",
+            output_params=["-movflags", "+faststart"],
         )
         writer.send(None)
         for image in images:
@@ -87,8 +94,9 @@ def write_mp4(path: str | os.PathLike, frames: Sequence, fps: float = 24.0) -> P
     return path
 
 
-def write_contact_sheet(path: str | os.PathLike, frames: Sequence, columns: int | None = None,
-                        thumb: int = 256) -> Path:
+def write_contact_sheet(
+    path: str | os.PathLike, frames: Sequence, columns: int | None = None, thumb: int = 256
+) -> Path:
     """All frames in a grid (thumbnails at most ``thumb`` px wide), for a quick look at a clip."""
     images = [to_image(f) for f in frames]
     if not images:
@@ -100,18 +108,18 @@ def write_contact_sheet(path: str | os.PathLike, frames: Sequence, columns: int 
     tw, th = max(1, round(w * scale)), max(1, round(h * scale))
     sheet = Image.new("RGB", (columns * tw, rows * th), (32, 32, 32))
     for i, image in enumerate(images):
-        sheet.paste(image.resize((tw, th), Image.LANCZOS), ((i % columns) * tw, (i // columns) * th))
+        sheet.paste(image.resize((tw, th), Image.Resampling.LANCZOS), ((i % columns) * tw, (i // columns) * th))
     path = Path(path)
     with atomic_path(path) as tmp:
         sheet.save(tmp, format="PNG")
     return path
 
 
-def library_versions() -> dict[str, str]:
+def library_versions() -> dict[str, str | None]:
     """Versions that decide what a seed produces: recorded in every manifest."""
     import importlib.metadata as md
 
-    versions = {"python": platform.python_version()}
+    versions: dict[str, str | None] = {"python": platform.python_version()}
     for name in ("torch", "diffusers", "transformers"):
         try:
             versions[name] = md.version(name)

@@ -35,32 +35,48 @@ def check_pipeline_config(unet_config, text_hidden_size: int, vae_latent_channel
     width = unet_config.cross_attention_dim
     in_channels = unet_config.in_channels
     if getattr(unet_config, "addition_embed_type", None) == "text_time" or width == 2048:
-        raise ModelMismatch(f"This is an SDXL model (cross-attention width {width}); ZS² here needs Stable Diffusion 1.x.",
-                            _SD1_HINT)
+        raise ModelMismatch(
+            f"This is an SDXL model (cross-attention width {width}); ZS² here needs Stable Diffusion 1.x.", _SD1_HINT
+        )
     if in_channels == 9:
-        raise ModelMismatch("This is an inpainting model (9 input channels); ZS² needs a text-to-image model "
-                            "with 4 latent channels.", _SD1_HINT)
+        raise ModelMismatch(
+            "This is an inpainting model (9 input channels); ZS² needs a text-to-image model with 4 latent channels.",
+            _SD1_HINT,
+        )
     if in_channels != 4 or vae_latent_channels != 4:
-        raise ModelMismatch(f"The model has {in_channels} UNet input and {vae_latent_channels} VAE latent channels; "
-                            "Stable Diffusion 1.x has 4.", _SD1_HINT)
+        raise ModelMismatch(
+            f"The model has {in_channels} UNet input and {vae_latent_channels} VAE latent channels; "
+            "Stable Diffusion 1.x has 4.",
+            _SD1_HINT,
+        )
     if width == 1024:
-        raise ModelMismatch("This is a Stable Diffusion 2.x model (cross-attention width 1024); ZS² here needs "
-                            "Stable Diffusion 1.x (width 768).", _SD1_HINT)
+        raise ModelMismatch(
+            "This is a Stable Diffusion 2.x model (cross-attention width 1024); ZS² here needs "
+            "Stable Diffusion 1.x (width 768).",
+            _SD1_HINT,
+        )
     if width != text_hidden_size:
-        raise ModelMismatch(f"The UNet's cross-attention width ({width}) does not match the text encoder "
-                            f"({text_hidden_size}): the model's parts do not belong together.", _SD1_HINT)
+        raise ModelMismatch(
+            f"The UNet's cross-attention width ({width}) does not match the text encoder "
+            f"({text_hidden_size}): the model's parts do not belong together.",
+            _SD1_HINT,
+        )
 
 
 def check_controlnet_config(controlnet_config, unet_config) -> None:
     """Raise ModelMismatch unless the ControlNet was made for this kind of UNet."""
     found = KNOWN_WIDTHS.get(controlnet_config.cross_attention_dim, f"width {controlnet_config.cross_attention_dim}")
-    if (controlnet_config.cross_attention_dim != unet_config.cross_attention_dim
-            or tuple(controlnet_config.block_out_channels) != tuple(unet_config.block_out_channels)
-            or controlnet_config.in_channels != unet_config.in_channels):
-        raise ModelMismatch(f"The ControlNet does not match the model: it was made for {found}, "
-                            f"the model is {KNOWN_WIDTHS.get(unet_config.cross_attention_dim, 'another kind')}.",
-                            "Choose a depth ControlNet for SD1.x, e.g. lllyasviel/control_v11f1p_sd15_depth.",
-                            "controlnet_model")
+    if (
+        controlnet_config.cross_attention_dim != unet_config.cross_attention_dim
+        or tuple(controlnet_config.block_out_channels) != tuple(unet_config.block_out_channels)
+        or controlnet_config.in_channels != unet_config.in_channels
+    ):
+        raise ModelMismatch(
+            f"The ControlNet does not match the model: it was made for {found}, "
+            f"the model is {KNOWN_WIDTHS.get(unet_config.cross_attention_dim, 'another kind')}.",
+            "Choose a depth ControlNet for SD1.x, e.g. lllyasviel/control_v11f1p_sd15_depth.",
+            "controlnet_model",
+        )
 
 
 def read_safetensors_header(path: str | Path) -> dict:
@@ -100,12 +116,18 @@ def inspect_pickle_checkpoint(path: str | Path, field: str = "model", unet: bool
         content = torch.load(path, map_location="cpu", weights_only=True, mmap=_is_zip(path))
     except Exception as exc:  # unpickling errors come in many types; all mean "not a checkpoint we can read"
         detail = (str(exc).strip().splitlines() or [""])[0]
-        raise ModelMismatch(f"'{name}' is not a model file ZS² can read: torch cannot open it "
-                            f"({type(exc).__name__}: {detail}).", _NOT_A_MODEL_HINT, field) from exc
+        raise ModelMismatch(
+            f"'{name}' is not a model file ZS² can read: torch cannot open it ({type(exc).__name__}: {detail}).",
+            _NOT_A_MODEL_HINT,
+            field,
+        ) from exc
     state = content.get("state_dict", content) if isinstance(content, dict) else None
     if not isinstance(state, dict):
-        raise ModelMismatch(f"'{name}' is not a model checkpoint: it holds a {type(content).__name__}, "
-                            "not a table of weights.", _NOT_A_MODEL_HINT, field)
+        raise ModelMismatch(
+            f"'{name}' is not a model checkpoint: it holds a {type(content).__name__}, not a table of weights.",
+            _NOT_A_MODEL_HINT,
+            field,
+        )
     shapes = {str(key): list(value.shape) for key, value in state.items() if hasattr(value, "shape")}
     return classify_tensors(name, shapes, field, unet)
 
@@ -116,8 +138,10 @@ def _is_zip(path: str | Path) -> bool:
         return handle.read(4) == b"PK\x03\x04"
 
 
-_NOT_A_MODEL_HINT = ("Give a Stable Diffusion 1.x checkpoint (a .safetensors file, or a .ckpt with 'Allow legacy "
-                     "pickle checkpoints'), a diffusers model folder or a Hugging Face hub id.")
+_NOT_A_MODEL_HINT = (
+    "Give a Stable Diffusion 1.x checkpoint (a .safetensors file, or a .ckpt with 'Allow legacy "
+    "pickle checkpoints'), a diffusers model folder or a Hugging Face hub id."
+)
 
 
 def classify_tensors(name: str, shapes: dict[str, list[int]], field: str = "model", unet: bool = False) -> str:
@@ -127,15 +151,20 @@ def classify_tensors(name: str, shapes: dict[str, list[int]], field: str = "mode
     """
     names = list(shapes)
     if any("lora" in n.lower() for n in names[:2000]):
-        raise ModelMismatch(f"'{name}' is a LoRA (an add-on to a model), not a model.",
-                            "Give the base Stable Diffusion 1.x model here; LoRAs are not supported yet.", field)
+        raise ModelMismatch(
+            f"'{name}' is a LoRA (an add-on to a model), not a model.",
+            "Give the base Stable Diffusion 1.x model here; LoRAs are not supported yet.",
+            field,
+        )
     if any(n.startswith("conditioner.embedders.") for n in names):
-        raise ModelMismatch(f"'{name}' is an SDXL checkpoint; ZS² here needs Stable Diffusion 1.x.",
-                            _SD1_HINT, field)
+        raise ModelMismatch(f"'{name}' is an SDXL checkpoint; ZS² here needs Stable Diffusion 1.x.", _SD1_HINT, field)
     if unet and not any(n.startswith(UNET_PREFIX) for n in names):
         found = f"{len(names)} tensors, none of them a UNet's ('{UNET_PREFIX}…')" if names else "no tensors"
-        raise ModelMismatch(f"'{name}' is not a Stable Diffusion checkpoint ({found}): it is not a model ZS² "
-                            "can read.", _NOT_A_MODEL_HINT, field)
+        raise ModelMismatch(
+            f"'{name}' is not a Stable Diffusion checkpoint ({found}): it is not a model ZS² can read.",
+            _NOT_A_MODEL_HINT,
+            field,
+        )
     first = shapes.get(UNET_PREFIX + "input_blocks.0.0.weight")
     if first is not None and first[1] == 9:
         raise ModelMismatch(f"'{name}' is an inpainting checkpoint (9 input channels).", _SD1_HINT, field)
@@ -144,6 +173,7 @@ def classify_tensors(name: str, shapes: dict[str, list[int]], field: str = "mode
         width = shapes[key][-1]
         if width != SD1_WIDTH:
             kind = KNOWN_WIDTHS.get(width, f"a model with cross-attention width {width}")
-            raise ModelMismatch(f"'{name}' is {kind}; ZS² here needs Stable Diffusion 1.x (width 768).",
-                                _SD1_HINT, field)
+            raise ModelMismatch(
+                f"'{name}' is {kind}; ZS² here needs Stable Diffusion 1.x (width 768).", _SD1_HINT, field
+            )
     return "sd1"

@@ -16,10 +16,14 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 log = logging.getLogger(__name__)
+# transformers logs "... requires torchvision" for image processors that SD pipelines never use; every
+# `zss generate` printed it twice. Only that message is dropped.
+logging.getLogger("transformers.utils.import_utils").addFilter(lambda r: "requires torchvision" not in r.getMessage())
 
 TINY = "tiny"
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
@@ -62,8 +66,10 @@ def resolve_device(device: str = "auto") -> torch.device:
         return torch.device("cpu")
     resolved = torch.device(device)
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ModelError(f"Device '{device}' was asked for but CUDA is not available.",
-                         "Choose 'auto' or 'cpu', or install a CUDA build of torch in the generator environment.")
+        raise ModelError(
+            f"Device '{device}' was asked for but CUDA is not available.",
+            "Choose 'auto' or 'cpu', or install a CUDA build of torch in the generator environment.",
+        )
     return resolved
 
 
@@ -80,6 +86,7 @@ def resolve_dtype(dtype: str = "auto", device: torch.device | None = None) -> to
 
 # ---------------------------------------------------------------------------------------------
 # Schedulers
+
 
 def _scheduler_classes():
     import diffusers
@@ -110,7 +117,9 @@ def set_scheduler(pipe, name: str = "ddim") -> None:
 
 def _byte_level_vocab() -> dict[str, int]:
     """CLIP's byte-to-unicode alphabet, each symbol alone and word-final: a BPE with no merges."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    printable = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
     codes, extra = printable[:], 0
     for b in range(256):
         if b not in printable:
@@ -130,40 +139,82 @@ def build_tiny_pipeline(controlnet: bool = False, seed: int = 0):
     Same architecture family as SD1.x (4 latent channels, VAE factor 8, self- and cross-attention),
     but attention only at the lowest resolution so 8 frames of 64×64 sample in about a second on CPU.
     """
-    from diffusers import (AutoencoderKL, ControlNetModel, DDIMScheduler, StableDiffusionControlNetPipeline,
-                           StableDiffusionPipeline, UNet2DConditionModel)
+    from diffusers import (
+        AutoencoderKL,
+        ControlNetModel,
+        DDIMScheduler,
+        StableDiffusionControlNetPipeline,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         unet = UNet2DConditionModel(
-            sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
-            block_out_channels=(32, 64), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32,
-            attention_head_dim=8, norm_num_groups=16,
+            sample_size=8,
+            in_channels=4,
+            out_channels=4,
+            layers_per_block=1,
+            block_out_channels=(32, 64),
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            cross_attention_dim=32,
+            attention_head_dim=8,
+            norm_num_groups=16,
         )
         vae = AutoencoderKL(
-            in_channels=3, out_channels=3, latent_channels=4, sample_size=64,
-            block_out_channels=(16, 16, 16, 16), layers_per_block=1, norm_num_groups=8,
-            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+            in_channels=3,
+            out_channels=3,
+            latent_channels=4,
+            sample_size=64,
+            block_out_channels=(16, 16, 16, 16),
+            layers_per_block=1,
+            norm_num_groups=8,
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
         )
-        text_encoder = CLIPTextModel(CLIPTextConfig(
-            vocab_size=514, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-            num_attention_heads=4, max_position_embeddings=77, bos_token_id=512, eos_token_id=513,
-            pad_token_id=513, projection_dim=32,
-        ))
+        text_encoder = CLIPTextModel(
+            CLIPTextConfig(
+                vocab_size=514,
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                max_position_embeddings=77,
+                bos_token_id=512,
+                eos_token_id=513,
+                pad_token_id=513,
+                projection_dim=32,
+            )
+        )
         tokenizer = CLIPTokenizer(vocab=_byte_level_vocab(), merges=[], model_max_length=77)
-        scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                                  clip_sample=False, set_alpha_to_one=False, steps_offset=1)
-        parts = dict(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler,
-                     safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+        scheduler = DDIMScheduler(
+            beta_start=0.00085,
+            beta_end=0.012,
+            beta_schedule="scaled_linear",
+            clip_sample=False,
+            set_alpha_to_one=False,
+            steps_offset=1,
+        )
+        parts = dict(
+            unet=unet,
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            scheduler=scheduler,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
         if not controlnet:
             return StableDiffusionPipeline(**parts)
-        cnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 16, 16, 16),
-                                         load_weights_from_unet=False)
+        cnet = ControlNetModel.from_unet(
+            unet, conditioning_embedding_out_channels=(16, 16, 16, 16), load_weights_from_unet=False
+        )
         # from_unet zero-initialises the output convolutions; give them small random weights so the
         # tiny ControlNet visibly steers the tiny UNet in tests.
-        for block in list(cnet.controlnet_down_blocks) + [cnet.controlnet_mid_block]:
+        for block in [*list(cnet.controlnet_down_blocks), cnet.controlnet_mid_block]:
             torch.nn.init.normal_(block.weight, std=0.02)
         return StableDiffusionControlNetPipeline(controlnet=cnet, **parts)
 
@@ -176,8 +227,9 @@ def save_tiny_model(directory: str | os.PathLike, controlnet: bool = True) -> Pa
         from diffusers import StableDiffusionPipeline
 
         pipe.controlnet.save_pretrained(directory / "controlnet", safe_serialization=True)
-        pipe = StableDiffusionPipeline(**{k: v for k, v in pipe.components.items() if k != "controlnet"},
-                                       requires_safety_checker=False)
+        pipe = StableDiffusionPipeline(
+            **{k: v for k, v in pipe.components.items() if k != "controlnet"}, requires_safety_checker=False
+        )
     pipe.save_pretrained(directory, safe_serialization=True)
     return directory
 
@@ -191,8 +243,12 @@ def _offline() -> bool:
 
 
 def _looks_like_path(spec: str) -> bool:
-    return (os.sep in spec and not spec.count("/") == 1) or spec.startswith((".", "~", "/")) or \
-        spec.lower().endswith((".safetensors",) + PICKLE_SUFFIXES) or (os.altsep is not None and os.altsep in spec)
+    return (
+        (os.sep in spec and spec.count("/") != 1)
+        or spec.startswith((".", "~", "/"))
+        or spec.lower().endswith((".safetensors", *PICKLE_SUFFIXES))
+        or (os.altsep is not None and os.altsep in spec)
+    )
 
 
 def _check_file(path: Path, what: str, field: str, allow_pickle: bool) -> None:
@@ -207,17 +263,22 @@ def _check_file(path: Path, what: str, field: str, allow_pickle: bool) -> None:
         raise ModelError(
             f"{what} '{path}' is a pickle-based checkpoint ({suffix}), which can run arbitrary code when loaded.",
             "Use the .safetensors version of the model, or enable 'Allow legacy pickle checkpoints' in the "
-            "preferences if you trust its source (it is then loaded with weights-only unpickling).")
+            "preferences if you trust its source (it is then loaded with weights-only unpickling).",
+        )
     if suffix != ".safetensors":
-        raise ModelError(f"{what} '{path}' is not a .safetensors checkpoint.",
-                         "Give a diffusers model folder, a .safetensors file or a Hugging Face hub id.")
+        raise ModelError(
+            f"{what} '{path}' is not a .safetensors checkpoint.",
+            "Give a diffusers model folder, a .safetensors file or a Hugging Face hub id.",
+        )
     try:
         inspect_checkpoint(path, field, unet=field == "model")
     except ModelMismatch as exc:
         raise ModelIncompatible(exc.message, exc.hint) from exc
     except (ValueError, OSError) as exc:
-        raise ModelError(f"{what} '{path}' is not a valid .safetensors file: {exc}.",
-                         "The file may be incomplete or corrupt: download it again.") from exc
+        raise ModelError(
+            f"{what} '{path}' is not a valid .safetensors file: {exc}.",
+            "The file may be incomplete or corrupt: download it again.",
+        ) from exc
 
 
 def _load(cls, spec: str, what: str, field: str, allow_pickle: bool = False, **kwargs):
@@ -230,8 +291,10 @@ def _load(cls, spec: str, what: str, field: str, allow_pickle: bool = False, **k
             _check_file(path, what, field, allow_pickle)
             return cls.from_single_file(str(path), local_files_only=_offline(), **kwargs)
         if _looks_like_path(spec):
-            raise ModelNotFound(f"{what} '{spec}' does not exist.",
-                                "Check the path, or give a Hugging Face hub id such as 'stable-diffusion-v1-5/stable-diffusion-v1-5'.")
+            raise ModelNotFound(
+                f"{what} '{spec}' does not exist.",
+                "Check the path, or give a Hugging Face hub id such as 'stable-diffusion-v1-5/stable-diffusion-v1-5'.",
+            )
         return cls.from_pretrained(spec, local_files_only=_offline(), **kwargs)
     except ModelError as exc:
         exc.field = field
@@ -256,21 +319,33 @@ def _load_error(spec: str, path: Path, what: str, field: str, exc: Exception) ->
                 "the Hugging Face hub once, and that is not in the local cache while downloads are off "
                 "(HF_HUB_OFFLINE=1).",
                 "Allow online access for its first load (the configuration is cached for later), or give a "
-                "diffusers model folder.", field)
+                "diffusers model folder.",
+                field,
+            )
         return ModelNotFound(
             f"{what} '{spec}' is not in the local Hugging Face cache, and downloads are off (HF_HUB_OFFLINE=1).",
             f"Download it once with online access: the Download button next to Model in the ZS² add-on's "
             f"preferences, or `hf download {spec}` (`huggingface-cli download {spec}` with older versions); "
-            "or give a local diffusers folder or .safetensors file.", field)
+            "or give a local diffusers folder or .safetensors file.",
+            field,
+        )
     if isinstance(exc, OSError):
         if not path.exists():
-            return ModelNotFound(f"{what} '{spec}' was not found on the Hugging Face hub: {_first_line(exc)}",
-                                 "Check the hub id's spelling and your network connection, or give a local folder.",
-                                 field)
-        return ModelError(f"{what} '{spec}' could not be read: {_first_line(exc)}",
-                          "The files may be incomplete or corrupt: download or convert the model again.", field)
-    return ModelError(f"{what} '{spec}' could not be loaded: {type(exc).__name__}: {_first_line(exc)}",
-                      "Make sure it is a Stable Diffusion 1.x model (diffusers folder or .safetensors).", field)
+            return ModelNotFound(
+                f"{what} '{spec}' was not found on the Hugging Face hub: {_first_line(exc)}",
+                "Check the hub id's spelling and your network connection, or give a local folder.",
+                field,
+            )
+        return ModelError(
+            f"{what} '{spec}' could not be read: {_first_line(exc)}",
+            "The files may be incomplete or corrupt: download or convert the model again.",
+            field,
+        )
+    return ModelError(
+        f"{what} '{spec}' could not be loaded: {type(exc).__name__}: {_first_line(exc)}",
+        "Make sure it is a Stable Diffusion 1.x model (diffusers folder or .safetensors).",
+        field,
+    )
 
 
 def _missing_from_cache(exc: BaseException) -> bool:
@@ -290,7 +365,7 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def _resolve_builtin(spec: str | None, field: str) -> str | None:
+def _resolve_builtin(spec: str, field: str) -> str:
     """``builtin:NAME`` → the folder shipped inside the package (loaded like any diffusers folder)."""
     from .builtin import builtin_path, is_builtin
 
@@ -299,8 +374,12 @@ def _resolve_builtin(spec: str | None, field: str) -> str | None:
     try:
         return str(builtin_path(spec))
     except (KeyError, FileNotFoundError) as exc:
-        raise ModelNotFound(str(exc).strip("'\""), "Use 'builtin:textures' (and 'builtin:textures-depth' for depth), "
-                            "'tiny', a folder, a .safetensors file or a hub id.", field) from exc
+        raise ModelNotFound(
+            str(exc).strip("'\""),
+            "Use 'builtin:textures' (and 'builtin:textures-depth' for depth), "
+            "'tiny', a folder, a .safetensors file or a hub id.",
+            field,
+        ) from exc
 
 
 @dataclass(frozen=True)
@@ -326,8 +405,16 @@ def check_sd1(pipe, controlnet=None) -> None:
         raise ModelIncompatible(exc.message, exc.hint, exc.field) from exc
 
 
-def load_pipeline(model: str, controlnet: str | None = None, *, device: str = "auto", dtype: str = "auto",
-                  scheduler: str = "ddim", allow_pickle: bool = False, memory: MemoryOptions | None = None):
+def load_pipeline(
+    model: str,
+    controlnet: str | None = None,
+    *,
+    device: str = "auto",
+    dtype: str = "auto",
+    scheduler: str = "ddim",
+    allow_pickle: bool = False,
+    memory: MemoryOptions | None = None,
+):
     """A ready pipeline on its device: SD (text → clip) or SD + ControlNet when ``controlnet`` is given.
 
     ``model``/``controlnet``: ``"tiny"``, a diffusers folder, a ``.safetensors`` checkpoint or a hub id.
@@ -338,23 +425,37 @@ def load_pipeline(model: str, controlnet: str | None = None, *, device: str = "a
 
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
-    model, controlnet = _resolve_builtin(model, "model"), _resolve_builtin(controlnet, "controlnet_model")
+    model = _resolve_builtin(model, "model")
+    controlnet = _resolve_builtin(controlnet, "controlnet_model") if controlnet else controlnet
     if model == TINY:
         if controlnet not in (None, TINY):
-            raise ModelError("The tiny test model only works with the tiny ControlNet.",
-                             "Set the ControlNet model to 'tiny' or choose a real Stable Diffusion 1.x model.",
-                             "controlnet_model")
+            raise ModelError(
+                "The tiny test model only works with the tiny ControlNet.",
+                "Set the ControlNet model to 'tiny' or choose a real Stable Diffusion 1.x model.",
+                "controlnet_model",
+            )
         pipe = build_tiny_pipeline(controlnet=controlnet == TINY)
         check_sd1(pipe)
         if torch_dtype != torch.float32:
             pipe.to(dtype=torch_dtype)
     else:
         if controlnet == TINY:
-            raise ModelError("The tiny ControlNet only works with the tiny test model.",
-                             "Choose a depth ControlNet for SD1.x, e.g. 'lllyasviel/control_v11f1p_sd15_depth'.",
-                             "controlnet_model")
-        common = dict(torch_dtype=torch_dtype, allow_pickle=allow_pickle)
-        pipe = _load(StableDiffusionPipeline, model, "Model", "model", safety_checker=None, requires_safety_checker=False, **common)
+            raise ModelError(
+                "The tiny ControlNet only works with the tiny test model.",
+                "Choose a depth ControlNet for SD1.x, e.g. 'lllyasviel/control_v11f1p_sd15_depth'.",
+                "controlnet_model",
+            )
+        # `dtype` (diffusers ≥ 0.42; `torch_dtype` now warns on every load)
+        common: dict[str, Any] = dict(dtype=torch_dtype, allow_pickle=allow_pickle)
+        pipe = _load(
+            StableDiffusionPipeline,
+            model,
+            "Model",
+            "model",
+            safety_checker=None,
+            requires_safety_checker=False,
+            **common,
+        )
         cnet = None
         if controlnet:
             cnet = _load(ControlNetModel, controlnet, "ControlNet model", "controlnet_model", **common)

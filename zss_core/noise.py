@@ -45,7 +45,7 @@ class NoiseStats:
         return max(errors, default=0.0)
 
     def to_dict(self) -> dict:
-        out = {"target": self.target, "alpha": self.alpha, "divergence": self.divergence}
+        out: dict[str, object] = {"target": self.target, "alpha": self.alpha, "divergence": self.divergence}
         if self.wrap_divergence is not None:
             out["wrap_divergence"] = self.wrap_divergence
         return out
@@ -104,7 +104,9 @@ def _pinned_frame(prev: torch.Tensor, lam: float, generator, device, candidates:
     proposal = rho * prev + math.sqrt(1.0 - rho * rho) * _randn(prev.shape, generator, device)
     centred_weight = _channel_centred(weight)
     centred_prev = _channel_centred(prev)
-    direction = centred_weight - (centred_weight * centred_prev).sum() / (centred_prev * centred_prev).sum() * centred_prev
+    direction = (
+        centred_weight - (centred_weight * centred_prev).sum() / (centred_prev * centred_prev).sum() * centred_prev
+    )
     achieved = float((weight * (prev - proposal)).mean())  # D(proposal, prev), reusing e^y
     shift = prev.numel() * (achieved - target) / float((direction * direction).sum())
     return proposal + shift * direction, rho * rho
@@ -219,11 +221,13 @@ def dependency_noise(
     targets = per_frame(lam, frames, "lam")
     make_frame = FRAME_MAKERS[search]
     stats = NoiseStats()
-    out = []
+    out: list[torch.Tensor] = []
     for i in range(frames):
         if not out:
             current = _randn(shape, generator, device)
-            stats.target.append(0.0), stats.alpha.append(0.0), stats.divergence.append(0.0)
+            stats.target.append(0.0)
+            stats.alpha.append(0.0)
+            stats.divergence.append(0.0)
         else:
             current, alpha = make_frame(out[-1], targets[i], generator, device, candidates)
             stats.target.append(targets[i])

@@ -50,8 +50,9 @@ def _frame_mean_covariance(correlation: Sequence[float], values_per_frame: int) 
     return corr[(t[:, None] - t[None, :]).abs()] / values_per_frame
 
 
-def _linear_standard_error(weights: torch.Tensor, correlation: Sequence[float], values_per_frame: int,
-                           clips: int) -> float:
+def _linear_standard_error(
+    weights: torch.Tensor, correlation: Sequence[float], values_per_frame: int, clips: int
+) -> float:
     """SE of wᵀm (m: one clip's frame means) averaged over ``clips`` independent clips: √(wᵀΣw / clips)."""
     return math.sqrt(float(weights @ _frame_mean_covariance(correlation, values_per_frame) @ weights) / clips)
 

@@ -64,14 +64,24 @@ class WorkerProcess:
         if self.popen is not None:
             raise RuntimeError("a WorkerProcess runs once; make a new one to start again")
         self.popen = subprocess.Popen(
-            self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, encoding="utf-8", errors="replace", bufsize=1,
-            env=None if self.env is None else dict(self.env), cwd=self.cwd, **session_kwargs(),
+            self.command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            bufsize=1,
+            env=None if self.env is None else dict(self.env),
+            cwd=self.cwd,
+            **session_kwargs(),
         )
-        stderr_thread = threading.Thread(target=self._read_stderr, args=(self.popen.stderr,),
-                                         daemon=True, name="zss-stderr")
-        stdout_thread = threading.Thread(target=self._read_stdout, args=(self.popen, stderr_thread),
-                                         daemon=True, name="zss-stdout")
+        stderr_thread = threading.Thread(
+            target=self._read_stderr, args=(self.popen.stderr,), daemon=True, name="zss-stderr"
+        )
+        stdout_thread = threading.Thread(
+            target=self._read_stdout, args=(self.popen, stderr_thread), daemon=True, name="zss-stdout"
+        )
         self._threads = [stdout_thread, stderr_thread]
         stderr_thread.start()
         stdout_thread.start()

@@ -32,8 +32,9 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
     return torch.where(sin > 1e-4, spherical, linear).to(a.dtype)
 
 
-def interpolate_keys(keys: Sequence[tuple[int, torch.Tensor]], frames: int, mode: str = "linear",
-                     loop: bool = False) -> torch.Tensor:
+def interpolate_keys(
+    keys: Sequence[tuple[int, torch.Tensor]], frames: int, mode: str = "linear", loop: bool = False
+) -> torch.Tensor:
     """Per-frame embeddings (frames, tokens, width) from sorted (frame, embedding) keys.
 
     ``loop``: the frames after the last key blend back towards the first (``schedule.prompt_blend``).
@@ -50,8 +51,16 @@ def interpolate_keys(keys: Sequence[tuple[int, torch.Tensor]], frames: int, mode
     return torch.stack(out)
 
 
-def encode_schedule(pipe, schedule: Sequence[tuple[int, str]], frames: int, device, mode: str = "linear",
-                    do_cfg: bool = True, negative_prompt: str = "", loop: bool = False):
+def encode_schedule(
+    pipe,
+    schedule: Sequence[tuple[int, str]],
+    frames: int,
+    device,
+    mode: str = "linear",
+    do_cfg: bool = True,
+    negative_prompt: str = "",
+    loop: bool = False,
+):
     """(per-frame prompt embeddings (frames, 77, d), negative embedding (1, 77, d) or None)."""
     keys, negative = [], None
     for frame, text in schedule:

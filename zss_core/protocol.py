@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 from . import defaults, schedule
 from .defaults import NOISE_MODELS, SCHEDULERS, SEARCHES
+
 # per_frame is re-exported: the name protocol users have always imported (schedule defines it).
 from .schedule import per_frame
 
@@ -192,6 +193,8 @@ _JOB_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Job) if f.default
 def _value(d: dict, name: str) -> typing.Any:
     """A field of a raw job, or the Job's default for it when the job leaves it out."""
     return d.get(name, _JOB_DEFAULTS[name])
+
+
 _REQUIRED = {
     "id": 'a name for the job folder, e.g. "clip-001"',
     "prompt": "the text to generate",
@@ -268,6 +271,7 @@ class _Checker:
 
     def per_frame(self, field: str, v: Any, frames: int | None, hi: float, allowed: str) -> None:
         """λ or μ: one number, or a list of `frames` or `frames - 1` numbers, each in [0, hi]."""
+
         def bad(x: Any) -> bool:
             return not _is_number(x) or not math.isfinite(x) or not 0 <= x <= hi
 
@@ -279,8 +283,11 @@ class _Checker:
             self.add(field, f"{field} must have at most {MAX_LIST} entries, got {len(v)}")
             return
         if frames is not None and len(v) not in (frames, frames - 1):
-            self.add(field, f"{field} list must have {frames} entries (one per frame) or "
-                            f"{frames - 1} (one per frame transition), got {len(v)}")
+            self.add(
+                field,
+                f"{field} list must have {frames} entries (one per frame) or "
+                f"{frames - 1} (one per frame transition), got {len(v)}",
+            )
         for i, item in enumerate(v):
             if bad(item):
                 self.add(f"{field}[{i}]", f"{field}[{i}] must be {allowed}, got {_show(item)}")
@@ -307,8 +314,10 @@ class _Checker:
     def prompts(self, keys: Any, frames: int | None) -> None:
         """Prompt travel keys: a list of {"frame": 0-based index, "prompt": text}, frames unique."""
         if not isinstance(keys, list) or not keys:
-            self.add("prompts", 'prompts must be null or a non-empty list of {"frame": N, "prompt": "..."}, '
-                                f"got {_show(keys)}")
+            self.add(
+                "prompts",
+                f'prompts must be null or a non-empty list of {{"frame": N, "prompt": "..."}}, got {_show(keys)}',
+            )
             return
         if len(keys) > MAX_LIST:
             self.add("prompts", f"prompts must have at most {MAX_LIST} keys, got {len(keys)}")
@@ -329,11 +338,14 @@ class _Checker:
 
     def control(self, c: Any, frames: int | None) -> None:
         if not isinstance(c, dict):
-            self.add("control", f"control must be null or an object "
-                                f"{{\"type\": \"depth\", \"images\": [...], \"scale\": 1.0}}, got {_show(c)}")
+            self.add(
+                "control",
+                f'control must be null or an object {{"type": "depth", "images": [...], "scale": 1.0}}, got {_show(c)}',
+            )
             return
-        self.unknown_keys([k for k in c if k not in ("type", "images", "scale")],
-                          ("type", "images", "scale"), "control.")
+        self.unknown_keys(
+            [k for k in c if k not in ("type", "images", "scale")], ("type", "images", "scale"), "control."
+        )
         self.choice("control.type", c.get("type", "depth"), CONTROL_TYPES)
         self.number("control.scale", c.get("scale", 1.0), 0, 5)
         if "images" not in c:
@@ -372,8 +384,11 @@ def validate_job(d: Any) -> list[Problem]:
     if "id" in d:
         v = d["id"]
         if not isinstance(v, str) or not JOB_ID_PATTERN.fullmatch(v):
-            ck.add("id", "id must be 1 to 64 letters, digits, '_', '.' or '-', starting with a letter "
-                         f"or digit (it names the job folder), got {_show(v)}")
+            ck.add(
+                "id",
+                "id must be 1 to 64 letters, digits, '_', '.' or '-', starting with a letter "
+                f"or digit (it names the job folder), got {_show(v)}",
+            )
     if "prompt" in d:
         ck.text("prompt", d["prompt"], MAX_TEXT, allow_empty=False)
     ck.text("negative_prompt", _value(d, "negative_prompt"), MAX_TEXT)
@@ -411,8 +426,10 @@ def validate_job(d: Any) -> list[Problem]:
         ck.text("controlnet_model", controlnet, MAX_PATH, allow_empty=False)
     if d.get("control") is not None:
         if controlnet is None:
-            ck.add("controlnet_model", "controlnet_model is required when control is set "
-                                       "(a ControlNet folder, .safetensors file or hub id)")
+            ck.add(
+                "controlnet_model",
+                "controlnet_model is required when control is set (a ControlNet folder, .safetensors file or hub id)",
+            )
         ck.control(d["control"], frames)
 
     for name in ("loop", "tile_x", "tile_y", "allow_pickle", "attention_slicing", "vae_tiling", "cpu_offload"):
@@ -425,8 +442,11 @@ def validate_job(d: Any) -> list[Problem]:
     outputs = d.get("outputs", {})
     names = tuple(f.name for f in dataclasses.fields(Outputs))
     if not isinstance(outputs, dict):
-        ck.add("outputs", f"outputs must be an object like {{\"frames\": true, \"mp4\": true, "
-                          f"\"contact_sheet\": true}}, got {_show(outputs)}")
+        ck.add(
+            "outputs",
+            f'outputs must be an object like {{"frames": true, "mp4": true, '
+            f'"contact_sheet": true}}, got {_show(outputs)}',
+        )
     else:
         ck.unknown_keys([k for k in outputs if k not in names], names, "outputs.")
         for name in names:
@@ -588,8 +608,14 @@ EVENTS: dict[str, type[Message]] = {
 }
 MESSAGES: dict[str, type[Message]] = {**REQUESTS, **EVENTS}
 
-_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
-               dict: "an object", list: "a list"}
+_TYPE_NAMES = {
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    bool: "true or false",
+    dict: "an object",
+    list: "a list",
+}
 
 
 def _convert(value: Any, tp: Any, field: str) -> Any:

@@ -61,7 +61,7 @@ class JobOutcome:
     frames: list[str]
     video: str | None = None
     contact_sheet: str | None = None
-    manifest: str | None = None
+    manifest: str = ""  # job.json (always written: at start, and again when the job ends)
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)
 
@@ -73,12 +73,19 @@ def create_job_dir(job: Job) -> Path:
         job_dir.parent.mkdir(parents=True, exist_ok=True)
         job_dir.mkdir()
     except FileExistsError as exc:
-        raise JobError("output_exists", f"The job folder '{job_dir}' already exists.",
-                       "Use a new job id or another output folder; existing clips are never overwritten.",
-                       "id") from exc
+        raise JobError(
+            "output_exists",
+            f"The job folder '{job_dir}' already exists.",
+            "Use a new job id or another output folder; existing clips are never overwritten.",
+            "id",
+        ) from exc
     except OSError as exc:
-        raise JobError("output_not_writable", f"Cannot create the job folder '{job_dir}': {exc.strerror}.",
-                       "Choose an output folder you can write to.", "output_dir") from exc
+        raise JobError(
+            "output_not_writable",
+            f"Cannot create the job folder '{job_dir}': {exc.strerror}.",
+            "Choose an output folder you can write to.",
+            "output_dir",
+        ) from exc
     return job_dir
 
 
@@ -86,8 +93,10 @@ def kept_control_paths(job: Job, job_dir: Path) -> list[Path]:
     """Where the job folder keeps its copy of each control image: ``control/control_0001.png`` …"""
     if job.control is None:
         return []
-    return [job_dir / "control" / f"control_{index + 1:04d}{Path(source).suffix.lower() or '.png'}"
-            for index, source in enumerate(job.control.images)]
+    return [
+        job_dir / "control" / f"control_{index + 1:04d}{Path(source).suffix.lower() or '.png'}"
+        for index, source in enumerate(job.control.images)
+    ]
 
 
 def load_control_images(job: Job, job_dir: Path) -> list | None:
@@ -104,9 +113,12 @@ def load_control_images(job: Job, job_dir: Path) -> list | None:
             with Image.open(target) as image:
                 images.append(image.convert("RGB"))
         except (OSError, UnidentifiedImageError) as exc:
-            raise JobError("control_image_invalid", f"Control image {index + 1} ('{source}') cannot be read: {exc}.",
-                           "Render the depth maps again, or point the job at valid image files.",
-                           f"control.images[{index}]") from exc
+            raise JobError(
+                "control_image_invalid",
+                f"Control image {index + 1} ('{source}') cannot be read: {exc}.",
+                "Render the depth maps again, or point the job at valid image files.",
+                f"control.images[{index}]",
+            ) from exc
     return images
 
 
@@ -126,19 +138,23 @@ class Manifest:
         record = self.job.to_dict()
         if record.get("control"):
             kept = kept_control_paths(self.job, self.job_dir)
-            record["control"]["images"] = [str(copy) if copy.exists() else source
-                                           for copy, source in zip(kept, record["control"]["images"])]
+            record["control"]["images"] = [
+                str(copy) if copy.exists() else source for copy, source in zip(kept, record["control"]["images"])
+            ]
         return record
 
     def write(self, status: str, **fields) -> str:
-        export.write_manifest(self.path, {
-            "status": status,
-            "job": self.job_record(),
-            "frames": [os.path.basename(p) for p in export.existing_frames(self.job_dir, self.job.frames)],
-            "versions": export.library_versions(),
-            **self.common,
-            **fields,
-        })
+        export.write_manifest(
+            self.path,
+            {
+                "status": status,
+                "job": self.job_record(),
+                "frames": [os.path.basename(p) for p in export.existing_frames(self.job_dir, self.job.frames)],
+                "versions": export.library_versions(),
+                **self.common,
+                **fields,
+            },
+        )
         return str(self.path)
 
 
@@ -174,10 +190,25 @@ def sampling_options(job: Job, chunk: int | None = None) -> SamplingOptions:
     from .sampler import SamplingOptions
 
     return SamplingOptions(
-        prompt=job.prompt_schedule(), negative_prompt=job.negative_prompt, frames=job.frames, width=job.width,
-        height=job.height, steps=job.steps, guidance=job.guidance, seed=job.seed, lam=job.lam, mu=job.mu,
-        noise=job.noise, search=job.search, candidates=job.candidates, scheduler=job.scheduler, chunk=chunk,
-        loop=job.loop, tile_x=job.tile_x, tile_y=job.tile_y, prompt_interpolation=job.prompt_interpolation,
+        prompt=job.prompt_schedule(),
+        negative_prompt=job.negative_prompt,
+        frames=job.frames,
+        width=job.width,
+        height=job.height,
+        steps=job.steps,
+        guidance=job.guidance,
+        seed=job.seed,
+        lam=job.lam,
+        mu=job.mu,
+        noise=job.noise,
+        search=job.search,
+        candidates=job.candidates,
+        scheduler=job.scheduler,
+        chunk=chunk,
+        loop=job.loop,
+        tile_x=job.tile_x,
+        tile_y=job.tile_y,
+        prompt_interpolation=job.prompt_interpolation,
         control_scale=job.control.scale if job.control else 1.0,
     )
 
@@ -199,8 +230,16 @@ def measure_frame_memory(pipe, job: Job) -> int | None:
     base = torch.cuda.memory_allocated(device)
     torch.cuda.reset_peak_memory_stats(device)
     blank = [Image.new("RGB", (job.width, job.height))] * 2 if getattr(pipe, "controlnet", None) is not None else None
-    probe = SamplingOptions(prompt=job.prompt, frames=2, width=job.width, height=job.height, steps=1,
-                            guidance=job.guidance, chunk=2, output_type="latent")
+    probe = SamplingOptions(
+        prompt=job.prompt,
+        frames=2,
+        width=job.width,
+        height=job.height,
+        steps=1,
+        guidance=job.guidance,
+        chunk=2,
+        output_type="latent",
+    )
     sample(pipe, probe, control_images=blank)
     peak = torch.cuda.max_memory_allocated(device) - base
     free_memory()
@@ -222,8 +261,14 @@ def _reset_peak_memory(pipe) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def run_job(job: Job, pipe, callbacks: JobCallbacks | None = None, *, model_load_seconds: float = 0.0,
-            free_bytes: int | None = None) -> JobOutcome:
+def run_job(
+    job: Job,
+    pipe,
+    callbacks: JobCallbacks | None = None,
+    *,
+    model_load_seconds: float = 0.0,
+    free_bytes: int | None = None,
+) -> JobOutcome:
     """Sample ``job`` with ``pipe`` into a fresh job folder; raises ``JobError`` on failures.
 
     ``chunk="auto"`` picks the largest chunk that fits ``free_bytes`` (measured per frame on CUDA).
@@ -234,8 +279,13 @@ def run_job(job: Job, pipe, callbacks: JobCallbacks | None = None, *, model_load
     callbacks = callbacks or JobCallbacks()
     started = time.perf_counter()
     job_dir = create_job_dir(job)
-    manifest = Manifest(job, job_dir, device=str(pipe._execution_device),
-                        dtype=str(pipe.unet.dtype).replace("torch.", ""), model_load_seconds=model_load_seconds)
+    manifest = Manifest(
+        job,
+        job_dir,
+        device=str(pipe._execution_device),
+        dtype=str(pipe.unet.dtype).replace("torch.", ""),
+        model_load_seconds=model_load_seconds,
+    )
     try:
         control = load_control_images(job, job_dir)
         manifest.write("running")
@@ -262,18 +312,30 @@ def run_job(job: Job, pipe, callbacks: JobCallbacks | None = None, *, model_load
                 options = options.replace(chunk=smaller)
         chunk = options.chunk or job.frames
         peak = _peak_memory(pipe)
-        memory = {"chunk": chunk, "retries": attempts, "peak_bytes": peak,
-                  "peak_bytes_per_frame": peak // chunk if peak else None}
+        memory = {
+            "chunk": chunk,
+            "retries": attempts,
+            "peak_bytes": peak,
+            "peak_bytes_per_frame": peak // chunk if peak else None,
+        }
         notes = [f"Ran out of memory with {a['chunk']} frames per chunk; finished with {chunk}." for a in attempts]
         video, sheet = _write_outputs(job, job_dir, result.frames, callbacks)
     except SamplingCancelled:
         path = manifest.write("cancelled", seconds=time.perf_counter() - started)
-        return JobOutcome("cancelled", str(job_dir), export.existing_frames(job_dir, job.frames), manifest=path,
-                          seconds=time.perf_counter() - started)
+        return JobOutcome(
+            "cancelled",
+            str(job_dir),
+            export.existing_frames(job_dir, job.frames),
+            manifest=path,
+            seconds=time.perf_counter() - started,
+        )
     except BaseException as exc:
         error = _as_job_error(exc)
-        details = ({"code": error.code, "message": error.message} if isinstance(error, JobError)
-                   else {"code": "interrupted", "message": repr(error)})
+        details = (
+            {"code": error.code, "message": error.message}
+            if isinstance(error, JobError)
+            else {"code": "interrupted", "message": repr(error)}
+        )
         manifest.write("failed", error=details)
         if error is exc:
             raise
@@ -284,9 +346,17 @@ def run_job(job: Job, pipe, callbacks: JobCallbacks | None = None, *, model_load
             os.unlink(path)
         frames = []
     seconds = time.perf_counter() - started
-    path = manifest.write("done", seconds=seconds, seed=result.seed, video=video and os.path.basename(video),
-                          contact_sheet=sheet and os.path.basename(sheet), noise=result.noise_stats.to_dict(),
-                          timings=result.timings, memory=memory, notes=notes)
+    path = manifest.write(
+        "done",
+        seconds=seconds,
+        seed=result.seed,
+        video=video and os.path.basename(video),
+        contact_sheet=sheet and os.path.basename(sheet),
+        noise=result.noise_stats.to_dict(),
+        timings=result.timings,
+        memory=memory,
+        notes=notes,
+    )
     callbacks.stage("write", _write_steps(job), _write_steps(job))
     return JobOutcome("done", str(job_dir), frames, video, sheet, path, seconds, {"notes": notes})
 
@@ -309,8 +379,15 @@ def _sample(pipe, options: SamplingOptions, control, job_dir: Path, callbacks: J
         callbacks.frame(index, str(path))
         callbacks.stage("decode", index + 1, options.frames)
 
-    return sample(pipe, options, control_images=control, progress=progress, should_cancel=callbacks.should_cancel,
-                  on_frame=on_frame, on_stage=on_stage)
+    return sample(
+        pipe,
+        options,
+        control_images=control,
+        progress=progress,
+        should_cancel=callbacks.should_cancel,
+        on_frame=on_frame,
+        on_stage=on_stage,
+    )
 
 
 def _write_steps(job: Job) -> int:
@@ -336,16 +413,22 @@ def _write_outputs(job: Job, job_dir: Path, frames: list, callbacks: JobCallback
 
 def _oom_error(job: Job, attempts: list[dict], chunk) -> JobError:
     tried = [a["chunk"] for a in attempts] + [chunk or job.frames]
-    return JobError("out_of_memory",
-                    f"The GPU ran out of memory at {job.width}×{job.height} with "
-                    f"{' and then '.join(str(c) for c in tried)} frames per chunk.",
-                    "Lower 'chunk' (frames processed together) or the resolution, use float16, or turn on "
-                    "model CPU offload in the preferences.", "chunk")
+    return JobError(
+        "out_of_memory",
+        f"The GPU ran out of memory at {job.width}×{job.height} with "
+        f"{' and then '.join(str(c) for c in tried)} frames per chunk.",
+        "Lower 'chunk' (frames processed together) or the resolution, use float16, or turn on "
+        "model CPU offload in the preferences.",
+        "chunk",
+    )
 
 
 def _as_job_error(exc: BaseException) -> BaseException:
     """Map an exception to a JobError the user can act on (KeyboardInterrupt etc. pass through)."""
     if isinstance(exc, JobError) or not isinstance(exc, Exception):
         return exc
-    return JobError("internal", f"Generation failed: {type(exc).__name__}: {exc}",
-                    "This is likely a bug; the generator log has the details.")
+    return JobError(
+        "internal",
+        f"Generation failed: {type(exc).__name__}: {exc}",
+        "This is likely a bug; the generator log has the details.",
+    )

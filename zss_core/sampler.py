@@ -146,14 +146,22 @@ def prepare(pipe, options: SamplingOptions, control_images: Sequence | None = No
     if len(keys) == 1:
         prompt_embeds, negative_embeds = pipe.encode_prompt(keys[0][1], device, 1, do_cfg, options.negative_prompt)
     else:
-        prompt_embeds, negative_embeds = encode_schedule(pipe, keys, options.frames, device,
-                                                         options.prompt_interpolation, do_cfg,
-                                                         options.negative_prompt, options.loop)
+        prompt_embeds, negative_embeds = encode_schedule(
+            pipe,
+            keys,
+            options.frames,
+            device,
+            options.prompt_interpolation,
+            do_cfg,
+            options.negative_prompt,
+            options.loop,
+        )
     control = None
     controlnet = getattr(pipe, "controlnet", None)
     if controlnet is not None:
-        control = _prepare_control(pipe, control_images, options.frames, options.width, options.height, device,
-                                   controlnet.dtype)
+        control = _prepare_control(
+            pipe, control_images, options.frames, options.width, options.height, device, controlnet.dtype
+        )
     return Conditioning(prompt_embeds, negative_embeds, control, do_cfg)
 
 
@@ -163,16 +171,25 @@ def latent_shape(pipe, options: SamplingOptions) -> tuple[int, int, int]:
     return pipe.unet.config.in_channels, options.height // factor, options.width // factor
 
 
-def initial_noise(pipe, options: SamplingOptions, generator: torch.Generator,
-                  latents: torch.Tensor | None = None) -> tuple[torch.Tensor, NoiseStats]:
+def initial_noise(
+    pipe, options: SamplingOptions, generator: torch.Generator, latents: torch.Tensor | None = None
+) -> tuple[torch.Tensor, NoiseStats]:
     """The clip's initial latents (frames, C, h, w), drawn on the CPU from ``generator`` so a clip is
     reproducible on any device; or the given ``latents`` (unscaled, like the stock pipeline's)."""
     shape = latent_shape(pipe, options)
     frames = options.frames
     if latents is None:
-        return make_noise(options.noise, frames, shape, options.lam, generator=generator,
-                          candidates=options.candidates, search=options.search, loop=options.loop,
-                          return_stats=True)
+        return make_noise(
+            options.noise,
+            frames,
+            shape,
+            options.lam,
+            generator=generator,
+            candidates=options.candidates,
+            search=options.search,
+            loop=options.loop,
+            return_stats=True,
+        )
     if tuple(latents.shape) != (frames, *shape):
         raise ValueError(f"latents must have shape {(frames, *shape)}, got {tuple(latents.shape)}")
     return latents, NoiseStats(target=[0.0] * frames, alpha=[0.0] * frames, divergence=[0.0] * frames)
@@ -208,15 +225,21 @@ class ChunkedDenoiser:
             embeds = cond.prompt_embeds.expand(count, -1, -1)
         else:
             embeds = cond.prompt_embeds[start:end]
-        if cond.do_cfg:
+        if cond.negative_embeds is not None:  # classifier-free guidance
             embeds = torch.cat([cond.negative_embeds.expand(count, -1, -1), embeds])
         residuals = {}
         if cond.control is not None:
             control = cond.control[start:end]
             control = torch.cat([control] * groups) if cond.do_cfg else control
-            down, mid = pipe.controlnet(model_input, t, encoder_hidden_states=embeds, controlnet_cond=control,
-                                        conditioning_scale=self.options.control_scale, guess_mode=False,
-                                        return_dict=False)
+            down, mid = pipe.controlnet(
+                model_input,
+                t,
+                encoder_hidden_states=embeds,
+                controlnet_cond=control,
+                conditioning_scale=self.options.control_scale,
+                guess_mode=False,
+                return_dict=False,
+            )
             residuals = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
         pred = pipe.unet(model_input, t, encoder_hidden_states=embeds, return_dict=False, **residuals)[0]
         if cond.do_cfg:
@@ -224,8 +247,13 @@ class ChunkedDenoiser:
             pred = uncond + self.options.guidance * (text - uncond)
         return pred
 
-    def run(self, latents: torch.Tensor, generator: torch.Generator, progress: Progress | None = None,
-            cancelled: Callable[[], bool] = lambda: False) -> torch.Tensor:
+    def run(
+        self,
+        latents: torch.Tensor,
+        generator: torch.Generator,
+        progress: Progress | None = None,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> torch.Tensor:
         """Denoise the initial ``latents`` (unscaled noise) into the clip's final latents."""
         pipe, scheduler = self.pipe, self.pipe.scheduler
         scheduler.set_timesteps(self.options.steps, device=pipe._execution_device)
@@ -248,8 +276,13 @@ class ChunkedDenoiser:
         return latents
 
 
-def decode(pipe, latents: torch.Tensor, options: SamplingOptions, cancelled: Callable[[], bool] = lambda: False,
-           on_frame: FrameSink | None = None) -> list:
+def decode(
+    pipe,
+    latents: torch.Tensor,
+    options: SamplingOptions,
+    cancelled: Callable[[], bool] = lambda: False,
+    on_frame: FrameSink | None = None,
+) -> list:
     """Decode chunk by chunk (the VAE is per frame, so this is exact), handing frames out as they come."""
     if options.output_type == "latent":
         return list(latents)
@@ -258,8 +291,9 @@ def decode(pipe, latents: torch.Tensor, options: SamplingOptions, cancelled: Cal
         if cancelled():
             raise SamplingCancelled("cancelled while decoding")
         images = pipe.vae.decode(latents[start:end] / pipe.vae.config.scaling_factor, return_dict=False)[0]
-        images = pipe.image_processor.postprocess(images, output_type=options.output_type,
-                                                  do_denormalize=[True] * (end - start))
+        images = pipe.image_processor.postprocess(
+            images, output_type=options.output_type, do_denormalize=[True] * (end - start)
+        )
         for offset, image in enumerate(images):
             out.append(np.asarray(image) if options.output_type == "np" else image)
             if on_frame is not None:
@@ -268,10 +302,17 @@ def decode(pipe, latents: torch.Tensor, options: SamplingOptions, cancelled: Cal
 
 
 @torch.no_grad()
-def sample(pipe, options: SamplingOptions, *, control_images: Sequence | None = None,
-           latents: torch.Tensor | None = None, progress: Progress | None = None,
-           should_cancel: Callable[[], bool] | None = None, on_frame: FrameSink | None = None,
-           on_stage: StageSink | None = None) -> ClipResult:
+def sample(
+    pipe,
+    options: SamplingOptions,
+    *,
+    control_images: Sequence | None = None,
+    latents: torch.Tensor | None = None,
+    progress: Progress | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    on_frame: FrameSink | None = None,
+    on_stage: StageSink | None = None,
+) -> ClipResult:
     """Sample a clip with ZS²: prepare → initial noise → chunked denoising → decode.
 
     ``control_images``: one per frame for a ControlNet pipeline. ``latents``: initial noise
@@ -327,5 +368,13 @@ def sample_video(
     tma, scheduler, chunk, loop, tile_x, tile_y, prompt_interpolation, control_scale and output_type
     are those of ``SamplingOptions``; the rest are those of ``sample``.
     """
-    return sample(pipe, SamplingOptions(prompt=prompt, **options), control_images=control_images, latents=latents,
-                  progress=progress, should_cancel=should_cancel, on_frame=on_frame, on_stage=on_stage)
+    return sample(
+        pipe,
+        SamplingOptions(prompt=prompt, **options),
+        control_images=control_images,
+        latents=latents,
+        progress=progress,
+        should_cancel=should_cancel,
+        on_frame=on_frame,
+        on_stage=on_stage,
+    )

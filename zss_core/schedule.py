@@ -30,9 +30,9 @@ def per_frame(values: Values, frames: int, name: str) -> list[float]:
         return [0.0] + [float(values)] * (frames - 1) if frames > 0 else []
     floats = [float(v) for v in values]
     if len(floats) == frames:
-        return [0.0] + floats[1:] if frames > 0 else []
+        return [0.0, *floats[1:]] if frames > 0 else []
     if len(floats) == frames - 1:
-        return [0.0] + floats
+        return [0.0, *floats]
     raise ValueError(f"{name} must be a number or a list of {frames} or {frames - 1} values, got {len(floats)}")
 
 

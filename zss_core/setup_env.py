@@ -84,8 +84,13 @@ class Health:
     problem: str = ""
 
     def to_dict(self) -> dict:
-        return {"ok": self.ok, "python": self.python, "missing": self.missing, "versions": self.versions,
-                "problem": self.problem}
+        return {
+            "ok": self.ok,
+            "python": self.python,
+            "missing": self.missing,
+            "versions": self.versions,
+            "problem": self.problem,
+        }
 
 
 _PROBE = """
@@ -129,8 +134,9 @@ class Reporter:
         self.total = 4
 
     def step(self, index: int, message: str) -> None:
-        self.emit({"type": "step", "step": index, "total": self.total, "fraction": index / self.total,
-                    "message": message})
+        self.emit(
+            {"type": "step", "step": index, "total": self.total, "fraction": index / self.total, "message": message}
+        )
 
     def log(self, line: str) -> None:
         self.emit({"type": "log", "line": line})
@@ -149,25 +155,37 @@ def _pip(python: Path, args: list[str], reporter: Reporter) -> None:
     command = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off", *args]
     reporter.log("$ " + " ".join(command))
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None  # stdout=PIPE
     for line in proc.stdout:
         reporter.log(line.rstrip())
     if proc.wait() != 0:
-        raise SetupError(f"pip install {' '.join(args)} failed (exit code {proc.returncode}); "
-                         "see the log above. Check the network, or give extra pip arguments.")
+        raise SetupError(
+            f"pip install {' '.join(args)} failed (exit code {proc.returncode}); "
+            "see the log above. Check the network, or give extra pip arguments."
+        )
 
 
-def setup(directory: str | os.PathLike, *, online: bool = True, base_python: str | None = None,
-          torch_spec: list[str] | None = None, pip_args: list[str] | None = None, rebuild: bool = False,
-          reporter: Reporter | None = None) -> Health:
+def setup(
+    directory: str | os.PathLike,
+    *,
+    online: bool = True,
+    base_python: str | None = None,
+    torch_spec: list[str] | None = None,
+    pip_args: list[str] | None = None,
+    rebuild: bool = False,
+    reporter: Reporter | None = None,
+) -> Health:
     """Create or repair the environment in ``directory``; a healthy one is left as it is.
 
     ``online=False`` (Blender's "Allow Online Access" off) refuses before touching the disk.
     """
     reporter = reporter or Reporter(as_json=False)
     if not online:
-        raise SetupError("Online access is off in Blender's preferences (System ▸ Network), so the generator "
-                         "cannot be downloaded. Allow online access, or set up the environment yourself with "
-                         "'zss setup-env DIR' and point the add-on at its Python.")
+        raise SetupError(
+            "Online access is off in Blender's preferences (System ▸ Network), so the generator "
+            "cannot be downloaded. Allow online access, or set up the environment yourself with "
+            "'zss setup-env DIR' and point the add-on at its Python."
+        )
     directory = Path(directory)
     python = env_python(directory)
     if rebuild and directory.exists():
@@ -194,12 +212,20 @@ def setup(directory: str | os.PathLike, *, online: bool = True, base_python: str
     _pip(python, [*REQUIREMENTS.values(), *(pip_args or [])], reporter)
     health = check_environment(directory)
     if not health.ok:
-        raise SetupError(f"The environment was installed but does not work: {health.problem}. "
-                         "Try 'Rebuild', or other pip arguments.")
-    marker = {"accelerator": accelerator, "torch_spec": spec, "versions": health.versions,
-              "platform": platform.platform(), "seconds": round(time.monotonic() - started, 1)}
+        raise SetupError(
+            f"The environment was installed but does not work: {health.problem}. Try 'Rebuild', or other pip arguments."
+        )
+    marker = {
+        "accelerator": accelerator,
+        "torch_spec": spec,
+        "versions": health.versions,
+        "platform": platform.platform(),
+        "seconds": round(time.monotonic() - started, 1),
+    }
     (directory / MARKER).write_text(json.dumps(marker, indent=2), encoding="utf-8")
-    reporter.step(4, f"Done: {', '.join(f'{k} {v}' for k, v in health.versions.items() if k in ('torch', 'diffusers'))}")
+    reporter.step(
+        4, f"Done: {', '.join(f'{k} {v}' for k, v in health.versions.items() if k in ('torch', 'diffusers'))}"
+    )
     return health
 
 
@@ -208,7 +234,9 @@ def main(argv=None) -> int:
     parser.add_argument("directory")
     parser.add_argument("--check", action="store_true", help="only check the environment")
     parser.add_argument("--rebuild", action="store_true", help="delete and recreate it")
-    parser.add_argument("--offline", action="store_true", help="refuse to download (as Blender does when online access is off)")
+    parser.add_argument(
+        "--offline", action="store_true", help="refuse to download (as Blender does when online access is off)"
+    )
     parser.add_argument("--python", default=None, help="base Python for the venv (default: this one)")
     parser.add_argument("--torch-spec", default=None, help="pip arguments for torch, e.g. 'torch==2.13.0'")
     parser.add_argument("--pip-arg", action="append", default=[], help="extra pip argument (repeatable)")
@@ -218,12 +246,19 @@ def main(argv=None) -> int:
     if args.check:
         health = check_environment(args.directory)
         reporter.emit({"type": "health", **health.to_dict()}) if args.json else print(
-            "healthy" if health.ok else f"broken: {health.problem}")
+            "healthy" if health.ok else f"broken: {health.problem}"
+        )
         return 0 if health.ok else 1
     try:
-        health = setup(args.directory, online=not args.offline, base_python=args.python,
-                       torch_spec=args.torch_spec.split() if args.torch_spec else None, pip_args=args.pip_arg,
-                       rebuild=args.rebuild, reporter=reporter)
+        health = setup(
+            args.directory,
+            online=not args.offline,
+            base_python=args.python,
+            torch_spec=args.torch_spec.split() if args.torch_spec else None,
+            pip_args=args.pip_arg,
+            rebuild=args.rebuild,
+            reporter=reporter,
+        )
     except (SetupError, subprocess.CalledProcessError, OSError) as exc:
         if args.json:
             reporter.emit({"type": "error", "message": str(exc)})

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -27,14 +28,15 @@ def _pad_hook(pad_h: int, pad_w: int):
 
 
 @contextlib.contextmanager
-def seamless_tiling(models: Iterable[torch.nn.Module | None], tile_x: bool = False,
-                    tile_y: bool = False) -> Iterator[int]:
+def seamless_tiling(
+    models: Iterable[torch.nn.Module | None], tile_x: bool = False, tile_y: bool = False
+) -> Iterator[int]:
     """Make every padded 2-D convolution of ``models`` wrap around on the chosen axes.
 
     Yields the number of convolutions changed; restores them on exit (also on errors). A no-op
     when neither axis is tiled.
     """
-    changed: list[tuple[torch.nn.Conv2d, object, object]] = []
+    changed: list[tuple[torch.nn.Conv2d, Any, Any]] = []  # (conv, its padding, its hook handle)
     try:
         if tile_x or tile_y:
             for model in models:

@@ -18,7 +18,9 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import protocol
 from .protocol import Job
@@ -59,7 +61,10 @@ class QueuedJob:
 
     @property
     def id(self) -> str:
-        return self.download.id if self.download else self.job.id
+        if self.download is not None:
+            return self.download.id
+        assert self.job is not None  # a queued entry is a job or a download
+        return self.job.id
 
 
 class PipelineCache:
@@ -77,14 +82,27 @@ class PipelineCache:
         from .models import MemoryOptions
 
         memory = MemoryOptions(job.attention_slicing, job.vae_tiling, job.cpu_offload)
-        key = (job.model, job.controlnet_model if job.control else None, job.device, job.dtype, job.allow_pickle,
-               memory)
+        key = (
+            job.model,
+            job.controlnet_model if job.control else None,
+            job.device,
+            job.dtype,
+            job.allow_pickle,
+            memory,
+        )
         if key == self.key:
             return self.pipe, 0.0
         self.release()
         started = time.perf_counter()
-        self.pipe = self._loader(key[0], key[1], device=key[2], dtype=key[3], scheduler=job.scheduler,
-                                 allow_pickle=job.allow_pickle, memory=memory)
+        self.pipe = self._loader(
+            key[0],
+            key[1],
+            device=key[2],
+            dtype=key[3],
+            scheduler=job.scheduler,
+            allow_pickle=job.allow_pickle,
+            memory=memory,
+        )
         self.key = key
         return self.pipe, time.perf_counter() - started
 
@@ -117,9 +135,17 @@ class ProgressReporter:
         eta = None
         if stage in self.TIMED and step > 0:
             eta = round((now - self.stage_started[stage]) / step * (total - step), 3)
-        self.events.send(protocol.Progress(id=self.job_id, step=step, total=total,
-                                           fraction=step / total if total else 0.0,
-                                           elapsed=round(now - self.started, 3), eta=eta, stage=stage))
+        self.events.send(
+            protocol.Progress(
+                id=self.job_id,
+                step=step,
+                total=total,
+                fraction=step / total if total else 0.0,
+                elapsed=round(now - self.started, 3),
+                eta=eta,
+                stage=stage,
+            )
+        )
 
 
 class Worker:
@@ -143,14 +169,24 @@ class Worker:
             try:
                 message = protocol.message_from_json(line, expect="request")
             except protocol.ProtocolError as exc:
-                self.events.send(protocol.Error(code="bad_request", message=str(exc), field=exc.field,
-                                                hint="Send one JSON request per line (see docs/protocol.md)."))
+                self.events.send(
+                    protocol.Error(
+                        code="bad_request",
+                        message=str(exc),
+                        field=exc.field,
+                        hint="Send one JSON request per line (see docs/protocol.md).",
+                    )
+                )
                 continue
             if isinstance(message, protocol.Shutdown):
                 break
-            handler = {protocol.Generate: self.on_generate, protocol.Cancel: self.on_cancel,
-                       protocol.Ping: self.on_ping, protocol.Download: self.on_download}[type(message)]
-            handler(message)
+            handlers: dict[type, Callable[[Any], None]] = {
+                protocol.Generate: self.on_generate,
+                protocol.Cancel: self.on_cancel,
+                protocol.Ping: self.on_ping,
+                protocol.Download: self.on_download,
+            }
+            handlers[type(message)](message)
         with self.wakeup:
             self.closing = True
             if self.current is not None:
@@ -163,7 +199,9 @@ class Worker:
     def on_generate(self, message: protocol.Generate) -> None:
         raw = message.job
         job_id = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
-        problems = protocol.validate_job(raw) if isinstance(raw, dict) else [protocol.Problem("job", "must be an object")]
+        problems = (
+            protocol.validate_job(raw) if isinstance(raw, dict) else [protocol.Problem("job", "must be an object")]
+        )
         if problems:
             self.events.send(protocol.error_for_problems(job_id, problems))
             return
@@ -171,17 +209,29 @@ class Worker:
 
     def on_download(self, message: protocol.Download) -> None:
         if not protocol.JOB_ID_PATTERN.fullmatch(message.id):
-            self.events.send(protocol.Error(code="bad_request", field="id", message=f"bad task id {message.id!r}",
-                                            hint="Use letters, digits, '_', '.' or '-'."))
+            self.events.send(
+                protocol.Error(
+                    code="bad_request",
+                    field="id",
+                    message=f"bad task id {message.id!r}",
+                    hint="Use letters, digits, '_', '.' or '-'.",
+                )
+            )
             return
         self._enqueue(QueuedJob(None, download=message))
 
     def _enqueue(self, task: QueuedJob) -> None:
         with self.wakeup:
             if any(q.id == task.id for q in self._active()):
-                self.events.send(protocol.Error(id=task.id, code="duplicate_job", field="id",
-                                                message=f"A job with id '{task.id}' is already queued or running.",
-                                                hint="Give every job a new id."))
+                self.events.send(
+                    protocol.Error(
+                        id=task.id,
+                        code="duplicate_job",
+                        field="id",
+                        message=f"A job with id '{task.id}' is already queued or running.",
+                        hint="Give every job a new id.",
+                    )
+                )
                 return
             position = len(self.queue) + (self.current is not None)
             self.queue.append(task)
@@ -198,9 +248,15 @@ class Worker:
                     self.queue.remove(queued)
                     self.events.send(protocol.Cancelled(id=message.id, frames=[]))
                     return
-        self.events.send(protocol.Error(id=message.id, code="unknown_job", field="id",
-                                        message=f"No queued or running job has id '{message.id}'.",
-                                        hint="It may have finished already."))
+        self.events.send(
+            protocol.Error(
+                id=message.id,
+                code="unknown_job",
+                field="id",
+                message=f"No queued or running job has id '{message.id}'.",
+                hint="It may have finished already.",
+            )
+        )
 
     def _active(self):
         return ([self.current] if self.current else []) + list(self.queue)
@@ -231,19 +287,33 @@ class Worker:
         except Exception as exc:  # hub errors come in many types; each is reported, none kills the worker
             log.exception("download of %s failed", request.model)
             offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
-            hint = ("Downloads are off (online access is disabled): allow online access and try again."
-                    if offline else "Check the hub id's spelling and the network connection.")
-            self.events.send(protocol.Error(id=request.id, code="download_failed", field="model", hint=hint,
-                                            message=f"Could not download '{request.model}': {type(exc).__name__}: {exc}"))
+            hint = (
+                "Downloads are off (online access is disabled): allow online access and try again."
+                if offline
+                else "Check the hub id's spelling and the network connection."
+            )
+            self.events.send(
+                protocol.Error(
+                    id=request.id,
+                    code="download_failed",
+                    field="model",
+                    hint=hint,
+                    message=f"Could not download '{request.model}': {type(exc).__name__}: {exc}",
+                )
+            )
             return
-        self.events.send(protocol.Downloaded(id=request.id, model=request.model, path=path,
-                                             seconds=round(time.perf_counter() - started, 3)))
+        self.events.send(
+            protocol.Downloaded(
+                id=request.id, model=request.model, path=path, seconds=round(time.perf_counter() - started, 3)
+            )
+        )
 
     def run_job(self, queued: QueuedJob) -> None:
         from .models import ModelError
         from .runner import JobCallbacks, JobError, free_memory, is_out_of_memory, run_job
 
         job = queued.job
+        assert job is not None  # run_job is only called for generate requests
         report = ProgressReporter(self.events, job.id)
 
         def frame(index, path):
@@ -259,28 +329,43 @@ class Worker:
             outcome = run_job(job, pipe, callbacks, model_load_seconds=load_seconds, free_bytes=free_gpu_bytes(pipe))
         except ModelError as exc:
             self.cache.release()
-            self.events.send(protocol.Error(id=job.id, code=exc.code, message=exc.message, hint=exc.hint,
-                                            field=exc.field))
+            self.events.send(
+                protocol.Error(id=job.id, code=exc.code, message=exc.message, hint=exc.hint, field=exc.field)
+            )
             return
         except JobError as exc:
-            self.events.send(protocol.Error(id=job.id, code=exc.code, message=exc.message, hint=exc.hint,
-                                            field=exc.field))
+            self.events.send(
+                protocol.Error(id=job.id, code=exc.code, message=exc.message, hint=exc.hint, field=exc.field)
+            )
             return
         except Exception as exc:  # the worker must survive anything a job does
             log.exception("job %s failed", job.id)
             if is_out_of_memory(exc):
                 free_memory()
-            self.events.send(protocol.Error(id=job.id, code="internal", message=f"{type(exc).__name__}: {exc}",
-                                            hint="This is likely a bug; the generator log has the details."))
+            self.events.send(
+                protocol.Error(
+                    id=job.id,
+                    code="internal",
+                    message=f"{type(exc).__name__}: {exc}",
+                    hint="This is likely a bug; the generator log has the details.",
+                )
+            )
             return
         if outcome.status == "cancelled":
             self.events.send(protocol.Cancelled(id=job.id, frames=outcome.frames, manifest=outcome.manifest))
         else:
-            self.events.send(protocol.Done(id=job.id, frames=outcome.frames, video=outcome.video,
-                                           contact_sheet=outcome.contact_sheet, manifest=outcome.manifest,
-                                           seconds=round(outcome.seconds, 3),
-                                           model_load_seconds=round(load_seconds, 3),
-                                           notes=outcome.extra.get("notes", [])))
+            self.events.send(
+                protocol.Done(
+                    id=job.id,
+                    frames=outcome.frames,
+                    video=outcome.video,
+                    contact_sheet=outcome.contact_sheet,
+                    manifest=outcome.manifest,
+                    seconds=round(outcome.seconds, 3),
+                    model_load_seconds=round(load_seconds, 3),
+                    notes=outcome.extra.get("notes", []),
+                )
+            )
 
 
 def download_model(model: str) -> str:
@@ -309,14 +394,23 @@ def ready_event() -> protocol.Ready:
     free = total = None
     if device.type == "cuda":
         free, total = torch.cuda.mem_get_info()
-    return protocol.Ready(protocol=protocol.PROTOCOL_VERSION, versions=library_versions(), device=str(device),
-                          dtype=str(resolve_dtype("auto", device)).replace("torch.", ""), gpu_free_bytes=free,
-                          gpu_total_bytes=total, pid=os.getpid())
+    return protocol.Ready(
+        protocol=protocol.PROTOCOL_VERSION,
+        versions=library_versions(),
+        device=str(device),
+        dtype=str(resolve_dtype("auto", device)).replace("torch.", ""),
+        gpu_free_bytes=free,
+        gpu_total_bytes=total,
+        pid=os.getpid(),
+    )
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=os.environ.get("ZSS_LOG_LEVEL", "INFO"), stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("ZSS_LOG_LEVEL", "INFO"),
+        stream=sys.stderr,
+        format="%(asctime)s %(name)s %(levelname)s: %(message)s",
+    )
     os.environ.setdefault("TQDM_DISABLE", "1")
     events = EventWriter(take_over_stdout())
     worker = Worker(events, sys.stdin)

@@ -35,8 +35,9 @@ def load_addon():
     import addon_utils
 
     if ADDON not in sys.modules:
-        spec = importlib.util.spec_from_file_location(ADDON, REPO / "__init__.py",
-                                                      submodule_search_locations=[str(REPO)])
+        spec = importlib.util.spec_from_file_location(
+            ADDON, REPO / "__init__.py", submodule_search_locations=[str(REPO)]
+        )
         module = importlib.util.module_from_spec(spec)
         sys.modules[ADDON] = module
         spec.loader.exec_module(module)
@@ -49,8 +50,8 @@ def load_addon():
 
 @pytest.fixture(scope="session")
 def addon():
-    import bpy  # noqa: F401  (imported after the environment above is set; puts addon_utils on sys.path)
     import addon_utils
+    import bpy  # noqa: F401  (imported after the environment above is set; puts addon_utils on sys.path)
 
     module = load_addon()
     yield module

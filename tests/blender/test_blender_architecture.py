@@ -44,7 +44,7 @@ def find_cycle(edges):
         stack.append(node)
         for nxt in sorted(edges.get(node, ())):
             if state.get(nxt) == "open":
-                return stack[stack.index(nxt):] + [nxt]
+                return [*stack[stack.index(nxt) :], nxt]
             if nxt not in state:
                 cycle = visit(nxt)
                 if cycle:
@@ -129,8 +129,10 @@ def test_each_module_writes_only_its_own_state(name):
 
 
 def test_the_state_checker_sees_a_write():
-    tree = ast.parse("from . import jobs, environment\n\ndef f():\n    jobs.state.status = 'x'\n"
-                     "    environment.state.health['ok'] = 1\n    environment._process = None\n")
+    tree = ast.parse(
+        "from . import jobs, environment\n\ndef f():\n    jobs.state.status = 'x'\n"
+        "    environment.state.health['ok'] = 1\n    environment._process = None\n"
+    )
     assert written_state(tree) == [("jobs", "status"), ("environment", "health"), ("environment", "_process")]
 
 

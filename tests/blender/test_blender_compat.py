@@ -26,7 +26,7 @@ def test_strips_top_level_and_all_including_empty_editors(zb, tmp_path):
     assert len(zb.compat.top_level_strips(editor)) == 0 and list(zb.compat.all_strips(editor)) == []
     image = bpy.data.images.new("frame", 4, 4)
     image.filepath_raw = str(tmp_path / "frame.png")
-    image.file_format = 'PNG'
+    image.file_format = "PNG"
     image.save()
     strip = zb.compat.top_level_strips(editor).new_image("clip", image.filepath_raw, 1, 1)
     assert [s.name for s in zb.compat.all_strips(editor)] == [strip.name]
@@ -36,7 +36,7 @@ def test_node_material_and_keyframed_fcurves(zb):
     import bpy
 
     material = zb.compat.new_node_material("compat-test")
-    assert any(node.type == 'BSDF_PRINCIPLED' for node in material.node_tree.nodes)
+    assert any(node.type == "BSDF_PRINCIPLED" for node in material.node_tree.nodes)
     obj = bpy.data.objects["Cube"]  # the default scene's cube: not animated
     assert zb.compat.action_fcurves(obj) is None
     obj.location.x = 1.0

@@ -27,6 +27,7 @@ def build_scene(bpy):
     scene.collection.objects.link(ground)
     cube_mesh = bpy.data.meshes.new("Cube")
     import bmesh
+
     bm = bmesh.new()
     bmesh.ops.create_cube(bm, size=1.0)
     bm.to_mesh(cube_mesh)
@@ -52,14 +53,23 @@ def build_scene(bpy):
 def user_settings(scene, view_layer):
     render = scene.render
     return {
-        "engine": render.engine, "x": render.resolution_x, "y": render.resolution_y,
-        "percentage": render.resolution_percentage, "format": render.image_settings.file_format,
-        "color_mode": render.image_settings.color_mode, "color_depth": render.image_settings.color_depth,
-        "filepath": render.filepath, "film_transparent": render.film_transparent,
-        "use_compositing": render.use_compositing, "use_sequencer": render.use_sequencer,
-        "pass_z": view_layer.use_pass_z, "override": view_layer.material_override,
-        "samples": scene.cycles.samples, "denoise": scene.cycles.use_denoising,
-        "frame": scene.frame_current, "materials": sorted(m.name for m in bpy_module().data.materials),
+        "engine": render.engine,
+        "x": render.resolution_x,
+        "y": render.resolution_y,
+        "percentage": render.resolution_percentage,
+        "format": render.image_settings.file_format,
+        "color_mode": render.image_settings.color_mode,
+        "color_depth": render.image_settings.color_depth,
+        "filepath": render.filepath,
+        "film_transparent": render.film_transparent,
+        "use_compositing": render.use_compositing,
+        "use_sequencer": render.use_sequencer,
+        "pass_z": view_layer.use_pass_z,
+        "override": view_layer.material_override,
+        "samples": scene.cycles.samples,
+        "denoise": scene.cycles.use_denoising,
+        "frame": scene.frame_current,
+        "materials": sorted(m.name for m in bpy_module().data.materials),
         "images": sorted(i.name for i in bpy_module().data.images),
     }
 
@@ -76,6 +86,7 @@ def pixel_of(bpy, scene, frame, world_point):
 
 def bpy_module():
     import bpy
+
     return bpy
 
 

@@ -26,8 +26,10 @@ def _has_torch(python):
 pytestmark = [
     pytest.mark.blender,
     pytest.mark.slow,
-    pytest.mark.skipif(not _has_torch(GENERATOR_PYTHON),
-                       reason=f"the generator Python {GENERATOR_PYTHON} has no torch (set ZSS_GENERATOR_PYTHON)"),
+    pytest.mark.skipif(
+        not _has_torch(GENERATOR_PYTHON),
+        reason=f"the generator Python {GENERATOR_PYTHON} has no torch (set ZSS_GENERATOR_PYTHON)",
+    ),
 ]
 
 POLL_TIMEOUT = 240.0  # a cold worker imports torch + diffusers first
@@ -81,8 +83,13 @@ def imported(bpy):
     from zss_ext.zss_blender import compat
 
     materials = [m for m in bpy.data.materials if "zss_job_id" in m]
-    strips = [s for scene in bpy.data.scenes if scene.sequence_editor
-              for s in compat.all_strips(scene.sequence_editor) if "zss_job_id" in s]
+    strips = [
+        s
+        for scene in bpy.data.scenes
+        if scene.sequence_editor
+        for s in compat.all_strips(scene.sequence_editor)
+        if "zss_job_id" in s
+    ]
     images = [i for i in bpy.data.images if "zss_job_id" in i]
     return materials, strips, images
 
@@ -91,9 +98,9 @@ def test_generate_with_depth_imports_material_and_strip(zb, clip_settings, prefs
     import bpy
 
     clip_settings.use_depth = True
-    clip_settings.target = 'BOTH'
+    clip_settings.target = "BOTH"
     started = time.perf_counter()
-    assert bpy.ops.zss.generate() == {'FINISHED'}
+    assert bpy.ops.zss.generate() == {"FINISHED"}
     returned = time.perf_counter() - started
     assert returned < 5.0  # depth for 8 frames + sending; never waits for the model
     job = zb.jobs.running_job().job
@@ -109,8 +116,8 @@ def test_generate_with_depth_imports_material_and_strip(zb, clip_settings, prefs
     (material,), (strip,) = imported(bpy)[:2]
     cube = bpy.data.objects["Cube"]
     assert cube.active_material == material
-    node = next(n for n in material.node_tree.nodes if n.type == 'TEX_IMAGE')
-    assert node.image.source == 'SEQUENCE' and node.image_user.frame_duration == 8
+    node = next(n for n in material.node_tree.nodes if n.type == "TEX_IMAGE")
+    assert node.image.source == "SEQUENCE" and node.image_user.frame_duration == 8
     assert len(strip.elements) == 8 and strip.frame_final_duration == 8
     job_dir = os.path.join(prefs.output_dir, job["id"])
     assert material["zss_job_dir"] == job_dir and material["zss_seed"] == 7
@@ -122,14 +129,15 @@ def test_generate_with_depth_imports_material_and_strip(zb, clip_settings, prefs
         time.sleep(0.05)
 
     # The MP4 imports as a movie strip of the same length.
-    movie = zb.importers.import_strip(bpy.context.scene, [], os.path.join(job_dir, "clip.mp4"), job, job_dir, 1,
-                                      use_movie=True)
-    assert movie.type == 'MOVIE' and movie.frame_final_duration == 8 and movie.channel != strip.channel
+    movie = zb.importers.import_strip(
+        bpy.context.scene, [], os.path.join(job_dir, "clip.mp4"), job, job_dir, 1, use_movie=True
+    )
+    assert movie.type == "MOVIE" and movie.frame_final_duration == 8 and movie.channel != strip.channel
 
     # Vary seed: same settings, a new seed, read back from the selected object's material; the clip is
     # replaced in place.
     bpy.context.view_layer.objects.active = cube
-    assert bpy.ops.zss.vary_seed() == {'FINISHED'}
+    assert bpy.ops.zss.vary_seed() == {"FINISHED"}
     poll_until_idle(zb.jobs)
     succeeded(zb.jobs)
     materials = imported(bpy)[0]
@@ -140,7 +148,7 @@ def test_generate_with_depth_imports_material_and_strip(zb, clip_settings, prefs
 def test_check_generator_reports_ready(zb, prefs):
     import bpy
 
-    assert bpy.ops.zss.check_generator() == {'FINISHED'}
+    assert bpy.ops.zss.check_generator() == {"FINISHED"}
     ready = zb.jobs.ready()
     assert zb.jobs.ready_summary(ready).startswith("Generator ready on cpu") and ready.versions.get("torch")
 
@@ -154,16 +162,16 @@ def test_cancel_imports_nothing_and_next_generate_works(zb, clip_settings):
     import bpy
 
     clip_settings.steps = 200  # long enough to be interrupted
-    assert bpy.ops.zss.generate() == {'FINISHED'}
+    assert bpy.ops.zss.generate() == {"FINISHED"}
     wait_for_denoising(zb.jobs)
-    assert bpy.ops.zss.cancel() == {'FINISHED'}
+    assert bpy.ops.zss.cancel() == {"FINISHED"}
     poll_until_idle(zb.jobs, timeout=60)
     task = zb.jobs.job_task()
     assert task.cancelled() and task.message.startswith("Cancelled") and task.error == ""
     assert imported(bpy) == ([], [], [])
 
     clip_settings.steps = 2
-    assert bpy.ops.zss.generate() == {'FINISHED'}
+    assert bpy.ops.zss.generate() == {"FINISHED"}
     poll_until_idle(zb.jobs)
     succeeded(zb.jobs)
     assert len(imported(bpy)[0]) == 1
@@ -173,7 +181,7 @@ def test_killed_worker_reports_error_and_restarts(zb, clip_settings):
     import bpy
 
     clip_settings.steps = 200
-    assert bpy.ops.zss.generate() == {'FINISHED'}
+    assert bpy.ops.zss.generate() == {"FINISHED"}
     wait_for_denoising(zb.jobs)
     old_pid = zb.jobs.client().process.pid
     os.kill(old_pid, signal.SIGKILL if sys.platform != "win32" else signal.SIGTERM)
@@ -184,7 +192,7 @@ def test_killed_worker_reports_error_and_restarts(zb, clip_settings):
     assert imported(bpy) == ([], [], [])
 
     clip_settings.steps = 2
-    assert bpy.ops.zss.generate() == {'FINISHED'}
+    assert bpy.ops.zss.generate() == {"FINISHED"}
     assert zb.jobs.client().process.pid != old_pid  # restarted on demand
     poll_until_idle(zb.jobs)
     succeeded(zb.jobs)
@@ -200,16 +208,16 @@ def test_loop_tile_and_prompt_travel_end_to_end(zb, clip_settings, prefs):
     scene = bpy.context.scene
     clip_settings.frame_start = 1
     clip_settings.loop = True
-    clip_settings.tile = 'XY'
+    clip_settings.tile = "XY"
     scene.frame_current = 5
-    assert bpy.ops.zss.prompt_key_add() == {'FINISHED'}
+    assert bpy.ops.zss.prompt_key_add() == {"FINISHED"}
     clip_settings.prompt_keys[0].prompt = "a mossy stone wall"
-    assert bpy.ops.zss.generate() == {'FINISHED'}
+    assert bpy.ops.zss.generate() == {"FINISHED"}
     job_id = zb.jobs.running_job().job["id"]
     poll_until_idle(zb.jobs)
     succeeded(zb.jobs)
     (material,), _strips, _images = imported(bpy)
-    assert material.node_tree.nodes["ZS² Clip"].extension == 'REPEAT' and "ZS² Tiling" in material.node_tree.nodes
+    assert material.node_tree.nodes["ZS² Clip"].extension == "REPEAT" and "ZS² Tiling" in material.node_tree.nodes
     with open(os.path.join(prefs.output_dir, job_id, "job.json"), encoding="utf-8") as f:
         manifest = json.load(f)
     text = json.dumps(manifest)
@@ -237,7 +245,7 @@ def test_progress_shows_every_stage_with_the_time_left(zb, clip_settings):
     import bpy
 
     clip_settings.steps = 4
-    assert bpy.ops.zss.generate() == {'FINISHED'}
+    assert bpy.ops.zss.generate() == {"FINISHED"}
     seen = []
     poll_until_idle(zb.jobs, seen=seen)
     succeeded(zb.jobs)
@@ -248,8 +256,10 @@ def test_progress_shows_every_stage_with_the_time_left(zb, clip_settings):
     assert any(m.endswith("s left") for m in sampling), seen  # the estimate, once sampling started
     assert any(m.startswith("Decoding frame ") and "/8" in m for m in seen), seen
     assert any(m.startswith("Writing frames") for m in seen), seen
-    order = [next(i for i, m in enumerate(seen) if m.startswith(prefix))
-             for prefix in ("Encoding", "Sampling", "Decoding", "Writing", "Done")]
+    order = [
+        next(i for i, m in enumerate(seen) if m.startswith(prefix))
+        for prefix in ("Encoding", "Sampling", "Decoding", "Writing", "Done")
+    ]
     assert order == sorted(order), seen
 
 
@@ -260,8 +270,8 @@ def test_five_regenerations_replace_the_clip_in_place(zb, clip_settings):
     import bpy
 
     clip_settings.frames = 4
-    clip_settings.target = 'BOTH'
-    assert bpy.ops.zss.generate() == {'FINISHED'}
+    clip_settings.target = "BOTH"
+    assert bpy.ops.zss.generate() == {"FINISHED"}
     poll_until_idle(zb.jobs)
     succeeded(zb.jobs)
     cube = bpy.data.objects["Cube"]
@@ -270,7 +280,7 @@ def test_five_regenerations_replace_the_clip_in_place(zb, clip_settings):
     counts = (len(bpy.data.materials), len(bpy.data.images), len(imported(bpy)[1]))
     for n in range(5):
         operator = bpy.ops.zss.regenerate if n % 2 else bpy.ops.zss.vary_seed
-        assert operator() == {'FINISHED'}
+        assert operator() == {"FINISHED"}
         job_id = zb.jobs.running_job().id
         poll_until_idle(zb.jobs)
         succeeded(zb.jobs)

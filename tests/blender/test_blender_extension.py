@@ -53,11 +53,17 @@ def test_install_enable_uninstall(extension_zip, tmp_path):
     env = dict(os.environ)
     for var in ("BLENDER_USER_RESOURCES", "XDG_CACHE_HOME"):
         env[var] = str(tmp_path / var.lower())
-    result = subprocess.run([sys.executable, "-c", INSTALL_SCRIPT, extension_zip], capture_output=True, text=True,
-                            check=False, env=env, timeout=180)
+    result = subprocess.run(
+        [sys.executable, "-c", INSTALL_SCRIPT, extension_zip],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        timeout=180,
+    )
     lines = [line for line in result.stdout.splitlines() if line.startswith("REPORT ")]
     assert result.returncode == 0 and lines, result.stdout[-3000:] + result.stderr[-3000:]
-    report = json.loads(lines[-1][len("REPORT "):])
+    report = json.loads(lines[-1][len("REPORT ") :])
     assert report["enabled"] and all(report["ops"]) and report["scene_zss"] and all(report["panels"])
     assert report["prefs"] == 768 and report["core"] == 1
     assert report["directory"].startswith(str(tmp_path))

@@ -24,10 +24,22 @@ def clip(tmp_path):
         path = job_dir / f"frame_{i:04d}.png"
         Image.new("RGB", (32, 16), color).save(path)
         frames.append(str(path))
-    job = {"id": job_dir.name, "prompt": "a  very long prompt about a glowing jellyfish in the deep blue sea",
-           "negative_prompt": "blurry", "frames": FRAMES, "width": 32, "height": 16, "steps": 4,
-           "guidance": 7.5, "seed": 42, "lam": [0.0, 0.01, 0.02, 0.03, 0.04, 0.05], "mu": 0.98,
-           "noise": "dependency", "model": "tiny", "output_dir": str(job_dir.parent)}
+    job = {
+        "id": job_dir.name,
+        "prompt": "a  very long prompt about a glowing jellyfish in the deep blue sea",
+        "negative_prompt": "blurry",
+        "frames": FRAMES,
+        "width": 32,
+        "height": 16,
+        "steps": 4,
+        "guidance": 7.5,
+        "seed": 42,
+        "lam": [0.0, 0.01, 0.02, 0.03, 0.04, 0.05],
+        "mu": 0.98,
+        "noise": "dependency",
+        "model": "tiny",
+        "output_dir": str(job_dir.parent),
+    }
     return job, str(job_dir), frames
 
 
@@ -51,11 +63,12 @@ def test_material_texture_animates(zb, clip, tmp_path):
     scene = bpy.context.scene
     cube = bpy.data.objects["Cube"]
     material, image, objects = zb.importers.import_material(
-        scene, scene.collection, frames, job, job_dir, START, [cube.name], use_emission=True)
+        scene, scene.collection, frames, job, job_dir, START, [cube.name], use_emission=True
+    )
 
     assert objects == [cube] and cube.active_material == material
-    assert image.source == 'SEQUENCE'
-    node = next(n for n in material.node_tree.nodes if n.type == 'TEX_IMAGE')
+    assert image.source == "SEQUENCE"
+    node = next(n for n in material.node_tree.nodes if n.type == "TEX_IMAGE")
     assert node.image == image
     user = node.image_user
     assert (user.frame_duration, user.frame_start, user.frame_offset) == (FRAMES, START, 0)
@@ -69,13 +82,13 @@ def test_material_texture_animates(zb, clip, tmp_path):
         assert json.loads(datablock["zss_job"])["steps"] == 4
 
     # Render the cube (emission = the texture) at two frames: the texture must change with the frame.
-    scene.render.engine = 'CYCLES'
+    scene.render.engine = "CYCLES"
     scene.cycles.samples = 1
     scene.cycles.use_denoising = False
     scene.render.resolution_x = scene.render.resolution_y = 24
     scene.render.resolution_percentage = 100
-    scene.view_settings.view_transform = 'Standard'
-    scene.render.image_settings.file_format = 'OPEN_EXR'
+    scene.view_settings.view_transform = "Standard"
+    scene.render.image_settings.file_format = "OPEN_EXR"
     bpy.data.objects["Light"].hide_render = True
     scene.world = None
     first = render_pixel(bpy, scene, START, str(tmp_path / "a.exr"))
@@ -92,7 +105,8 @@ def test_new_plane_faces_camera_when_nothing_selected(zb, clip):
     job, job_dir, frames = clip
     scene = bpy.context.scene
     _material, _image, objects = zb.importers.import_material(
-        scene, scene.collection, frames, job, job_dir, START, [], use_emission=False)
+        scene, scene.collection, frames, job, job_dir, START, [], use_emission=False
+    )
     (plane,) = objects
     assert plane.name.startswith("ZS²") and plane.data.uv_layers
     xs = [v.co.x for v in plane.data.vertices]
@@ -109,10 +123,10 @@ def test_strip_on_free_channel(zb, clip):
 
     job, job_dir, frames = clip
     scene = bpy.context.scene
-    scene.zss.strip_placement = 'SCENE'
+    scene.zss.strip_placement = "SCENE"
     editor = scene.sequence_editor_create()
     strips = zb.compat.top_level_strips(editor)
-    blocker = strips.new_image("blocker", frames[0], 1, START + 2, fit_method='FIT')  # channel 1 is busy
+    blocker = strips.new_image("blocker", frames[0], 1, START + 2, fit_method="FIT")  # channel 1 is busy
     strip = zb.importers.import_strip(scene, frames, None, job, job_dir, START)
     assert strip.channel == 2 and blocker.channel == 1
     assert strip.frame_final_start == START and strip.frame_final_duration == FRAMES
@@ -132,8 +146,9 @@ def test_paths_relative_to_saved_blend(zb, clip, tmp_path):
     bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "scene.blend"))
     scene = bpy.context.scene
     _material, image, _objects = zb.importers.import_material(
-        scene, scene.collection, frames, job, job_dir, START, ["Cube"])
-    strip = zb.importers.import_strip(scene, frames, None, job, job_dir, START, placement='SCENE')
+        scene, scene.collection, frames, job, job_dir, START, ["Cube"]
+    )
+    strip = zb.importers.import_strip(scene, frames, None, job, job_dir, START, placement="SCENE")
     assert image.filepath.startswith("//zss/") and strip.directory.startswith("//zss/")
     assert image["zss_job_dir"].startswith("//zss/") and strip["zss_job_dir"] == image["zss_job_dir"]
     assert os.path.normpath(bpy.path.abspath(image.filepath)) == os.path.normpath(frames[0])
@@ -154,23 +169,37 @@ def test_replace_updates_material_image_and_strip_in_place(zb, tmp_path):
         for i in range(1, 4):
             frames.append(str(job_dir / f"frame_{i:04d}.png"))
             Image.new("RGB", (32, 16), color).save(frames[-1])
-        job = {"id": job_dir.name, "prompt": "sea", "frames": 3, "width": 32, "height": 16, "steps": 2,
-               "guidance": 7.5, "seed": n, "lam": 0.01, "mu": 0.98, "noise": "dependency", "model": "tiny",
-               "output_dir": str(job_dir.parent), "control": {"type": "depth", "images": [], "scale": 1.0}}
+        job = {
+            "id": job_dir.name,
+            "prompt": "sea",
+            "frames": 3,
+            "width": 32,
+            "height": 16,
+            "steps": 2,
+            "guidance": 7.5,
+            "seed": n,
+            "lam": 0.01,
+            "mu": 0.98,
+            "noise": "dependency",
+            "model": "tiny",
+            "output_dir": str(job_dir.parent),
+            "control": {"type": "depth", "images": [], "scale": 1.0},
+        }
         return job, str(job_dir), frames
 
     job, job_dir, frames = clip_number(0, (255, 0, 0))
-    material, image, _objects = zb.importers.import_material(scene, scene.collection, frames, job, job_dir, START,
-                                                             ["Cube"], use_emission=True)
+    material, image, _objects = zb.importers.import_material(
+        scene, scene.collection, frames, job, job_dir, START, ["Cube"], use_emission=True
+    )
     strip = zb.importers.import_strip(scene, frames, None, job, job_dir, START)
     strip.channel, strip.frame_start = 4, START + 10  # the user moved it
-    scene.render.engine = 'CYCLES'
+    scene.render.engine = "CYCLES"
     scene.cycles.samples = 1
     scene.cycles.use_denoising = False
     scene.render.resolution_x = scene.render.resolution_y = 24
     scene.render.resolution_percentage = 100
-    scene.view_settings.view_transform = 'Standard'
-    scene.render.image_settings.file_format = 'OPEN_EXR'
+    scene.view_settings.view_transform = "Standard"
+    scene.render.image_settings.file_format = "OPEN_EXR"
     bpy.data.objects["Light"].hide_render = True
     scene.world = None
     first = render_pixel(bpy, scene, START, str(tmp_path / "first.exr"))  # loads (caches) the first clip
@@ -178,14 +207,20 @@ def test_replace_updates_material_image_and_strip_in_place(zb, tmp_path):
     editor = strip.id_data.sequence_editor
 
     def counts():
-        return (len(bpy.data.materials), len(bpy.data.images), len(bpy.data.node_groups), len(bpy.data.scenes),
-                len(zb.compat.all_strips(editor)))
+        return (
+            len(bpy.data.materials),
+            len(bpy.data.images),
+            len(bpy.data.node_groups),
+            len(bpy.data.scenes),
+            len(zb.compat.all_strips(editor)),
+        )
 
     before = counts()
     for n in range(1, 6):
         job, job_dir, frames = clip_number(n, (0, 0, 255) if n == 5 else (0, 255, 0))
         material, image, objects = zb.importers.import_material(
-            scene, scene.collection, frames, job, job_dir, START, [], use_emission=True, replace=material.name)
+            scene, scene.collection, frames, job, job_dir, START, [], use_emission=True, replace=material.name
+        )
         strip = zb.importers.import_strip(scene, frames, None, job, job_dir, START, replace=strip.name)
         assert counts() == before, n
     assert objects == [bpy.data.objects["Cube"]]  # nothing selected: the objects using it keep it

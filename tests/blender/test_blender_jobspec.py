@@ -29,9 +29,9 @@ def test_keyframed_lambda_and_mu_become_per_frame_lists(zb, prefs):
         settings.keyframe_insert("mu", frame=frame)
     fcurve = zb.animation.find_fcurve(scene, "zss.lam")
     for point in fcurve.keyframe_points:
-        point.interpolation = 'LINEAR'
+        point.interpolation = "LINEAR"
     for point in zb.animation.find_fcurve(scene, "zss.mu").keyframe_points:
-        point.interpolation = 'LINEAR'
+        point.interpolation = "LINEAR"
 
     job = build(zb, prefs)
     assert job["frames"] == 5
@@ -80,8 +80,13 @@ def test_auto_frames_size_and_fields(zb, prefs):
     prefs.device, prefs.precision = "CUDA", "FLOAT16"
     job = build(zb, prefs)
     assert (job["frames"], job["width"], job["height"]) == (24, 768, 432)
-    assert (job["noise"], job["chunk"], job["device"], job["dtype"], job["fps"]) == ("progressive", 4, "cuda",
-                                                                                    "float16", 25.0)
+    assert (job["noise"], job["chunk"], job["device"], job["dtype"], job["fps"]) == (
+        "progressive",
+        4,
+        "cuda",
+        "float16",
+        25.0,
+    )
     assert job["output_dir"] == os.path.abspath(prefs.output_dir)
     assert "control" not in job and "controlnet_model" not in job
 
@@ -115,14 +120,18 @@ def test_plan_reads_the_scene_once_and_is_immutable(zb, prefs):
     scene.frame_start, scene.frame_end = 3, 6
     settings = scene.zss
     settings.prompt, settings.width, settings.height = "bark", 64, 64
-    settings.use_depth, settings.control_scale, settings.target = True, 0.7, 'BOTH'
+    settings.use_depth, settings.control_scale, settings.target = True, 0.7, "BOTH"
     plan = zb.jobspec.plan(bpy.context, prefs, ["Cube"])
     assert plan.job["frames"] == 4 and "control" not in plan.job
     assert (plan.depth.frame_start, plan.depth.count, plan.depth.width, plan.depth.height) == (3, 4, 64, 64)
     assert plan.depth.folder == os.path.join(prefs.output_dir, ".staging", plan.id)
     targets = plan.targets
-    assert (targets.scene_name, targets.object_names, targets.target, targets.frame_start) == \
-        (scene.name, ("Cube",), 'BOTH', 3)
+    assert (targets.scene_name, targets.object_names, targets.target, targets.frame_start) == (
+        scene.name,
+        ("Cube",),
+        "BOTH",
+        3,
+    )
     assert targets.camera_name == "Camera" and targets.replace == zb.jobspec.Replace()
     with pytest.raises(dataclasses.FrozenInstanceError):
         plan.job = {}
@@ -130,8 +139,11 @@ def test_plan_reads_the_scene_once_and_is_immutable(zb, prefs):
     # Depth images make a new plan; the scene is not read again (a change after planning does not leak in).
     settings.control_scale = 3.0
     with_maps = plan.with_control(["/d/1.png", "/d/2.png", "/d/3.png", "/d/4.png"])
-    assert with_maps.job["control"] == {"type": "depth", "images": ["/d/1.png", "/d/2.png", "/d/3.png", "/d/4.png"],
-                                        "scale": pytest.approx(0.7)}
+    assert with_maps.job["control"] == {
+        "type": "depth",
+        "images": ["/d/1.png", "/d/2.png", "/d/3.png", "/d/4.png"],
+        "scale": pytest.approx(0.7),
+    }
     assert "control" not in plan.job and with_maps.targets is plan.targets and with_maps.id == plan.id
 
 
@@ -178,7 +190,7 @@ def test_relative_output_folder_resolves_against_the_saved_blend(zb, prefs, tmp_
     assert "Output Folder //clips is relative to the .blend file, which is not saved" in problems["output_dir"]
     assert "Save the .blend first or use an absolute folder" in problems["output_dir"]
     bpy.context.scene.zss.prompt = "ivy"
-    with pytest.raises(RuntimeError, match="Save the .blend first or use an absolute folder"):
+    with pytest.raises(RuntimeError, match=r"Save the .blend first or use an absolute folder"):
         bpy.ops.zss.generate()
 
     (tmp_path / "shots").mkdir()

@@ -35,8 +35,10 @@ def test_pickle_memory_and_chunk_reach_the_job(zb, prefs):
         settings.chunk = chunk
         assert build(zb, prefs)["chunk"] == expected
         assert zb.jobspec.chunk_setting(expected) == chunk
-    assert "risk" in type(prefs).bl_rna.properties["allow_pickle"].description or \
-        "run code" in type(prefs).bl_rna.properties["allow_pickle"].description
+    assert (
+        "risk" in type(prefs).bl_rna.properties["allow_pickle"].description
+        or "run code" in type(prefs).bl_rna.properties["allow_pickle"].description
+    )
 
 
 class FakeClient:
@@ -88,7 +90,7 @@ def test_done_job_updates_recent_models_and_shows_notes(zb, prefs, fake_client, 
     settings.prompt, settings.frames, settings.width, settings.height = "dunes", 2, 64, 64
     for old in ("x/old-1", "tiny", "x/old-2"):
         zb.preferences.remember_model(prefs, old)
-    assert bpy.ops.zss.generate() == {'FINISHED'}
+    assert bpy.ops.zss.generate() == {"FINISHED"}
     job = zb.jobs.running_job().job
     frames = []
     for i in range(2):
@@ -99,21 +101,28 @@ def test_done_job_updates_recent_models_and_shows_notes(zb, prefs, fake_client, 
     note = "Ran out of memory with 2 frames per chunk; finished with 1."
     fake_client.events = [
         protocol.Accepted(id=job["id"], queue_position=0),
-        protocol.Done(id=job["id"], frames=frames, video=None, contact_sheet=None,
-                      manifest=str(tmp_path / "out" / job["id"] / "job.json"), seconds=1.0, model_load_seconds=0.1,
-                      notes=[note]),
+        protocol.Done(
+            id=job["id"],
+            frames=frames,
+            video=None,
+            contact_sheet=None,
+            manifest=str(tmp_path / "out" / job["id"] / "job.json"),
+            seconds=1.0,
+            model_load_seconds=0.1,
+            notes=[note],
+        ),
     ]
     assert zb.jobs.poll() is None and zb.jobs.job_task().message.startswith("Done")
     assert zb.preferences.recent_models(prefs) == ["tiny", "x/old-2", "x/old-1"]  # distinct, newest first
-    assert zb.jobs.job_task().result["notes"] == [note] and ('INFO', f"ZS²: {note}") in fake_client.reports
+    assert zb.jobs.job_task().result["notes"] == [note] and ("INFO", f"ZS²: {note}") in fake_client.reports
 
     for i in range(10):
         zb.preferences.remember_model(prefs, f"m/{i}")
     assert len(zb.preferences.recent_models(prefs)) == zb.preferences.RECENT_MODELS == 8
-    assert bpy.ops.zss.use_recent_model(model="m/3") == {'FINISHED'} and prefs.model == "m/3"
+    assert bpy.ops.zss.use_recent_model(model="m/3") == {"FINISHED"} and prefs.model == "m/3"
 
     # A new job clears the last job's notes.
-    assert bpy.ops.zss.generate() == {'FINISHED'}
+    assert bpy.ops.zss.generate() == {"FINISHED"}
     assert zb.jobs.job_task().result["notes"] == [] and zb.jobs.job_task().running()
     zb.jobs.abandon("test ended")
 
@@ -125,13 +134,14 @@ def test_download_through_the_worker(zb, prefs, fake_client, monkeypatch):
     monkeypatch.setattr(zb.preferences, "online_access", lambda: True)
     prefs.model = "stable-diffusion-v1-5/stable-diffusion-v1-5"
     assert zb.preferences.is_hub_id(prefs.model)
-    assert bpy.ops.zss.download_model() == {'FINISHED'}
-    (kind, model, task_id), = fake_client.sent
+    assert bpy.ops.zss.download_model() == {"FINISHED"}
+    ((kind, model, task_id),) = fake_client.sent
     assert (kind, model) == ("download", prefs.model) and protocol.JOB_ID_PATTERN.fullmatch(task_id)
     assert zb.jobs.download_running() and not bpy.ops.zss.download_model.poll()
-    fake_client.events = [protocol.Accepted(id=task_id, queue_position=0),
-                          protocol.Progress(id=task_id, step=0, total=1, fraction=0.0, elapsed=0.0, eta=None,
-                                            stage="download")]
+    fake_client.events = [
+        protocol.Accepted(id=task_id, queue_position=0),
+        protocol.Progress(id=task_id, step=0, total=1, fraction=0.0, elapsed=0.0, eta=None, stage="download"),
+    ]
     assert zb.jobs.poll() is not None
     assert zb.jobs.download_task().message == f"Downloading {prefs.model}…"
     fake_client.events = [protocol.Downloaded(id=task_id, model=prefs.model, path="/cache/sd15", seconds=42.0)]
@@ -139,10 +149,10 @@ def test_download_through_the_worker(zb, prefs, fake_client, monkeypatch):
     task = zb.jobs.download_task()
     assert task.message == f"Downloaded {prefs.model} in 42 s" and not zb.jobs.download_running()
     assert task.status == "done" and task.result == "/cache/sd15"
-    assert fake_client.reports[-1][0] == 'INFO' and "/cache/sd15" in fake_client.reports[-1][1]
+    assert fake_client.reports[-1][0] == "INFO" and "/cache/sd15" in fake_client.reports[-1][1]
 
     # A failed download shows the generator's message with a hint.
-    assert bpy.ops.zss.download_model() == {'FINISHED'}
+    assert bpy.ops.zss.download_model() == {"FINISHED"}
     task_id = fake_client.sent[-1][2]
     fake_client.events = [protocol.Error(id=task_id, code="download_failed", message="Could not download it")]
     assert zb.jobs.poll() is None
@@ -164,8 +174,16 @@ def test_download_refused_offline_or_for_local_models(zb, prefs, fake_client, mo
     assert not zb.preferences.is_hub_id(prefs.model)
     with pytest.raises(RuntimeError, match="is not a hub id"):
         bpy.ops.zss.download_model()
-    for text, hub in (("a/b", True), ("tiny", False), ("/abs/path", False), ("a/b/c", False), ("C:\\x/y", False),
-                      ("~/x", False), ("//rel/x", False), ("a b/c", False)):
+    for text, hub in (
+        ("a/b", True),
+        ("tiny", False),
+        ("/abs/path", False),
+        ("a/b/c", False),
+        ("C:\\x/y", False),
+        ("~/x", False),
+        ("//rel/x", False),
+        ("a b/c", False),
+    ):
         assert zb.preferences.is_hub_id(text) is hub, text
     assert fake_client.sent == []
 
@@ -226,12 +244,13 @@ def test_progress_stages_read_as_the_panel_shows_them(zb, prefs, fake_client):
     protocol = zb.operators.checks.protocol
     settings = bpy.context.scene.zss
     settings.prompt, settings.frames, settings.width, settings.height, settings.steps = "tide", 2, 64, 64, 30
-    assert bpy.ops.zss.generate() == {'FINISHED'}
+    assert bpy.ops.zss.generate() == {"FINISHED"}
     job_id = zb.jobs.running_job().id
 
     def shown(stage, step, total, eta):
-        fake_client.events = [protocol.Progress(id=job_id, step=step, total=total, fraction=0.5, elapsed=1.0,
-                                                eta=eta, stage=stage)]
+        fake_client.events = [
+            protocol.Progress(id=job_id, step=step, total=total, fraction=0.5, elapsed=1.0, eta=eta, stage=stage)
+        ]
         assert zb.jobs.poll() is not None
         return zb.jobs.job_task().message
 

@@ -70,7 +70,7 @@ class Layout:
     def label(self, text="", **kwargs):
         self.log.append(("label", text))
 
-    def progress(self, factor=0.0, type='BAR', text=""):
+    def progress(self, factor=0.0, type="BAR", text=""):
         assert 0.0 <= factor <= 1.0
         self.log.append(("progress", text))
 
@@ -131,8 +131,10 @@ def test_schedule_section_and_notes(zb, prefs, monkeypatch):
     assert ("prop", "prompt_interpolation") not in log  # only with keys
     bpy.ops.zss.prompt_key_add()
     task = zb.tasks.Task("job", id="j")
-    task.finish("Done in 1.0 s: 8 frames",
-                result={"output_dir": "/x", "notes": ["Ran out of memory with 16 frames per chunk; finished with 8."]})
+    task.finish(
+        "Done in 1.0 s: 8 frames",
+        result={"output_dir": "/x", "notes": ["Ran out of memory with 16 frames per chunk; finished with 8."]},
+    )
     monkeypatch.setattr(zb.jobs, "job_task", lambda: task)
     log = draw(zb)
     assert ("prop", "prompt_interpolation") in log
@@ -141,8 +143,9 @@ def test_schedule_section_and_notes(zb, prefs, monkeypatch):
 
     # The list rows draw frame and prompt.
     rows = []
-    zb.panels.ZSS_UL_prompt_keys.draw_item(None, bpy.context, Layout(rows), settings, settings.prompt_keys[0],
-                                           0, settings, "prompt_key_index", 0)
+    zb.panels.ZSS_UL_prompt_keys.draw_item(
+        None, bpy.context, Layout(rows), settings, settings.prompt_keys[0], 0, settings, "prompt_key_index", 0
+    )
     assert rows == [("prop", "frame"), ("prop", "prompt")]
 
 
@@ -150,8 +153,16 @@ def test_preferences_draw(zb, prefs, monkeypatch):
     log = draw_preferences(zb, prefs)
     assert ("prop", "python_path") in log and ("operator", "zss.check_generator") in log
     assert ("operator", "zss.setup_generator") in log and ("menu", "ZSS_MT_recent_models") in log
-    for name in ("allow_pickle", "attention_slicing", "vae_tiling", "cpu_offload", "generator_dir",
-                 "setup_python", "setup_torch_spec", "setup_pip_args"):
+    for name in (
+        "allow_pickle",
+        "attention_slicing",
+        "vae_tiling",
+        "cpu_offload",
+        "generator_dir",
+        "setup_python",
+        "setup_torch_spec",
+        "setup_pip_args",
+    ):
         assert ("prop", name) in log, name
     assert ("operator", "zss.download_model") not in log  # 'tiny' is no hub id
 

@@ -21,9 +21,22 @@ def clip(tmp_path):
     for i in range(1, FRAMES + 1):
         frames.append(str(job_dir / f"frame_{i:04d}.png"))
         Image.new("RGB", (32, 16), PLATE).save(frames[-1])
-    job = {"id": job_dir.name, "prompt": "red sky", "negative_prompt": "", "frames": FRAMES, "width": 32,
-           "height": 16, "steps": 2, "guidance": 7.5, "seed": 3, "lam": 0.01, "mu": 0.98, "noise": "dependency",
-           "model": "tiny", "output_dir": str(job_dir.parent)}
+    job = {
+        "id": job_dir.name,
+        "prompt": "red sky",
+        "negative_prompt": "",
+        "frames": FRAMES,
+        "width": 32,
+        "height": 16,
+        "steps": 2,
+        "guidance": 7.5,
+        "seed": 3,
+        "lam": 0.01,
+        "mu": 0.98,
+        "noise": "dependency",
+        "model": "tiny",
+        "output_dir": str(job_dir.parent),
+    }
     return job, str(job_dir), frames
 
 
@@ -38,10 +51,10 @@ def setup_3d_scene(bpy):
     scene.frame_start, scene.frame_end = 1, 12
     scene.render.fps = 30
     scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 32, 24, 100
-    scene.render.engine = 'CYCLES'
+    scene.render.engine = "CYCLES"
     scene.cycles.samples = 1
     scene.cycles.use_denoising = False
-    scene.view_settings.view_transform = 'Standard'
+    scene.view_settings.view_transform = "Standard"
     bpy.data.objects["Light"].hide_render = True
     scene.world = None
     material = bpy.data.materials.new("blue")
@@ -61,7 +74,7 @@ def render(bpy, scene, frame, path):
     """Render scene at frame as 8-bit RGBA; rows top-down."""
     scene.frame_set(frame)
     settings = scene.render.image_settings
-    settings.file_format, settings.color_mode, settings.color_depth = 'PNG', 'RGBA', '8'
+    settings.file_format, settings.color_mode, settings.color_depth = "PNG", "RGBA", "8"
     scene.render.filepath = path
     bpy.ops.render.render(write_still=True, scene=scene.name)
     return np.array(Image.open(path).convert("RGBA")).astype(int)
@@ -72,7 +85,7 @@ def test_strip_goes_to_a_plates_scene_under_the_3d_render(zb, clip, tmp_path):
 
     job, job_dir, frames = clip
     scene = setup_3d_scene(bpy)
-    assert scene.zss.strip_placement == 'PLATES'  # the default
+    assert scene.zss.strip_placement == "PLATES"  # the default
     result = zb.importers.place_strip(scene, frames, None, job, job_dir, START)
 
     # The 3D scene is untouched: no strip, so F12 there renders the 3D scene.
@@ -80,11 +93,11 @@ def test_strip_goes_to_a_plates_scene_under_the_3d_render(zb, clip, tmp_path):
     edit = bpy.data.scenes[f"{scene.name} · plates"]
     assert result.scene == edit and result.strip.id_data == edit
     plate, scene_strip = sorted(strips_of(zb, edit), key=lambda s: s.channel)
-    assert plate == result.strip and plate.type == 'IMAGE' and plate["zss_job_id"] == job["id"]
+    assert plate == result.strip and plate.type == "IMAGE" and plate["zss_job_id"] == job["id"]
     assert plate["zss_scene"] == scene.name
     assert (plate.frame_final_start, plate.frame_final_duration) == (START, FRAMES)
-    assert scene_strip.type == 'SCENE' and scene_strip.scene == scene and scene_strip.channel > plate.channel
-    assert scene_strip.blend_type == 'ALPHA_OVER'
+    assert scene_strip.type == "SCENE" and scene_strip.scene == scene and scene_strip.channel > plate.channel
+    assert scene_strip.blend_type == "ALPHA_OVER"
     assert (scene_strip.frame_final_start, scene_strip.frame_final_end) == (scene.frame_start, scene.frame_end + 1)
     assert (edit.frame_start, edit.frame_end, edit.render.fps) == (1, 12, 30)
     assert (edit.render.resolution_x, edit.render.resolution_y) == (32, 24) and edit.render.use_sequencer
@@ -118,14 +131,14 @@ def test_second_import_reuses_the_plates_scene_on_a_free_channel(zb, clip):
     second = zb.importers.import_strip(scene, frames, None, job, job_dir, START + 1)  # overlaps the first
     edit = bpy.data.scenes[f"{scene.name} · plates"]
     assert len(bpy.data.scenes) == scenes and first.id_data == second.id_data == edit
-    scene_strips = [s for s in strips_of(zb, edit) if s.type == 'SCENE']
+    scene_strips = [s for s in strips_of(zb, edit) if s.type == "SCENE"]
     assert len(scene_strips) == 1
     assert first.channel == 1 and second.channel == 2 and scene_strips[0].channel == 3
     assert second.frame_final_start == START + 1
     # The 3D scene got longer: its scene strip follows, still above the plates, still one.
     scene.frame_end = 400
     zb.importers.import_strip(scene, frames, None, job, job_dir, START + 2)
-    (scene_strip,) = [s for s in strips_of(zb, edit) if s.type == 'SCENE']
+    (scene_strip,) = [s for s in strips_of(zb, edit) if s.type == "SCENE"]
     assert (scene_strip.frame_final_end, edit.frame_end) == (401, 400) and scene_strip.channel == 4
     # Renamed scenes keep their pairing.
     scene.name = "Shot 010"
@@ -142,7 +155,7 @@ def test_this_scene_placement_keeps_the_old_behaviour(zb, clip):
 
     job, job_dir, frames = clip
     scene = bpy.context.scene
-    scene.zss.strip_placement = 'SCENE'
+    scene.zss.strip_placement = "SCENE"
     scenes = len(bpy.data.scenes)
     result = zb.importers.place_strip(scene, frames, None, job, job_dir, START)
     assert result.scene == scene and strips_of(zb, scene) == [result.strip] and result.notes == ()

@@ -28,7 +28,7 @@ def build_scene(bpy):
     camera = scene.camera
     camera.data.lens = 50
     camera.data.shift_x = 0.05
-    track = camera.constraints.new('TRACK_TO')
+    track = camera.constraints.new("TRACK_TO")
     track.target = cube
     for frame, location in ((1, (5.0, -6.0, 3.0)), (FRAMES, (3.5, -7.0, 1.5))):
         camera.location = location
@@ -43,8 +43,9 @@ def build_scene(bpy):
 
 def depth_clip(zb, bpy, scene, tmp_path):
     """Depth maps of the clip's frames and 'generated' frames that are exactly those maps (8-bit RGB)."""
-    control, _range = zb.depth.render_depth_maps(scene, bpy.context.view_layer, 1, FRAMES, WIDTH, HEIGHT,
-                                                 str(tmp_path / "control"))
+    control, _range = zb.depth.render_depth_maps(
+        scene, bpy.context.view_layer, 1, FRAMES, WIDTH, HEIGHT, str(tmp_path / "control")
+    )
     job_dir = tmp_path / "job"
     job_dir.mkdir()
     frames, maps = [], []
@@ -54,25 +55,38 @@ def depth_clip(zb, bpy, scene, tmp_path):
         frames.append(str(job_dir / f"frame_{i:04d}.png"))
         Image.fromarray(np.stack([frame] * 3, axis=-1)).save(frames[-1])
         maps.append(frame / 255.0)
-    job = {"id": "20260101-000000-dddddd", "prompt": "depth", "negative_prompt": "", "frames": FRAMES,
-           "width": WIDTH, "height": HEIGHT, "steps": 2, "guidance": 7.5, "seed": 1, "lam": 0.01, "mu": 0.98,
-           "noise": "dependency", "model": "tiny", "output_dir": str(tmp_path),
-           "control": {"type": "depth", "images": control, "scale": 1.0}}
+    job = {
+        "id": "20260101-000000-dddddd",
+        "prompt": "depth",
+        "negative_prompt": "",
+        "frames": FRAMES,
+        "width": WIDTH,
+        "height": HEIGHT,
+        "steps": 2,
+        "guidance": 7.5,
+        "seed": 1,
+        "lam": 0.01,
+        "mu": 0.98,
+        "noise": "dependency",
+        "model": "tiny",
+        "output_dir": str(tmp_path),
+        "control": {"type": "depth", "images": control, "scale": 1.0},
+    }
     return job, str(job_dir), frames, maps
 
 
 def render(bpy, scene, frame, path):
     """Cycles, one sample at each pixel centre (no filter), Standard view: pixels = the emitted texture."""
-    scene.render.engine = 'CYCLES'
+    scene.render.engine = "CYCLES"
     scene.cycles.samples = 1
     scene.cycles.use_denoising = False
     scene.cycles.use_adaptive_sampling = False
-    scene.cycles.pixel_filter_type = 'BOX'
+    scene.cycles.pixel_filter_type = "BOX"
     scene.cycles.filter_width = 0.01
-    scene.view_settings.view_transform = 'Standard'
-    scene.view_settings.look = 'None'
+    scene.view_settings.view_transform = "Standard"
+    scene.view_settings.look = "None"
     settings = scene.render.image_settings
-    settings.file_format, settings.color_mode, settings.color_depth = 'PNG', 'RGB', '8'
+    settings.file_format, settings.color_mode, settings.color_depth = "PNG", "RGB", "8"
     scene.frame_set(frame)
     scene.render.filepath = path
     bpy.ops.render.render(write_still=True)
@@ -98,7 +112,7 @@ def edge_score(render_image, depth_map):
     near = np.zeros(target.shape, dtype=bool)
     for dy in range(3):
         for dx in range(3):
-            near |= found[dy:dy + target.shape[0], dx:dx + target.shape[1]]
+            near |= found[dy : dy + target.shape[0], dx : dx + target.shape[1]]
     assert target.sum() > 40, "the depth map has too few edges to judge the mapping"
     return float((target & near).sum() / target.sum())
 
@@ -108,20 +122,34 @@ def test_depth_clip_is_projected_from_the_generating_camera(zb, tmp_path):
 
     scene, cube = build_scene(bpy)
     job, job_dir, frames, maps = depth_clip(zb, bpy, scene, tmp_path)
-    assert scene.zss.mapping == 'CAMERA'  # the default for depth-controlled clips
-    material, _image, _objects = zb.importers.import_material(scene, scene.collection, frames, job, job_dir, 1,
-                                                              [cube.name], use_emission=True)
+    assert scene.zss.mapping == "CAMERA"  # the default for depth-controlled clips
+    material, _image, _objects = zb.importers.import_material(
+        scene, scene.collection, frames, job, job_dir, 1, [cube.name], use_emission=True
+    )
     assert material.node_tree.nodes["ZS² Clip"].inputs["Vector"].links[0].from_node.name == "ZS² Projection"
-    camera_scores = [edge_score(render(bpy, scene, f, str(tmp_path / f"camera_{f}.png")), maps[f - 1])
-                     for f in range(1, FRAMES + 1)]
+    camera_scores = [
+        edge_score(render(bpy, scene, f, str(tmp_path / f"camera_{f}.png")), maps[f - 1]) for f in range(1, FRAMES + 1)
+    ]
 
     # The same clip through the cube's UV map: what the importer did before the fix.
-    zb.importers.import_material(scene, scene.collection, frames, job, job_dir, 1, [cube.name],
-                                 use_emission=True, mapping='UV', replace=material.name)
+    zb.importers.import_material(
+        scene,
+        scene.collection,
+        frames,
+        job,
+        job_dir,
+        1,
+        [cube.name],
+        use_emission=True,
+        mapping="UV",
+        replace=material.name,
+    )
     assert not material.node_tree.nodes["ZS² Clip"].inputs["Vector"].links
     uv_score = edge_score(render(bpy, scene, 1, str(tmp_path / "uv.png")), maps[0])
-    print(f"edge overlap with the depth map: camera projection {camera_scores} (frames 1, {FRAMES}; the camera "
-          f"moves), UV map {uv_score:.3f}")
+    print(
+        f"edge overlap with the depth map: camera projection {camera_scores} (frames 1, {FRAMES}; the camera "
+        f"moves), UV map {uv_score:.3f}"
+    )
     assert min(camera_scores) >= CAMERA_MIN, camera_scores
     assert uv_score <= UV_MAX and min(camera_scores) - uv_score > 0.3, (uv_score, camera_scores)
 
@@ -132,10 +160,23 @@ def test_clip_without_depth_keeps_the_uv_map(zb, tmp_path):
     scene = bpy.context.scene
     path = tmp_path / "frame_0001.png"
     Image.new("RGB", (WIDTH, HEIGHT), (200, 10, 10)).save(path)
-    job = {"id": "20260101-000000-eeeeee", "prompt": "plain", "frames": 1, "width": WIDTH, "height": HEIGHT,
-           "steps": 2, "guidance": 7.5, "seed": 1, "lam": 0.01, "mu": 0.98, "noise": "dependency",
-           "model": "tiny", "output_dir": str(tmp_path)}
-    material, _image, _objects = zb.importers.import_material(scene, scene.collection, [str(path)], job,
-                                                              str(tmp_path), 1, ["Cube"])
+    job = {
+        "id": "20260101-000000-eeeeee",
+        "prompt": "plain",
+        "frames": 1,
+        "width": WIDTH,
+        "height": HEIGHT,
+        "steps": 2,
+        "guidance": 7.5,
+        "seed": 1,
+        "lam": 0.01,
+        "mu": 0.98,
+        "noise": "dependency",
+        "model": "tiny",
+        "output_dir": str(tmp_path),
+    }
+    material, _image, _objects = zb.importers.import_material(
+        scene, scene.collection, [str(path)], job, str(tmp_path), 1, ["Cube"]
+    )
     nodes = material.node_tree.nodes
     assert "ZS² Projection" not in nodes and not nodes["ZS² Clip"].inputs["Vector"].links

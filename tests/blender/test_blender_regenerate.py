@@ -17,9 +17,23 @@ def sent(zb, prefs, monkeypatch, tmp_path):
 
 
 def stored_job(tmp_path):
-    return {"id": "20260101-000000-aaaaaa", "prompt": "stormy sea", "negative_prompt": "text", "frames": 4,
-            "width": 96, "height": 64, "steps": 3, "guidance": 5.0, "seed": 1234, "lam": LAM, "mu": 0.9,
-            "noise": "mixed", "model": "tiny", "chunk": 2, "output_dir": str(tmp_path)}
+    return {
+        "id": "20260101-000000-aaaaaa",
+        "prompt": "stormy sea",
+        "negative_prompt": "text",
+        "frames": 4,
+        "width": 96,
+        "height": 64,
+        "steps": 3,
+        "guidance": 5.0,
+        "seed": 1234,
+        "lam": LAM,
+        "mu": 0.9,
+        "noise": "mixed",
+        "model": "tiny",
+        "chunk": 2,
+        "output_dir": str(tmp_path),
+    }
 
 
 def frames_on_disk(tmp_path):
@@ -39,14 +53,26 @@ def test_regenerate_from_material_keeps_everything(zb, sent, tmp_path):
 
     scene = bpy.context.scene
     job = stored_job(tmp_path)
-    zb.importers.import_material(scene, scene.collection, frames_on_disk(tmp_path), job, str(tmp_path / "clip"),
-                                 7, ["Cube"])
+    zb.importers.import_material(
+        scene, scene.collection, frames_on_disk(tmp_path), job, str(tmp_path / "clip"), 7, ["Cube"]
+    )
     bpy.context.view_layer.objects.active = bpy.data.objects["Cube"]
-    assert bpy.ops.zss.regenerate() == {'FINISHED'}
+    assert bpy.ops.zss.regenerate() == {"FINISHED"}
     (plan,) = sent
     new = plan.job
-    for key in ("prompt", "negative_prompt", "frames", "width", "height", "steps", "guidance", "seed", "noise",
-                "model", "chunk"):
+    for key in (
+        "prompt",
+        "negative_prompt",
+        "frames",
+        "width",
+        "height",
+        "steps",
+        "guidance",
+        "seed",
+        "noise",
+        "model",
+        "chunk",
+    ):
         assert new[key] == job[key], key
     assert new["lam"] == pytest.approx(LAM) and new["mu"] == pytest.approx(0.9)
     assert new["id"] != job["id"] and plan.targets.frame_start == 7
@@ -62,7 +88,7 @@ def test_vary_seed_from_strip_changes_only_the_seed(zb, sent, tmp_path):
     strip = zb.importers.import_strip(scene, frames_on_disk(tmp_path), None, job, str(tmp_path / "clip"), 3)
     scene.sequence_editor.active_strip = strip
     bpy.data.objects["Cube"].active_material = None
-    assert bpy.ops.zss.vary_seed() == {'FINISHED'}
+    assert bpy.ops.zss.vary_seed() == {"FINISHED"}
     (plan,) = sent
     new = plan.job
     assert plan.targets.replace.strip == strip.name

@@ -17,9 +17,14 @@ def test_every_module_class_is_registered(zb):
     listed = set(zb.CLASSES)
     for module in (zb.properties, zb.operators, zb.panels):
         assert set(module.CLASSES) <= listed
-        defined = {cls for _name, cls in inspect.getmembers(module, inspect.isclass)
-                   if cls.__module__ == module.__name__ and issubclass(cls, bpy.types.bpy_struct)
-                   and hasattr(cls, "bl_rna") and not cls.__name__.startswith("_")}
+        defined = {
+            cls
+            for _name, cls in inspect.getmembers(module, inspect.isclass)
+            if cls.__module__ == module.__name__
+            and issubclass(cls, bpy.types.bpy_struct)
+            and hasattr(cls, "bl_rna")
+            and not cls.__name__.startswith("_")
+        }
         assert defined <= listed, f"{module.__name__} defines classes it does not register: {defined - listed}"
     assert all(cls.is_registered for cls in zb.CLASSES)
 

@@ -24,8 +24,17 @@ class FakeWorker:
 
     def __init__(self, python):
         self.python_executable = python
-        self.ready = type("Ready", (), {"versions": {"python": "3.11", "torch": "9.9"}, "device": "cpu",
-                                        "dtype": "float32", "gpu_total_bytes": None, "gpu_free_bytes": None})()
+        self.ready = type(
+            "Ready",
+            (),
+            {
+                "versions": {"python": "3.11", "torch": "9.9"},
+                "device": "cpu",
+                "dtype": "float32",
+                "gpu_total_bytes": None,
+                "gpu_free_bytes": None,
+            },
+        )()
 
     def is_alive(self):
         return True
@@ -90,15 +99,33 @@ def test_command_line(zb, prefs, tmp_path):
     prefs.setup_pip_args = "--index-url https://example.invalid/simple --proxy 'http://a b'"
     args = zb.environment.command(prefs, str(tmp_path / "env"), rebuild=True)
     assert args[:6] == [sys.executable, "-u", "-m", "zss_core.setup_env", str(tmp_path / "env"), "--json"]
-    assert args[6:] == ["--torch-spec=torch==2.13.0", "--pip-arg=--index-url",
-                        "--pip-arg=https://example.invalid/simple", "--pip-arg=--proxy", "--pip-arg=http://a b",
-                        "--rebuild"]
+    assert args[6:] == [
+        "--torch-spec=torch==2.13.0",
+        "--pip-arg=--index-url",
+        "--pip-arg=https://example.invalid/simple",
+        "--pip-arg=--proxy",
+        "--pip-arg=http://a b",
+        "--rebuild",
+    ]
     prefs.setup_python = str(tmp_path / "python3")
-    assert zb.environment.command(prefs, "D", check=True) == [str(tmp_path / "python3"), "-u", "-m",
-                                                               "zss_core.setup_env", "D", "--json", "--check"]
+    assert zb.environment.command(prefs, "D", check=True) == [
+        str(tmp_path / "python3"),
+        "-u",
+        "-m",
+        "zss_core.setup_env",
+        "D",
+        "--json",
+        "--check",
+    ]
     # The real module parses these arguments (only --help: nothing is installed).
-    result = subprocess.run([sys.executable, "-m", "zss_core.setup_env", "--help"], check=False, capture_output=True, text=True,
-                            env=zb.environment.generator_client.child_env(), cwd=str(tmp_path))
+    result = subprocess.run(
+        [sys.executable, "-m", "zss_core.setup_env", "--help"],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=zb.environment.generator_client.child_env(),
+        cwd=str(tmp_path),
+    )
     assert result.returncode == 0 and "--torch-spec" in result.stdout and "--pip-arg" in result.stdout
 
 
@@ -108,7 +135,7 @@ def test_setup_success_sets_python_and_starts_worker(zb, prefs, fake_setup, monk
     monkeypatch.setenv("ZSS_FAKE_SETUP", "ok")
     prefs.setup_pip_args = "--index-url https://example.invalid"
     started = time.perf_counter()
-    assert bpy.ops.zss.setup_generator() == {'FINISHED'}
+    assert bpy.ops.zss.setup_generator() == {"FINISHED"}
     assert time.perf_counter() - started < 2.0  # returns at once; the timer follows the process
     env = zb.environment
     assert env.state.busy and env.is_running() and env.state.action == "setup"
@@ -135,7 +162,7 @@ def test_setup_arguments_reach_the_process(zb, prefs, fake_setup, monkeypatch):
     monkeypatch.setenv("ZSS_FAKE_SETUP", "hang")
     prefs.setup_torch_spec = "torch==2.13.0"
     prefs.setup_pip_args = "--index-url https://example.invalid"
-    assert bpy.ops.zss.setup_generator(rebuild=True) == {'FINISHED'}
+    assert bpy.ops.zss.setup_generator(rebuild=True) == {"FINISHED"}
     env = zb.environment
     deadline = time.monotonic() + 20
     while not any(line.startswith("ARGS ") for line in env.state.log):
@@ -143,10 +170,16 @@ def test_setup_arguments_reach_the_process(zb, prefs, fake_setup, monkeypatch):
         assert time.monotonic() < deadline
         time.sleep(0.02)
     args = json.loads(next(line for line in env.state.log if line.startswith("ARGS "))[5:])
-    assert args == [prefs.generator_dir, "--json", "--torch-spec=torch==2.13.0", "--pip-arg=--index-url",
-                    "--pip-arg=https://example.invalid", "--rebuild"]
+    assert args == [
+        prefs.generator_dir,
+        "--json",
+        "--torch-spec=torch==2.13.0",
+        "--pip-arg=--index-url",
+        "--pip-arg=https://example.invalid",
+        "--rebuild",
+    ]
     assert env.state.action == "rebuild"
-    assert bpy.ops.zss.setup_cancel() == {'FINISHED'}
+    assert bpy.ops.zss.setup_cancel() == {"FINISHED"}
 
 
 def test_setup_failure_shows_the_error_and_log(zb, prefs, fake_setup, monkeypatch):
@@ -154,7 +187,7 @@ def test_setup_failure_shows_the_error_and_log(zb, prefs, fake_setup, monkeypatc
 
     monkeypatch.setenv("ZSS_FAKE_SETUP", "fail")
     prefs.python_path = "/keep/this/python"
-    assert bpy.ops.zss.setup_generator() == {'FINISHED'}
+    assert bpy.ops.zss.setup_generator() == {"FINISHED"}
     poll_until_idle(zb.environment)
     state = zb.environment.state
     assert state.task.failed()
@@ -178,7 +211,7 @@ def test_cancel_ends_the_process_and_its_children(zb, prefs, fake_setup, monkeyp
     import bpy
 
     monkeypatch.setenv("ZSS_FAKE_SETUP", "hang")
-    assert bpy.ops.zss.setup_generator() == {'FINISHED'}
+    assert bpy.ops.zss.setup_generator() == {"FINISHED"}
     env = zb.environment
     proc = env.process()
     deadline = time.monotonic() + 20
@@ -189,7 +222,7 @@ def test_cancel_ends_the_process_and_its_children(zb, prefs, fake_setup, monkeyp
     child = int(next(line for line in env.state.log if line.startswith("CHILD ")).split()[1])
     assert env.state.task.progress == 0.25 and env.state.task.message.startswith("Creating a virtual environment")
 
-    assert bpy.ops.zss.setup_cancel() == {'FINISHED'}
+    assert bpy.ops.zss.setup_cancel() == {"FINISHED"}
     assert proc.poll() is not None and not env.is_running()  # gone at once, not after the next poll
     deadline = time.monotonic() + 10
     while not _gone(child):
@@ -231,14 +264,14 @@ def test_check_generator_reports_missing_packages_and_offers_repair(zb, prefs, t
     monkeypatch.setattr(zb.jobs, "ensure_client", lambda prefs: FakeWorker(prefs.python_path))
     monkeypatch.setattr(zb.jobs, "client", lambda: FakeWorker(prefs.python_path))
     prefs.generator_dir = str(tmp_path / "generator")
-    assert bpy.ops.zss.setup_generator(repair=True) == {'FINISHED'}
+    assert bpy.ops.zss.setup_generator(repair=True) == {"FINISHED"}
     assert zb.environment.state.action == "repair" and zb.environment.state.directory == str(tmp_path / "bare")
     poll_until_idle(zb.environment)
     assert zb.environment.state.task.status == "done" and not zb.environment.state.broken
     assert prefs.python_path == str(tmp_path / "bare" / "bin" / "python")
 
     # Rebuild only ever deletes the add-on's own environment folder.
-    assert bpy.ops.zss.setup_generator(rebuild=True) == {'FINISHED'}
+    assert bpy.ops.zss.setup_generator(rebuild=True) == {"FINISHED"}
     assert zb.environment.state.directory == prefs.generator_dir
     poll_until_idle(zb.environment)
     assert prefs.python_path == str(tmp_path / "generator" / "bin" / "python")
@@ -274,12 +307,19 @@ def test_a_healthy_generator_is_checked_once(zb, prefs, tmp_path):
     installed packages, not for every Generate."""
     # A fresh environment (so no earlier test has checked it) that sees the generator's packages via a .pth.
     generator = prefs.python_path
-    purelib = subprocess.run([generator, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             check=True, capture_output=True, text=True).stdout.strip()
+    purelib = subprocess.run(
+        [generator, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     subprocess.run([generator, "-m", "venv", "--without-pip", str(tmp_path / "env")], check=True)
-    site = subprocess.run([str(tmp_path / "env" / "bin" / "python"), "-c",
-                           "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          check=True, capture_output=True, text=True).stdout.strip()
+    site = subprocess.run(
+        [str(tmp_path / "env" / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     (pathlib.Path(site) / "generator.pth").write_text(purelib + "\n")
     prefs.python_path = str(tmp_path / "env" / "bin" / "python")
 

@@ -27,8 +27,16 @@ BUILTIN_MODELS = {
 }
 
 FAMILIES = ("clouds", "cells", "marble", "wood", "ripples", "stripes", "bricks", "spots")
-FAMILY_WORDS = ("fbm clouds", "voronoi cells", "marble veins", "wood rings", "water ripples", "turbulent stripes",
-                "brick wall", "reaction diffusion spots")
+FAMILY_WORDS = (
+    "fbm clouds",
+    "voronoi cells",
+    "marble veins",
+    "wood rings",
+    "water ripples",
+    "turbulent stripes",
+    "brick wall",
+    "reaction diffusion spots",
+)
 COLOURS = ("red", "orange", "yellow", "green", "cyan", "blue", "purple", "grey")
 
 
@@ -41,13 +49,14 @@ def builtin_path(spec: str) -> Path:
 
     Raises KeyError for an unknown name and FileNotFoundError when the weights are not installed.
     """
-    name = spec[len(PREFIX):] if spec.startswith(PREFIX) else spec
+    name = spec[len(PREFIX) :] if spec.startswith(PREFIX) else spec
     if name not in BUILTIN_MODELS:
         raise KeyError(f"unknown built-in model {spec!r}; known: {', '.join(PREFIX + n for n in BUILTIN_MODELS)}")
     folder, _ = BUILTIN_MODELS[name]
     if not any(folder.glob("**/*.safetensors")):
-        raise FileNotFoundError(f"the weights of {PREFIX}{name} are not installed in {folder} "
-                                "(run `make train-textures`)")
+        raise FileNotFoundError(
+            f"the weights of {PREFIX}{name} are not installed in {folder} (run `make train-textures`)"
+        )
     return folder
 
 

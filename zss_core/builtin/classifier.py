@@ -7,6 +7,7 @@ the held-out accuracy). Input: images (n, 3, 64, 64) float in [0, 1].
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -22,9 +23,15 @@ class TextureClassifier(nn.Module):
         super().__init__()
         chans = (3, 32, 48, 64, 96)
         layers = []
-        for cin, cout in zip(chans, chans[1:]):
-            layers += [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(),
-                       nn.Conv2d(cout, cout, 3, padding=1, stride=2), nn.BatchNorm2d(cout), nn.ReLU()]
+        for cin, cout in itertools.pairwise(chans):
+            layers += [
+                nn.Conv2d(cin, cout, 3, padding=1),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(),
+                nn.Conv2d(cout, cout, 3, padding=1, stride=2),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(),
+            ]
         self.features = nn.Sequential(*layers)
         self.family = nn.Linear(chans[-1] * 2, families)
         self.colour = nn.Linear(chans[-1] * 2, colours)
@@ -49,8 +56,10 @@ def load_classifier(directory: str | Path = CLASSIFIER_DIR):
 @torch.no_grad()
 def classify(model, images) -> tuple[np.ndarray, np.ndarray]:
     """Predicted (family indices, colour indices) for PIL images or float arrays (H, W, 3) in [0, 1]."""
-    arrays = [np.asarray(im, dtype=np.float32) / (255.0 if not np.issubdtype(np.asarray(im).dtype, np.floating) else 1.0)
-              for im in images]
+    arrays = [
+        np.asarray(im, dtype=np.float32) / (255.0 if not np.issubdtype(np.asarray(im).dtype, np.floating) else 1.0)
+        for im in images
+    ]
     x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous().float()
     if x.shape[-1] != 64 or x.shape[-2] != 64:
         x = torch.nn.functional.interpolate(x, size=(64, 64), mode="bilinear", antialias=True, align_corners=False)
