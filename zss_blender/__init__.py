@@ -1,4 +1,4 @@
-"""ZS² Video Textures: registration only; each module does one job (see DESIGN.md ▸ Layout).
+"""ZS² Video Textures: registration only; each module does one job (see README ▸ Layout).
 
 Blender never imports torch: the generator runs in its own Python, started by jobs.py through
 zss_core.client. The registered classes are each module's CLASSES, in registration order.
