@@ -219,9 +219,9 @@ def main(argv=None) -> int:
     if dep > 1.2 * prog:
         print(
             f"NOTE: at the same λ, dependency noise is {dep / prog:.1f}x less coherent (MAD) than progressive "
-            f"noise here. Its random search keeps the candidate whose divergence is closest to λ, which is "
-            f"the one that needs the largest mixing angle; the smaller the latent the larger that floor "
-            f"(bench/noise.py, table 'How close consecutive frames get at small λ')."
+            f"noise here. With search='exact' both follow the same AR(1) correlation 1 - λ/√e, so this "
+            f"points at the noise: run bench/noise.py (lag-1 correlation against its closed form; "
+            f"docs/algorithm.md, 'Unbiased dependency noise')."
         )
 
     print("\nMonotonicity (docs/algorithm.md: coherence must improve as λ falls and as μ rises):")
