@@ -50,8 +50,10 @@ def load_addon():
 
 @pytest.fixture(scope="session")
 def addon():
-    import addon_utils
     import bpy  # noqa: F401  (imported after the environment above is set; puts addon_utils on sys.path)
+
+    # isort: split
+    import addon_utils
 
     module = load_addon()
     yield module
