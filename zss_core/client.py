@@ -302,6 +302,12 @@ class LocalClient(GeneratorClient):
             raise WorkerNotRunning("The generator process is not running; start it first.")
         self._run.process.write_line(message.to_json())
 
+    def send_bytes(self, data: bytes) -> None:
+        """Write raw bytes to the worker's stdin, unchecked (tests and tools that play a hostile client)."""
+        if self._run is None:
+            raise WorkerNotRunning("The generator process is not running; start it first.")
+        self._run.process.write_bytes(data)
+
     def submit(self, job: Job | dict[str, Any]) -> str:
         """Send a job (Job or dict); returns its id. The worker validates it fully."""
         d = job.to_dict() if isinstance(job, Job) else dict(job)

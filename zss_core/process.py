@@ -147,6 +147,19 @@ class WorkerProcess:
             except (OSError, ValueError) as e:  # BrokenPipeError; ValueError: closed by another thread
                 raise WorkerNotRunning(f"The generator process stopped accepting requests: {e}") from e
 
+    def write_bytes(self, data: bytes) -> None:
+        """Send raw bytes as they are (tests and tools that play a broken or hostile client)."""
+        proc = self.popen
+        if proc is None or proc.poll() is not None or proc.stdin is None or proc.stdin.closed:
+            raise WorkerNotRunning("The generator process is not running; start it first.")
+        with self._write_lock:
+            try:
+                proc.stdin.flush()
+                proc.stdin.buffer.write(data)  # type: ignore[attr-defined]  # a TextIOWrapper's byte stream
+                proc.stdin.buffer.flush()  # type: ignore[attr-defined]
+            except (OSError, ValueError) as e:
+                raise WorkerNotRunning(f"The generator process stopped accepting requests: {e}") from e
+
     # ------------------------------------------------------------ stdout/err
 
     def _read_stdout(self, proc: subprocess.Popen[str], stderr_thread: threading.Thread) -> None:
