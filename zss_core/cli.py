@@ -114,6 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("worker", help="run the generator process (JSON lines on stdin/stdout)")
     sub.add_parser("setup-env", help="create, check or repair a generator environment (see --help)", add_help=False)
 
+    from .server.run import add_arguments as add_server_arguments  # stdlib only: FastAPI loads in `serve`
+
+    add_server_arguments(
+        sub.add_parser("serve", help="run the generator as an HTTPS server (docs/server.md)"),
+        sub.add_parser("token", help="manage the tokens of `zss serve` (token new)"),
+    )
+
     tiny = sub.add_parser("make-tiny-model", help="write the tiny random-weight SD (+ ControlNet) model")
     tiny.add_argument("directory")
     tiny.add_argument("--no-controlnet", action="store_true")
@@ -217,6 +224,10 @@ def main(argv=None) -> int:
         from .worker import main as worker_main
 
         return worker_main()
+    if args.command in ("serve", "token"):
+        from .server import run as server_run
+
+        return server_run.cmd_serve(args) if args.command == "serve" else server_run.cmd_token(args)
     if args.command == "make-tiny-model":
         from .models import save_tiny_model
 

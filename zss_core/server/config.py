@@ -1,0 +1,184 @@
+"""The server's settings: command-line options and models.toml, checked once into a frozen ServerConfig."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+
+import tomllib
+
+from .. import defaults
+
+DEFAULT_PORT = 7860
+MAX_BODY_BYTES = 16 * 1024 * 1024  # the protocol's longest line: depth maps of a long clip fit, a flood does not
+
+
+class ConfigError(ValueError):
+    """A setting the server cannot start with; the message says what to change."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelEntry:
+    """One name a client may ask for: the server's model (folder, .safetensors or hub id) and ControlNet."""
+
+    name: str
+    model: str
+    controlnet: str | None = None
+    family: str = "sd1"
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    token_file: str | None = None
+    models: tuple[ModelEntry, ...] = ()
+    workers: int = 1
+    gpus: tuple[str, ...] = ()  # CUDA_VISIBLE_DEVICES of each worker; empty: `workers` CPU workers
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    max_frames: int = 256
+    max_pixels: int = 1024 * 1024  # width × height of one frame
+    max_steps: int = 150
+    max_queued: int = 8  # queued + running jobs of one token
+    max_body: int = MAX_BODY_BYTES
+    keep_hours: float = 24.0
+    data: str = "zss-server"
+
+    def model(self, name: str) -> ModelEntry | None:
+        return next((m for m in self.models if m.name == name), None)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def builtin_models() -> tuple[ModelEntry, ...]:
+    """Without models.toml: the shipped texture model and its depth ControlNet, as `textures`."""
+    model = defaults.DEFAULT_MODEL
+    return (ModelEntry("textures", model, defaults.default_controlnet(model) or None),)
+
+
+def load_models(path: str) -> tuple[ModelEntry, ...]:
+    """`[models.NAME]` tables with `model = "..."` and optional `controlnet = "..."`."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(f"cannot read the models file {path}: {e.strerror}; pass an existing --models file") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path} is not valid TOML: {e}") from e
+    tables = data.get("models")
+    if not isinstance(tables, dict) or not tables:
+        raise ConfigError(f'{path} names no models; add a table like [models.mine] with model = "/path/to/model"')
+    entries = []
+    for name, table in tables.items():
+        where = f"{path}: [models.{name}]"
+        if not isinstance(table, dict) or not isinstance(table.get("model"), str) or not table["model"]:
+            raise ConfigError(f'{where} needs model = "<folder, .safetensors file or hub id>"')
+        unknown = sorted(set(table) - {"model", "controlnet"})
+        if unknown:
+            raise ConfigError(f"{where} has unknown keys {', '.join(unknown)}; allowed: model, controlnet")
+        controlnet = table.get("controlnet")
+        if controlnet is not None and (not isinstance(controlnet, str) or not controlnet):
+            raise ConfigError(f"{where}: controlnet must be a non-empty string (or left out)")
+        entries.append(ModelEntry(name, table["model"], controlnet))
+    return tuple(entries)
+
+
+def _positive(name: str, value: float) -> None:
+    if value <= 0:
+        raise ConfigError(f"--{name.replace('_', '-')} must be greater than 0, got {value}")
+
+
+def config_from_options(
+    *,
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    token_file: str | None = None,
+    models: str | None = None,
+    workers: int | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    max_frames: int = 256,
+    max_pixels: int = 1024 * 1024,
+    max_steps: int = 150,
+    max_queued: int = 8,
+    max_body: int = MAX_BODY_BYTES,
+    keep_hours: float = 24.0,
+    data: str = "zss-server",
+    gpus: tuple[str, ...] | None = None,
+) -> ServerConfig:
+    """Check the options; refuses an open address without tokens and half a TLS setup."""
+    if not is_loopback(host) and token_file is None:
+        raise ConfigError(
+            f"refusing to listen on {host} without --token-file: anyone who can reach it could use the GPU. "
+            "Make a token with `zss token new --token-file FILE` and pass --token-file FILE."
+        )
+    if token_file is not None and not os.path.isfile(token_file):
+        raise ConfigError(
+            f"token file {token_file} not found; create one with `zss token new --token-file {token_file}`"
+        )
+    if (tls_cert is None) != (tls_key is None):
+        raise ConfigError("--tls-cert and --tls-key go together: pass both (or neither, behind a reverse proxy)")
+    for path in (tls_cert, tls_key):
+        if path is not None and not os.path.isfile(path):
+            raise ConfigError(f"TLS file {path} not found")
+    for name, value in (
+        ("max_frames", max_frames),
+        ("max_pixels", max_pixels),
+        ("max_steps", max_steps),
+        ("max_queued", max_queued),
+        ("max_body", max_body),
+        ("keep_hours", keep_hours),
+    ):
+        _positive(name, value)
+    if gpus is None:
+        gpus = detect_gpus()
+    if workers is not None:
+        _positive("workers", workers)
+        gpus = gpus[:workers] if gpus else ()
+    count = len(gpus) if gpus else (workers or 1)
+    return ServerConfig(
+        host=host,
+        port=port,
+        token_file=token_file,
+        models=load_models(models) if models else builtin_models(),
+        workers=count,
+        gpus=tuple(gpus),
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        max_frames=max_frames,
+        max_pixels=max_pixels,
+        max_steps=max_steps,
+        max_queued=max_queued,
+        max_body=max_body,
+        keep_hours=keep_hours,
+        data=os.path.abspath(data),
+    )
+
+
+def detect_gpus() -> tuple[str, ...]:
+    """The GPUs one worker each gets: CUDA_VISIBLE_DEVICES if set, else what nvidia-smi lists (none: CPU)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return tuple(v.strip() for v in visible.split(",") if v.strip() and v.strip() != "-1")
+    import shutil
+    import subprocess
+
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return ()
+    try:
+        out = subprocess.run(
+            [smi, "--query-gpu=index", "--format=csv,noheader"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ()
+    return tuple(line.strip() for line in out.stdout.splitlines() if line.strip().isdigit())
