@@ -9,7 +9,7 @@ already covers the same field.
 import os
 
 from ..zss_core import defaults, protocol
-from . import hints, jobs, jobspec
+from . import hints, jobspec
 
 SNIPPET = 30  # characters of a prompt quoted in a message
 
@@ -73,8 +73,6 @@ def problems(scene, prefs):
     """The add-on's own checks of scene.zss and the preferences."""
     settings = scene.zss
     found = []
-    if jobs.is_running():
-        found.append(("running", hints.message("running", "A ZS² clip is already being generated")))
     if not settings.prompt.strip():
         found.append(("prompt", hints.message("prompt", "The prompt is empty")))
     message = python_problem(prefs.python_path)

@@ -35,9 +35,10 @@ class _Running:
 
 
 _client = None  # the GeneratorClient, kept warm between jobs
-_client_settings = None  # (generator, offline) it was made for: a change replaces it
-_running = None  # _Running while a job runs
-_job_task = None  # the current or last job's Task
+_client_settings = None  # what it was made from (see _settings): a change replaces it
+_running = {}  # job id → _Running: the submitted jobs that have not ended, in submit order
+_batch = []  # the Tasks of every job submitted since the queue was last empty, in submit order
+_job_task = None  # the last job's Task that ended (job_task() prefers a running one)
 _download_task = None  # the current or last download's Task (result: the model's cache path)
 _download_model = ""
 
@@ -51,8 +52,16 @@ def client():
 
 
 def job_task():
-    """The current or last job's Task, or None before the first job."""
+    """The first running job's Task, else the last one that ended; None before the first job."""
+    for running in _running.values():
+        return running.task
     return _job_task
+
+
+def job_tasks():
+    """The Tasks of the current queue (every job submitted since it was last empty), in submit order;
+    the panel lists them with their state while more than one job was queued."""
+    return tuple(_batch)
 
 
 def download_task():
@@ -61,12 +70,31 @@ def download_task():
 
 
 def is_running():
-    return _running is not None
+    """Whether any job is running or queued."""
+    return bool(_running)
 
 
 def running_job():
-    """The running job's JobPlan, or None."""
-    return _running.plan if _running is not None else None
+    """The first running (or queued) job's JobPlan, or None."""
+    for running in _running.values():
+        return running.plan
+    return None
+
+
+def running_jobs():
+    """The JobPlans of every running or queued job, in submit order."""
+    return [running.plan for running in _running.values()]
+
+
+def connection_problem():
+    """ "Server unreachable, retrying: …" while a remote generator's connection is down, else ""."""
+    state = getattr(_client, "connection_state", None)
+    if state is None or not (_running or download_running()):
+        return ""
+    text = state()
+    if text == "ok":
+        return ""
+    return "Server unreachable, retrying" + (text[len("retrying") :] if text.startswith("retrying") else f": {text}")
 
 
 def download_running():
@@ -121,7 +149,7 @@ def _stale(prefs):
     generator, offline = _settings(prefs)
     if generator != _client_settings[0]:
         return True
-    idle = _running is None and not download_running()
+    idle = not _running and not download_running()
     return idle and offline != _client_settings[1]
 
 
@@ -156,17 +184,20 @@ def stop_worker():
 
 
 def submit(plan, staging):
-    """Send the planned job and start polling; the job owns `staging` (a staging.Folder) from here on.
+    """Send the planned job (queued behind the running ones) and start polling; the job owns `staging`
+    (a staging.Folder) from here on.
 
     The caller validated everything and called ensure_client. Raises WorkerNotRunning.
     """
-    global _running, _job_task
     c = _client
     c.submit(plan.job)
     staging.hand_over()
-    _job_task = tasks.Task("job", id=plan.id, result={"output_dir": plan.job_dir, "notes": []})
-    _job_task.update("Starting the generator…" if c.ready is None else "Queued")
-    _running = _Running(plan, _job_task, staging)
+    task = tasks.Task("job", id=plan.id, result={"output_dir": plan.job_dir, "notes": []})
+    task.update("Starting the generator…" if c.ready is None else "Queued")
+    if not _running:
+        _batch.clear()
+    _batch.append(task)
+    _running[plan.id] = _Running(plan, task, staging)
     start_timer()
 
 
@@ -182,16 +213,18 @@ def start_download(prefs, model, task_id):
     start_timer()
 
 
-def cancel():
-    """Ask the worker to stop the running job (it answers `cancelled` within one step)."""
-    if _running is None:
+def cancel(job_id=None):
+    """Ask the generator to stop a job (default: the first running one); it answers `cancelled` within
+    one step, at once for a job still waiting in the queue. False when no such job runs."""
+    running = _running.get(job_id) if job_id else next(iter(_running.values()), None)
+    if running is None:
         return False
     try:
-        _client.cancel(_running.plan.id)
+        _client.cancel(running.plan.id)
     except generator_client.WorkerNotRunning as e:
-        _finish_job(error=f"The generator is not running: {e}", hint=hints.fix("not_running"))
+        _finish_job(running, error=f"The generator is not running: {e}", hint=hints.fix("not_running"))
         return True
-    _running.task.update("Cancelling…")
+    running.task.update("Cancelling…")
     return True
 
 
@@ -211,9 +244,9 @@ def shutdown():
 
 
 def abandon(error, hint=""):
-    """End the running job and download without waiting for the generator (their tasks fail)."""
-    if _running is not None:
-        _finish_job(error=error, hint=hint)
+    """End the running jobs and download without waiting for the generator (their tasks fail)."""
+    for running in list(_running.values()):
+        _finish_job(running, error=error, hint=hint)
     if download_running():
         _download_task.fail(error, hint)
 
@@ -226,27 +259,38 @@ def poll():
 
     Returns the seconds until the next call, or None (the timer ends) when nothing runs.
     """
-    if (_running is None and not download_running()) or _client is None:
+    if (not _running and not download_running()) or _client is None:
         return None
     changed = False
     for event in _client.poll_events():
         changed |= _route(event)
-    if _running is not None and _running.task.message.startswith("Starting") and _client.ready is not None:
-        changed |= _running.task.update("Queued")
+    if _client.ready is not None:
+        for running in list(_running.values()):
+            if running.task.message.startswith("Starting the generator"):
+                changed |= running.task.update("Queued")
     if changed:
         timers.redraw(REDRAW_AREAS)
-    return POLL_INTERVAL if (_running is not None or download_running()) else None
+    return POLL_INTERVAL if (_running or download_running()) else None
 
 
 def _route(event):
-    """Hand an event to the job or download it belongs to; True when a task changed."""
+    """Hand an event to the job or download it belongs to (an event without an id to all of them);
+    True when a task changed."""
     if event.type == "ready":
         return False  # the client keeps it (ready()); the next poll moves "Starting" on
-    if _running is not None and event.id in (_running.plan.id, None):
-        return _on_job_event(event)
+    changed = False
+    for running in _addressed(event.id):
+        changed |= _on_job_event(running, event)
     if download_running() and event.id in (_download_task.id, None):
-        return _on_download_event(event)
-    return False  # a late event of an earlier job
+        changed |= _on_download_event(event)
+    return changed  # False: a late event of an earlier job
+
+
+def _addressed(job_id):
+    """The running jobs an event is for: the one with its id, or all of them for an event without one."""
+    if job_id is None:
+        return list(_running.values())
+    return [_running[job_id]] if job_id in _running else []
 
 
 def _eta(seconds):
@@ -273,19 +317,19 @@ def progress_message(event):
     return f"{stage.capitalize()} {step}/{total}"
 
 
-def _on_job_event(event):
-    task = _running.task
+def _on_job_event(running, event):
+    task = running.task
     kind = event.type
     if kind == "accepted":
         return task.update("Waiting in the queue" if event.queue_position else "Starting")
     if kind == "progress":
         return task.update(progress_message(event), event.fraction)
     if kind == "done":
-        _import(event)
+        _import(running, event)
     elif kind == "cancelled":
-        _finish_job(cancelled=f"Cancelled ({len(event.frames)} frames were written)")
+        _finish_job(running, cancelled=f"Cancelled ({len(event.frames)} frames were written)")
     elif kind == "error":
-        _finish_job(error=event.message, hint=hints.worker_hint(event.code, event.hint))
+        _finish_job(running, error=event.message, hint=hints.worker_hint(event.code, event.hint))
     else:
         return False
     return True
@@ -311,15 +355,16 @@ def _on_download_event(event):
     return True
 
 
-def _import(done):
+def _import(running, done):
     """Bring the finished clip into the scene it was planned for; import nothing elsewhere."""
-    plan = _running.plan
+    plan = running.plan
     job_dir = os.path.dirname(done.manifest) if done.manifest else plan.job_dir
     _remember(plan.job["model"])
     targets = plan.targets
     scene = bpy.data.scenes.get(targets.scene_name)
     if bpy.data.filepath != targets.blend_file or scene is None:
         _finish_job(
+            running,
             error="The clip finished, but the .blend file or scene it was made for is no longer open",
             hint=hints.fix("blend_closed") + f": {job_dir}",
         )
@@ -329,12 +374,16 @@ def _import(done):
     except Exception as e:
         traceback.print_exc()
         _finish_job(
-            error=f"The clip finished, but importing it failed: {e}", hint=hints.fix("import") + f" ({job_dir})"
+            running,
+            error=f"The clip finished, but importing it failed: {e}",
+            hint=hints.fix("import") + f" ({job_dir})",
         )
         return
     notes = list(done.notes or []) + notes
     _finish_job(
-        done=f"Done in {done.seconds:.1f} s: {len(done.frames)} frames", result={"output_dir": job_dir, "notes": notes}
+        running,
+        done=f"Done in {done.seconds:.1f} s: {len(done.frames)} frames",
+        result={"output_dir": job_dir, "notes": notes},
     )
     for note in notes:
         report("INFO", f"ZS²: {note}")
@@ -384,14 +433,13 @@ def _remember(model):
         return
 
 
-def _finish_job(done="", cancelled="", error="", hint="", result=None):
-    """End the running job's task (done, cancelled or failed) and remove its staging folder."""
-    global _running
-    running, _running = _running, None
-    if running is None:
+def _finish_job(running, done="", cancelled="", error="", hint="", result=None):
+    """End a job's task (done, cancelled or failed), take it off the queue and remove its staging folder."""
+    global _job_task
+    if _running.pop(running.plan.id, None) is None:
         return
     running.staging.remove_in_background()
-    task = running.task
+    task = _job_task = running.task
     if error:
         task.fail(error, hint)
         print(f"ZS²: {error}\n{hint}", file=sys.stderr)

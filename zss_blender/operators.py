@@ -58,33 +58,55 @@ def _refuse(operator, messages):
     return {"CANCELLED"}
 
 
-def start_generation(context, operator, overrides=None, replace=None, scene=None):
+def start_generation(context, operator, overrides=None, replace=None, scene=None, variants=None):
     """The body of zss.generate (also of Regenerate / Vary Seed, which replace the clip `replace` and may
-    name the 3D scene a plate strip was made for)."""
+    name the 3D scene a plate strip was made for, and of the operators that queue several jobs at once).
+
+    variants: one (object names, job field overrides) pair per job to send; default one job for the
+    selected meshes. A job sent while others run waits in the generator's queue.
+    """
     try:
         prefs = preferences.get(context)
     except LookupError as e:
         return _refuse(operator, [hints.message("addon", str(e).split(" — ")[0])])
     scene = scene or context.scene
     here = scene == context.scene
-    view_layer = context.view_layer if here else scene.view_layers[0]
     found = checks.problems(scene, prefs)
     if any(field == "output_dir" for field, _ in found):  # no folder to plan the job in
         return _refuse(operator, [message for _field, message in found])
-    plan = jobspec.plan(
-        context if here else scene,
-        prefs,
-        _selected_mesh_names(context) if here else (),
-        overrides=overrides,
-        replace=replace,
-    )
-    found += checks.job_problems(plan.job, covered={field for field, _ in found})
+    if variants is None:
+        variants = [(_selected_mesh_names(context) if here else (), {})]
+    plans = [
+        jobspec.plan(
+            context if here else scene,
+            prefs,
+            names,
+            overrides={**(overrides or {}), **extra},
+            replace=replace,
+        )
+        for names, extra in variants
+    ]
+    found += checks.job_problems(plans[0].job, covered={field for field, _ in found})
     if found:
         return _refuse(operator, [message for _field, message in found])
     problem = environment.generator_problem(prefs)
     if problem:
         return _refuse(operator, [problem])
+    view_layer = context.view_layer if here else scene.view_layers[0]
+    for plan in plans:
+        refused = _send(operator, prefs, scene, view_layer, plan)
+        if refused:
+            return refused
+    job = plans[0].job
+    ids = ", ".join(plan.id for plan in plans)
+    count = f"{len(plans)} clips of " if len(plans) > 1 else ""
+    operator.report({"INFO"}, f"Generating {count}{job['frames']} frames at {job['width']}×{job['height']} (job {ids})")
+    return {"FINISHED"}
 
+
+def _send(operator, prefs, scene, view_layer, plan):
+    """Render the plan's depth maps into its own staging folder and send it; None when sent, else the
+    operator's {'CANCELLED'} after reporting why."""
     with staging.folder(plan) as folder:
         if plan.depth is not None:
             try:
@@ -108,9 +130,7 @@ def start_generation(context, operator, overrides=None, replace=None, scene=None
             jobs.submit(plan, folder)
         except (generator_client.WorkerStartError, generator_client.WorkerNotRunning) as e:
             return _start_failed(operator, e)
-    job = plan.job
-    operator.report({"INFO"}, f"Generating {job['frames']} frames at {job['width']}×{job['height']} (job {plan.id})")
-    return {"FINISHED"}
+    return None
 
 
 def _start_failed(operator, error):
@@ -130,8 +150,67 @@ class ZSS_OT_generate(bpy.types.Operator):
         return start_generation(context, self)
 
 
+class ZSS_OT_generate_each(bpy.types.Operator):
+    """Queue one clip per selected mesh, each imported onto its own object"""
+
+    bl_idname = "zss.generate_each"
+    bl_label = "Generate for Each Selected Object"
+    bl_options = {"REGISTER"}
+
+    @classmethod
+    def poll(cls, context):
+        if not _selected_mesh_names(context):
+            cls.poll_message_set("Select one or more mesh objects")
+            return False
+        return True
+
+    def execute(self, context):
+        names = _selected_mesh_names(context)
+        if not names:
+            self.report({"ERROR"}, "No mesh object is selected — select one or more meshes in the 3D View")
+            return {"CANCELLED"}
+        return start_generation(context, self, variants=[((name,), {}) for name in names])
+
+
+SEED_ITEMS = (
+    ("CONSECUTIVE", "Consecutive", "The scene's seed, then seed + 1, seed + 2, …"),
+    ("RANDOM", "Random", "A new random seed for each clip"),
+)
+
+
+def variation_seeds(seed, count, mode, rng=random):
+    """count distinct seeds: seed, seed+1, … (wrapping at SEED_MAX), or random ones."""
+    if mode == "CONSECUTIVE":
+        return [(seed + i) % (SEED_MAX + 1) for i in range(count)]
+    seeds = []
+    while len(seeds) < count:
+        value = rng.randint(0, SEED_MAX)
+        if value not in seeds:
+            seeds.append(value)
+    return seeds
+
+
+class ZSS_OT_generate_variations(bpy.types.Operator):
+    """Queue several clips that differ only in their seed; each is imported as its own material / strip"""
+
+    bl_idname = "zss.generate_variations"
+    bl_label = "Seed Variations"
+    bl_options = {"REGISTER"}
+
+    count: bpy.props.IntProperty(name="Clips", default=4, min=2, max=16, description="How many clips to queue")
+    seeds: bpy.props.EnumProperty(name="Seeds", items=SEED_ITEMS, default="CONSECUTIVE")
+
+    def invoke(self, context, event):
+        return context.window_manager.invoke_props_dialog(self)
+
+    def execute(self, context):
+        names = _selected_mesh_names(context)
+        seeds = variation_seeds(context.scene.zss.seed, self.count, self.seeds)
+        return start_generation(context, self, variants=[(names, {"seed": seed}) for seed in seeds])
+
+
 class ZSS_OT_cancel(bpy.types.Operator):
-    """Stop the running clip (within one denoising step); nothing is imported"""
+    """Stop the running clip (within one denoising step); nothing is imported. Queued clips go on"""
 
     bl_idname = "zss.cancel"
     bl_label = "Cancel"
@@ -142,6 +221,22 @@ class ZSS_OT_cancel(bpy.types.Operator):
 
     def execute(self, context):
         jobs.cancel()
+        return {"FINISHED"}
+
+
+class ZSS_OT_cancel_job(bpy.types.Operator):
+    """Stop this clip, or take it off the queue; nothing is imported"""
+
+    bl_idname = "zss.cancel_job"
+    bl_label = "Cancel Clip"
+    bl_options = {"INTERNAL"}
+
+    job_id: bpy.props.StringProperty(name="Job", options={"SKIP_SAVE"})
+
+    def execute(self, context):
+        if not jobs.cancel(self.job_id):
+            self.report({"WARNING"}, f"Clip {self.job_id} is not running or queued any more")
+            return {"CANCELLED"}
         return {"FINISHED"}
 
 
@@ -536,7 +631,10 @@ class ZSS_OT_vary_seed(_StoredClipOperator, bpy.types.Operator):
 
 CLASSES = (
     ZSS_OT_generate,
+    ZSS_OT_generate_each,
+    ZSS_OT_generate_variations,
     ZSS_OT_cancel,
+    ZSS_OT_cancel_job,
     ZSS_OT_check_generator,
     ZSS_OT_open_output,
     ZSS_OT_randomize_seed,

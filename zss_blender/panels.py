@@ -92,20 +92,52 @@ def draw_zss(layout, context):
 
     row = layout.row(align=True)
     row.scale_y = 1.4
+    row.operator("zss.generate", text="Queue" if jobs.is_running() else "Generate", icon_value=icons.icon("generate"))
     if jobs.is_running():
         row.operator("zss.cancel", icon="CANCEL")
-    else:
-        row.operator("zss.generate", icon_value=icons.icon("generate"))
     row = layout.row(align=True)
     row.operator("zss.regenerate", icon="FILE_REFRESH")
     row.operator("zss.vary_seed", icon="MOD_NOISE")
+    row = layout.row(align=True)
+    row.operator("zss.generate_each", text="Each Selected", icon="OBJECT_DATA")
+    row.operator("zss.generate_variations", text="Seed Variations", icon="SEQ_STRIP_DUPLICATE")
 
     task = jobs.job_task()
+    _connection(layout)
+    _queue(layout, jobs.job_tasks())
     _status(layout, task)
     if task is not None and task.status == "done":
         for note in task.result["notes"]:
             layout.label(text=note, icon="INFO")
     layout.operator("zss.open_output", icon="FILE_FOLDER")
+
+
+STATE_ICONS = {"pending": "TIME", "running": "PLAY", "done": "CHECKMARK", "failed": "ERROR", "cancelled": "X"}
+
+
+def _queue(layout, queued):
+    """The queue, while it holds more than one job: each job's id, state and a cancel button."""
+    if len(queued) < 2:
+        return
+    box = layout.box()
+    box.label(text=f"Queue ({sum(task.running() for task in queued)} of {len(queued)} to go)", icon="PRESET")
+    for task in queued:
+        row = box.row(align=True)
+        text = f"{task.id}: {task.message or task.status}"
+        if task.running():
+            _progress(row, task.progress, text)
+            row.operator("zss.cancel_job", text="", icon="X").job_id = task.id
+        else:
+            row.label(text=text, icon=STATE_ICONS[task.status])
+
+
+def _connection(layout):
+    """ "Server unreachable, retrying" while the generator's connection is down."""
+    problem = jobs.connection_problem()
+    if problem:
+        alert = layout.column()
+        alert.alert = True
+        alert.label(text=problem, icon="URL")
 
 
 LOOP_SCHEDULE_NOTE = "The schedule wraps: the last prompt blends back into the first"

@@ -96,9 +96,12 @@ def test_size_not_multiple_of_eight(zb, ready):
     refused(zb, "Width 100 is not a multiple of 8")
 
 
-def test_job_already_running(zb, ready, monkeypatch):
+def test_a_running_job_is_no_reason_to_refuse(zb, ready, monkeypatch):
+    """Issue 13: Generate while a job runs queues the new job (test_blender_queue runs a real queue)."""
+    import bpy
+
     monkeypatch.setattr(zb.jobs, "is_running", lambda: True)
-    refused(zb, "already being generated")
+    assert zb.operators.validation_problems(bpy.context) == []
 
 
 def test_every_problem_is_reported_at_once(zb, ready, prefs):
