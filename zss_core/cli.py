@@ -168,6 +168,20 @@ def job_from_args(args) -> dict:
     return job
 
 
+def _shown(text: str) -> str:
+    """``text`` as it can always be printed: what is not UTF-8 shows as a \\u escape."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _not_utf8(text: str) -> bool:
+    """A path the OS gave with bytes that are not UTF-8 (Python keeps them as lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _fail(lines) -> int:
     for line in lines:
         print(f"zss: error: {line}", file=sys.stderr)
@@ -177,9 +191,16 @@ def _fail(lines) -> int:
 def cmd_generate(args) -> int:
     from . import protocol
 
+    if _not_utf8(args.out):
+        return _fail(
+            [
+                f"out: the folder name '{_shown(args.out)}' is not valid UTF-8; job folders are recorded in "
+                "job.json as UTF-8 text. Rename the folder or choose another one."
+            ]
+        )
     raw = job_from_args(args)
     if args.control_depth is not None and not raw["control"]["images"]:
-        return _fail([f"control-depth: no images found at '{args.control_depth}'"])
+        return _fail([f"control-depth: no images found at '{_shown(args.control_depth)}'"])
     problems = protocol.validate_job(raw)
     if problems:
         return _fail(f"{p.field}: {p.message}" for p in problems)
@@ -187,10 +208,13 @@ def cmd_generate(args) -> int:
 
     from tqdm import tqdm
 
+    from .export import ignore_file_size_signal
     from .models import ModelError, load_pipeline
-    from .runner import JobCallbacks, JobError, run_job
+    from .runner import JobCallbacks, JobError, check_memory, run_job
 
+    ignore_file_size_signal()
     try:
+        check_memory(job)  # a job that cannot fit is refused before the model loads
         print(f"loading model '{job.model}'…", file=sys.stderr)
         pipe = load_pipeline(
             job.model,
@@ -202,7 +226,8 @@ def cmd_generate(args) -> int:
         with tqdm(total=job.steps, desc="denoising", unit="step", file=sys.stderr) as bar:
             outcome = run_job(job, pipe, JobCallbacks(progress=lambda step, total: bar.update(step - bar.n)))
     except (ModelError, JobError) as exc:
-        return _fail([exc.message + (f" ({exc.hint})" if exc.hint else "")])
+        where = f"{exc.field}: " if exc.field else ""
+        return _fail([_shown(where + exc.message + (f" ({exc.hint})" if exc.hint else ""))])
     except KeyboardInterrupt:
         print("zss: interrupted", file=sys.stderr)
         return 130

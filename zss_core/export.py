@@ -24,18 +24,52 @@ SHEET_NAME = "contact_sheet.png"
 MANIFEST_NAME = "job.json"
 
 
+TEMPORARY_PREFIX = "."  # atomic_path's temporaries: ".<stem>.<random><suffix>" beside the target
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = ""):
-    """Yield a temporary path next to ``path``; move it into place only if the block succeeds."""
+    """Yield a temporary path next to ``path``; move it into place only if the block succeeds.
+
+    An ``OSError`` without a file name (a full disk, a file-size limit) gets ``path`` as its file name,
+    so the error can say which file could not be written.
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix or path.suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f"{TEMPORARY_PREFIX}{path.stem}.", suffix=suffix or path.suffix, dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.filename is None or exc.filename == tmp:
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def ignore_file_size_signal() -> None:
+    """A write past the file-size limit (RLIMIT_FSIZE) then fails with EFBIG instead of killing the process.
+
+    SIGXFSZ's default action ends the process; ignored, the write raises ``OSError`` and the job
+    reports ``output_not_writable`` with the file's name. Main thread only (Python's rule for signals).
+    """
+    import signal
+    import threading
+
+    if hasattr(signal, "SIGXFSZ") and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
+def remove_temporaries(folder: str | os.PathLike) -> list[str]:
+    """Delete what a killed process left of ``atomic_path`` (hidden ``.<name>.*`` files); returns their names."""
+    removed = []
+    for entry in os.scandir(os.fspath(folder)):
+        if entry.name.startswith(TEMPORARY_PREFIX) and entry.is_file(follow_symlinks=False):
+            os.unlink(entry.path)
+            removed.append(entry.name)
+    return removed
 
 
 def to_image(frame) -> Image.Image:
@@ -53,11 +87,16 @@ def frame_path(folder: str | os.PathLike, index: int) -> Path:
     return Path(folder) / FRAME_PATTERN.format(index + 1)
 
 
-def write_frame(folder: str | os.PathLike, index: int, frame) -> Path:
-    path = frame_path(folder, index)
+def write_png(path: str | os.PathLike, image) -> Path:
+    """``image`` (PIL or array) as a PNG at ``path``, atomically."""
+    path = Path(path)
     with atomic_path(path) as tmp:
-        to_image(frame).save(tmp, format="PNG")
+        to_image(image).save(tmp, format="PNG")
     return path
+
+
+def write_frame(folder: str | os.PathLike, index: int, frame) -> Path:
+    return write_png(frame_path(folder, index), frame)
 
 
 def write_mp4(path: str | os.PathLike, frames: Sequence, fps: float = 24.0) -> Path:
@@ -147,8 +186,10 @@ def recover_job(job_dir: str | os.PathLike) -> dict:
     """What a job folder holds, even after a crash: status from job.json and the frames on disk.
 
     A manifest still saying ``running`` means the process died mid-job: reported as ``interrupted``.
+    Temporary files a killed process left behind (a frame half written) are removed.
     """
     job_dir = Path(job_dir)
+    remove_temporaries(job_dir)
     manifest = json.loads((job_dir / MANIFEST_NAME).read_text(encoding="utf-8"))
     status = manifest.get("status", "unknown")
     frames = existing_frames(job_dir, int(manifest["job"]["frames"]))

@@ -107,8 +107,25 @@ def set_scheduler(pipe, name: str = "ddim") -> None:
     classes = _scheduler_classes()
     if name not in classes:
         raise ValueError(f"scheduler must be one of {tuple(classes)}, got {name!r}")
-    if type(pipe.scheduler) is not classes[name]:
-        pipe.scheduler = classes[name].from_config(pipe.scheduler.config)
+    # pndm runs as PLMS, the way Stable Diffusion ships it: its Runge-Kutta warm-up fails below 4
+    # steps (a shape error) and takes 13 model calls for 4 steps (issue 12).
+    plms = {"skip_prk_steps": True} if name == "pndm" else {}
+    if type(pipe.scheduler) is not classes[name] or (plms and not pipe.scheduler.config.get("skip_prk_steps")):
+        pipe.scheduler = classes[name].from_config(pipe.scheduler.config, **plms)
+
+
+# Schedulers that need a package the generator environment does not install (diffusers imports it lazily).
+SCHEDULER_PACKAGES = {"lms": "scipy"}
+
+
+def scheduler_unavailable(name: str) -> str | None:
+    """Why scheduler `name` cannot run in this generator environment (a package it needs is missing), or None."""
+    import importlib.util
+
+    package = SCHEDULER_PACKAGES.get(name)
+    if package is None or importlib.util.find_spec(package) is not None:
+        return None
+    return f"scheduler {name} needs the {package} package, which this generator environment does not have"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -281,11 +298,38 @@ def _check_file(path: Path, what: str, field: str, allow_pickle: bool) -> None:
         ) from exc
 
 
+def pickle_only_folders(folder: Path) -> list[Path]:
+    """Sub-folders of a model folder (and the folder itself) whose weights are only pickle files."""
+    found = []
+    for part in [folder, *sorted(p for p in folder.iterdir() if p.is_dir() and not p.is_symlink())]:
+        names = [p.name.lower() for p in part.iterdir() if p.is_file()]
+        has_pickle = any(n.endswith(PICKLE_SUFFIXES) for n in names)
+        if has_pickle and not any(n.endswith(".safetensors") for n in names):
+            found.append(part)
+    return found
+
+
+def _check_folder(path: Path, what: str, allow_pickle: bool) -> None:
+    """Enforce ``allow_pickle`` in a model folder here, before any library decides what to load."""
+    if allow_pickle:
+        return
+    pickled = pickle_only_folders(path)
+    if pickled:
+        names = ", ".join(str(p.relative_to(path)) if p != path else "." for p in pickled)
+        raise ModelIncompatible(
+            f"{what} folder '{path}' has only pickle weights (.bin/.ckpt/.pt/.pth) in {names}, which can run "
+            "arbitrary code when loaded, and allow_pickle is off.",
+            "Convert the model to .safetensors, or set allow_pickle (the preference 'Allow legacy pickle "
+            "checkpoints') if you trust its source.",
+        )
+
+
 def _load(cls, spec: str, what: str, field: str, allow_pickle: bool = False, **kwargs):
     """Load ``cls`` from a folder, a checkpoint file or a hub id with one set of clear errors."""
     path = Path(spec).expanduser()
     try:
         if path.is_dir():
+            _check_folder(path, what, allow_pickle)
             return cls.from_pretrained(str(path), local_files_only=True, **kwargs)
         if path.is_file():
             _check_file(path, what, field, allow_pickle)

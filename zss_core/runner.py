@@ -13,6 +13,7 @@ the worker adds ``load`` before it and turns them into protocol events.
 
 from __future__ import annotations
 
+import errno
 import gc
 import logging
 import os
@@ -91,35 +92,35 @@ def create_job_dir(job: Job) -> Path:
 
 def kept_control_paths(job: Job, job_dir: Path) -> list[Path]:
     """Where the job folder keeps its copy of each control image: ``control/control_0001.png`` …"""
+    from .control_images import kept_path
+
     if job.control is None:
         return []
-    return [
-        job_dir / "control" / f"control_{index + 1:04d}{Path(source).suffix.lower() or '.png'}"
-        for index, source in enumerate(job.control.images)
-    ]
+    return [kept_path(job_dir, index) for index in range(len(job.control.images))]
 
 
-def load_control_images(job: Job, job_dir: Path) -> list | None:
-    """Copy the control images into ``<job>/control/`` (byte for byte) and open them."""
-    from PIL import Image, UnidentifiedImageError
+def load_control_images(job: Job, job_dir: Path, should_cancel: Callable[[], bool] = lambda: False) -> list | None:
+    """Open each control image as an image (bounded, one at a time, at the job's size) and keep it as PNG
+    in ``<job>/control/``; the client's bytes are never copied (see ``control_images``)."""
+    from . import control_images
+    from .sampler import SamplingCancelled
 
     if job.control is None:
         return None
-    (job_dir / "control").mkdir()
-    images = []
-    for index, (source, target) in enumerate(zip(job.control.images, kept_control_paths(job, job_dir))):
-        try:
-            shutil.copyfile(source, target)
-            with Image.open(target) as image:
-                images.append(image.convert("RGB"))
-        except (OSError, UnidentifiedImageError) as exc:
-            raise JobError(
-                "control_image_invalid",
-                f"Control image {index + 1} ('{source}') cannot be read: {exc}.",
-                "Render the depth maps again, or point the job at valid image files.",
-                f"control.images[{index}]",
-            ) from exc
-    return images
+
+    def check_cancel():
+        if should_cancel():
+            raise SamplingCancelled("cancelled while reading the control images")
+
+    try:
+        return control_images.load_control_images(job.control.images, (job.width, job.height), job_dir, check_cancel)
+    except control_images.ControlImageError as exc:
+        raise JobError(
+            "control_image_invalid",
+            str(exc),
+            "Render the depth maps again, or point the job at valid image files (PNG, JPEG, WebP, TIFF or BMP).",
+            exc.field,
+        ) from exc
 
 
 class Manifest:
@@ -158,13 +159,49 @@ class Manifest:
         return str(self.path)
 
 
+CPU_OOM_TELLS = ("out of memory", "can't allocate memory", "defaultcpuallocator")
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
-    """CUDA/MPS out-of-memory errors arrive as several exception types; their message is the tell."""
+    """Out-of-memory errors arrive as several exception types (CUDA, MPS, the CPU allocator's
+    ``RuntimeError: [enforce fail at alloc_cpu.cpp] ... can't allocate memory``, Python's
+    ``MemoryError``); for the RuntimeErrors their message is the tell."""
     import torch
 
-    if isinstance(exc, getattr(torch.cuda, "OutOfMemoryError", ())):
+    if isinstance(exc, (MemoryError, getattr(torch.cuda, "OutOfMemoryError", MemoryError))):
         return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(tell in str(exc).lower() for tell in CPU_OOM_TELLS)
+
+
+OUTPUT_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO)
+
+
+def is_output_error(exc: BaseException, job_dir: Path) -> bool:
+    """A file in the job folder could not be written (disk full, file-size limit, read-only, …)."""
+    if not isinstance(exc, OSError) or exc.errno not in OUTPUT_ERRNOS:
+        return False
+    return exc.filename is None or str(exc.filename).startswith(str(job_dir))
+
+
+def check_memory(job: Job, profile=None, device=None, dtype_bytes: int | None = None):
+    """Refuse ``job`` with ``out_of_memory`` when its estimated peak exceeds what the device has free.
+
+    Before loading (the worker, the CLI): the profile comes from the model's config files; after
+    (``run_job``): from the loaded pipeline, weights excluded since the free memory already lacks them.
+    Returns the estimate (recorded in the manifest).
+    """
+    from . import budget
+    from .models import resolve_device, resolve_dtype
+
+    device = device if device is not None else resolve_device(job.device)
+    if dtype_bytes is None:
+        dtype_bytes = resolve_dtype(job.dtype, device).itemsize
+    found = budget.job_estimate(job, profile or budget.model_profile(job.model), device, dtype_bytes)
+    refused = budget.refusal(job, found, budget.available_bytes(device), "GPU" if device.type == "cuda" else "machine")
+    if refused is not None:
+        message, hint, field_name = refused
+        raise JobError("out_of_memory", message, hint, field_name)
+    return found
 
 
 def free_memory() -> None:
@@ -274,10 +311,18 @@ def run_job(
     ``chunk="auto"`` picks the largest chunk that fits ``free_bytes`` (measured per frame on CUDA).
     An out-of-memory error is retried once with half the chunk; the manifest records what was tried.
     """
+    from dataclasses import replace
+
+    from . import budget
+    from .cancel import cancel_points
     from .sampler import SamplingCancelled
 
     callbacks = callbacks or JobCallbacks()
     started = time.perf_counter()
+    device = pipe._execution_device
+    estimated = check_memory(
+        job, replace(budget.profile_from_pipe(pipe), weight_bytes=0), device, pipe.unet.dtype.itemsize
+    )
     job_dir = create_job_dir(job)
     manifest = Manifest(
         job,
@@ -287,7 +332,14 @@ def run_job(
         model_load_seconds=model_load_seconds,
     )
     try:
-        control = load_control_images(job, job_dir)
+        control = load_control_images(job, job_dir, callbacks.should_cancel)
+    except SamplingCancelled:
+        shutil.rmtree(job_dir)  # nothing was made yet: nothing to keep
+        return JobOutcome("cancelled", str(job_dir), [], seconds=time.perf_counter() - started)
+    except BaseException:
+        shutil.rmtree(job_dir)  # a refused job leaves nothing behind: a retry with the same id works
+        raise
+    try:
         manifest.write("running")
         chunk = job.chunk
         if chunk == "auto":
@@ -297,7 +349,8 @@ def run_job(
         while True:
             _reset_peak_memory(pipe)
             try:
-                result = _sample(pipe, options, control, job_dir, callbacks)
+                with cancel_points(pipe, callbacks.should_cancel):
+                    result = _sample(pipe, options, control, job_dir, callbacks)
                 break
             except Exception as exc:
                 tried = options.chunk or job.frames
@@ -306,7 +359,7 @@ def run_job(
                     raise
                 free_memory()
                 if attempts or smaller == tried:
-                    raise _oom_error(job, attempts, options.chunk) from exc
+                    raise _oom_error(job, attempts, options.chunk, device.type) from exc
                 attempts.append({"chunk": tried, "error": "out of memory"})
                 log.warning("job %s: out of memory at chunk %s, retrying with chunk %s", job.id, tried, smaller)
                 options = options.replace(chunk=smaller)
@@ -317,6 +370,7 @@ def run_job(
             "retries": attempts,
             "peak_bytes": peak,
             "peak_bytes_per_frame": peak // chunk if peak else None,
+            "estimated_bytes": estimated.total,
         }
         notes = [f"Ran out of memory with {a['chunk']} frames per chunk; finished with {chunk}." for a in attempts]
         video, sheet = _write_outputs(job, job_dir, result.frames, callbacks)
@@ -330,7 +384,7 @@ def run_job(
             seconds=time.perf_counter() - started,
         )
     except BaseException as exc:
-        error = _as_job_error(exc)
+        error = _as_job_error(exc, job_dir)
         details = (
             {"code": error.code, "message": error.message}
             if isinstance(error, JobError)
@@ -411,11 +465,12 @@ def _write_outputs(job: Job, job_dir: Path, frames: list, callbacks: JobCallback
     return video, sheet
 
 
-def _oom_error(job: Job, attempts: list[dict], chunk) -> JobError:
+def _oom_error(job: Job, attempts: list[dict], chunk, device_type: str = "cuda") -> JobError:
     tried = [a["chunk"] for a in attempts] + [chunk or job.frames]
+    what = "The GPU" if device_type == "cuda" else f"The {device_type.upper()} memory"
     return JobError(
         "out_of_memory",
-        f"The GPU ran out of memory at {job.width}×{job.height} with "
+        f"{what} ran out of memory at {job.width}×{job.height} with "
         f"{' and then '.join(str(c) for c in tried)} frames per chunk.",
         "Lower 'chunk' (frames processed together) or the resolution, use float16, or turn on "
         "model CPU offload in the preferences.",
@@ -423,10 +478,18 @@ def _oom_error(job: Job, attempts: list[dict], chunk) -> JobError:
     )
 
 
-def _as_job_error(exc: BaseException) -> BaseException:
+def _as_job_error(exc: BaseException, job_dir: Path) -> BaseException:
     """Map an exception to a JobError the user can act on (KeyboardInterrupt etc. pass through)."""
     if isinstance(exc, JobError) or not isinstance(exc, Exception):
         return exc
+    if isinstance(exc, OSError) and is_output_error(exc, job_dir):
+        where = exc.filename or job_dir
+        return JobError(
+            "output_not_writable",
+            f"Cannot write '{where}': {exc.strerror or exc}. The frames written so far are kept in '{job_dir}'.",
+            "Free disk space (or raise the file-size or disk quota), or choose another output folder.",
+            "output_dir",
+        )
     return JobError(
         "internal",
         f"Generation failed: {type(exc).__name__}: {exc}",
