@@ -5,8 +5,6 @@ a job is seen only by the token that made it. A submitted job is checked in full
 name, PNG depth maps, `protocol.validate_job`) before it reaches a worker.
 """
 
-from __future__ import annotations
-
 import asyncio
 import base64
 import binascii
