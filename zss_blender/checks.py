@@ -9,7 +9,7 @@ already covers the same field.
 import os
 
 from ..zss_core import defaults, protocol
-from . import hints, jobspec
+from . import hints, jobspec, preferences
 
 SNIPPET = 30  # characters of a prompt quoted in a message
 
@@ -24,6 +24,20 @@ def python_problem(text):
     if not os.access(path, os.X_OK):
         return hints.message("python", f"The generator Python {path} is not executable")
     return None
+
+
+def server_problem(prefs):
+    """Why the server preferences cannot work, or None (whether it answers, Check Server tells)."""
+    if not prefs.server_url.strip():
+        return hints.message("server_url", "No server URL is set")
+    if not prefs.server_url.strip().startswith(("http://", "https://")):
+        return hints.message("server_url", f"The server URL {prefs.server_url.strip()} does not start with https://")
+    return None
+
+
+def server_fields(prefs):
+    """Job fields a server fills in itself (its model name brings the ControlNet): not checked here."""
+    return {"controlnet_model"} if preferences.uses_server(prefs) else set()
 
 
 def _quote(text):
@@ -75,13 +89,14 @@ def problems(scene, prefs):
     found = []
     if not settings.prompt.strip():
         found.append(("prompt", hints.message("prompt", "The prompt is empty")))
-    message = python_problem(prefs.python_path)
+    server = preferences.uses_server(prefs)
+    message = server_problem(prefs) if server else python_problem(prefs.python_path)
     if message:
-        found.append(("python", message))
+        found.append(("server_url" if server else "python", message))
     if settings.use_depth:
         if scene.camera is None:
             found.append(("camera", hints.message("camera", "Depth Control is on but the scene has no active camera")))
-        if not jobspec.controlnet_setting(prefs):
+        if not server and not jobspec.controlnet_setting(prefs):  # a server's model names its own
             found.append(
                 ("controlnet_model", hints.message("controlnet_model", "Depth Control needs a depth ControlNet"))
             )

@@ -11,7 +11,6 @@ NETWORK = "Edit ▸ Preferences ▸ System ▸ Network ▸ Allow Online Access"
 # key → (what the message starts with, what to do). The order is the README's.
 FIXES = {
     "addon": ("The ZS² add-on … is not enabled", "Enable it in Edit ▸ Preferences ▸ Add-ons (or Get Extensions)"),
-    "running": ("A ZS² clip is already being generated", "Wait for it to finish or press Cancel"),
     "prompt": ("The prompt is empty", "Describe the clip in the ZS² panel's Prompt field"),
     "python": (
         "No generator Python is set / … does not exist / … is not executable",
@@ -94,6 +93,10 @@ FIXES = {
         "The clip finished, but importing it failed",
         "The frames are in the job folder shown; see the system console for details",
     ),
+    "server_url": (
+        "No server URL is set / … does not start with https://",
+        f"Set {PREFS} ▸ Server URL to the address of `zss serve` (e.g. https://gpu-box:7860), then press Check Server",
+    ),
     "not_running": ("The generator is not running", "Generate again to restart it"),
     "disabled": ("The add-on was disabled while a clip was being generated", "Generate again after enabling it"),
 }
@@ -146,6 +149,11 @@ WORKER_FIXES = {
     "worker_died": (
         "The generator process stopped unexpectedly",
         "Often out of memory: see the log lines shown, then generate again (it restarts)",
+    ),
+    "worker_stalled": (
+        "The generator stopped answering and was stopped",
+        "Generate again (it restarts); frames written before it froze stay in the job folder. If it "
+        "keeps happening, see the log lines shown (a GPU driver hang, memory swapping)",
     ),
 }
 

@@ -135,13 +135,28 @@ def worker_env():
 
 
 def make_client(prefs):
-    """The one place a GeneratorClient is made (the local worker of Generator Python)."""
+    """The one place a GeneratorClient is made: the local worker of Generator Python, or the remote
+    client of a ZS² server (Generator: A Server). Raises WorkerStartError for an unusable server URL."""
+    if preferences.uses_server(prefs):
+        from ..zss_core import remote  # stdlib only, like client.py; loaded when a server is used
+
+        try:
+            return remote.RemoteClient(
+                prefs.server_url, preferences.server_token(prefs), cafile=jobspec.user_path(prefs.server_cafile) or None
+            )
+        except (ValueError, OSError) as e:  # a malformed URL; an unreadable certificate file
+            raise generator_client.WorkerStartError(hints.message("server_url", str(e))) from None
     return generator_client.LocalClient(jobspec.user_path(prefs.python_path), env=worker_env())
 
 
 def _settings(prefs):
-    """What a client is made from: the generator (Python) and whether it runs offline."""
-    return jobspec.user_path(prefs.python_path), not preferences.online_access()
+    """What a client is made from: the generator (Python, or the server, token and certificate) and
+    whether it runs offline."""
+    if preferences.uses_server(prefs):
+        generator = ("SERVER", prefs.server_url.strip(), preferences.server_token(prefs), prefs.server_cafile.strip())
+    else:
+        generator = jobspec.user_path(prefs.python_path)
+    return generator, not preferences.online_access()
 
 
 def _stale(prefs):
@@ -155,12 +170,19 @@ def _stale(prefs):
 
 def ensure_client(prefs):
     """A started client for the preferences; started without waiting (it reports ready later), replaced
-    when it died, when Generator Python changed, or when online access changed. Raises WorkerStartError."""
+    when it died, when the generator (Python or server) changed, or when online access changed. Raises
+    WorkerStartError."""
     global _client, _client_settings
     if _client is not None and _stale(prefs):
         _client.close()
         _client = None
-        if download_running():  # closing the worker ended it without an event
+        for running in list(_running.values()):  # the closed client sends them no ending event
+            _finish_job(
+                running,
+                error="The clip stopped because the generator was changed in the preferences",
+                hint=hints.fix("not_running"),
+            )
+        if download_running():
             _download_task.fail(
                 "The download stopped because the generator was restarted with another Python",
                 hints.fix("download_restart"),
@@ -170,6 +192,23 @@ def ensure_client(prefs):
     if not _client.is_alive():
         _client.start(wait=False)
     return _client
+
+
+def check_server(prefs, timeout):
+    """Connect to the preferences' server and wait for its answer; returns (Ready, models, workers) and
+    remembers the model names for the Model field. Raises WorkerStartError."""
+    c = ensure_client(prefs)
+    ready = c.wait_ready(timeout=timeout)
+    preferences.remember_server_models(prefs, c.models)
+    return ready, list(c.models), list(c.workers)
+
+
+def server_summary(ready, models, workers):
+    """One line about a server: version, workers (GPUs) and model names."""
+    gpus = [w for w in workers if w.get("gpu") is not None]
+    where = f"{len(gpus)} GPU{'s' if len(gpus) != 1 else ''}" if gpus else f"{len(workers)} CPU worker(s)"
+    names = ", ".join(m["name"] + (" (depth)" if m.get("controlnet") else "") for m in models) or "none"
+    return f"Server ZS² {ready.versions.get('zss', '?')} with {where}: models {names}"
 
 
 def stop_worker():
@@ -329,7 +368,13 @@ def _on_job_event(running, event):
     elif kind == "cancelled":
         _finish_job(running, cancelled=f"Cancelled ({len(event.frames)} frames were written)")
     elif kind == "error":
-        _finish_job(running, error=event.message, hint=hints.worker_hint(event.code, event.hint))
+        kept = _frames_kept(running.plan) if event.code in ("worker_died", "worker_stalled") else 0
+        _finish_job(
+            running,
+            error=event.message + (f" ({kept} frames are in {running.plan.job_dir})" if kept else ""),
+            hint=hints.worker_hint(event.code, event.hint),
+            interrupted=bool(kept),
+        )
     else:
         return False
     return True
@@ -353,6 +398,14 @@ def _on_download_event(event):
     else:
         return False
     return True
+
+
+def _frames_kept(plan):
+    """How many frames a job that stopped half-way left in its folder (downloaded, for a server)."""
+    try:
+        return sum(name.startswith("frame_") and name.endswith(".png") for name in os.listdir(plan.job_dir))
+    except OSError:  # the generator never created the folder
+        return 0
 
 
 def _import(running, done):
@@ -433,15 +486,16 @@ def _remember(model):
         return
 
 
-def _finish_job(running, done="", cancelled="", error="", hint="", result=None):
-    """End a job's task (done, cancelled or failed), take it off the queue and remove its staging folder."""
+def _finish_job(running, done="", cancelled="", error="", hint="", result=None, interrupted=False):
+    """End a job's task (done, cancelled or failed — "Interrupted" when the generator stopped half-way
+    and frames were kept), take it off the queue and remove its staging folder."""
     global _job_task
     if _running.pop(running.plan.id, None) is None:
         return
     running.staging.remove_in_background()
     task = _job_task = running.task
     if error:
-        task.fail(error, hint)
+        task.fail(error, hint, message="Interrupted" if interrupted else "Failed")
         print(f"ZS²: {error}\n{hint}", file=sys.stderr)
     elif cancelled:
         task.cancel(cancelled)

@@ -14,7 +14,7 @@ import time
 import bpy
 
 from ..zss_core import defaults
-from . import animation
+from . import animation, preferences
 
 STAGING = ".staging"  # depth maps are rendered here, outside the job folder the worker creates
 DEFAULT_FOLDER = "//zss"  # clips of a saved .blend go next to it unless Output Folder is //-relative
@@ -67,6 +67,11 @@ def model_setting(prefs):
 def controlnet_setting(prefs):
     """The depth ControlNet preference, or the built-in model's own one ("" when there is none)."""
     return prefs.controlnet_model.strip() or defaults.default_controlnet(model_setting(prefs))
+
+
+def model_name(prefs):
+    """The model sent to a server: its name from the server's models.toml (no path is resolved here)."""
+    return prefs.model.strip() or preferences.SERVER_DEFAULT_MODEL
 
 
 def model_reference(text):
@@ -186,6 +191,11 @@ def build(scene, prefs, job_id, root, overrides=None):
     if settings.use_depth:
         job["controlnet_model"] = model_reference(controlnet_setting(prefs))
     job.update(overrides or {})
+    if preferences.uses_server(prefs):  # the server resolves the name (and its ControlNet) itself
+        pinned = (overrides or {}).get("model")  # Regenerate: the clip's model, when this server has it
+        job["model"] = pinned if pinned in preferences.server_model_names(prefs) else model_name(prefs)
+        job.pop("controlnet_model", None)
+        job["allow_pickle"] = False
     return job
 
 

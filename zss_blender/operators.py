@@ -39,7 +39,8 @@ def _selected_mesh_names(context):
 def plan_problems(scene, prefs, plan):
     """Every reason the plan cannot be sent, as (field, message) pairs; [] when it can go."""
     found = checks.problems(scene, prefs)
-    return found + checks.job_problems(plan.job, covered={field for field, _ in found})
+    covered = {field for field, _ in found} | checks.server_fields(prefs)
+    return found + checks.job_problems(plan.job, covered=covered)
 
 
 def validation_problems(context, overrides=None):
@@ -86,10 +87,10 @@ def start_generation(context, operator, overrides=None, replace=None, scene=None
         )
         for names, extra in variants
     ]
-    found += checks.job_problems(plans[0].job, covered={field for field, _ in found})
+    found += checks.job_problems(plans[0].job, covered={field for field, _ in found} | checks.server_fields(prefs))
     if found:
         return _refuse(operator, [message for _field, message in found])
-    problem = environment.generator_problem(prefs)
+    problem = None if preferences.uses_server(prefs) else environment.generator_problem(prefs)
     if problem:
         return _refuse(operator, [problem])
     view_layer = context.view_layer if here else scene.view_layers[0]
@@ -122,7 +123,7 @@ def _send(operator, prefs, scene, view_layer, plan):
             except (depth.DepthError, RuntimeError, OSError) as e:  # bpy.ops.render raises RuntimeError
                 return _refuse(operator, [hints.message("depth", f"Rendering depth maps failed: {e}")])
             plan = plan.with_control(images)
-            late = checks.job_problems(plan.job)
+            late = checks.job_problems(plan.job, covered=checks.server_fields(prefs))
             if late:
                 return _refuse(operator, [message for _field, message in late])
         try:
@@ -280,6 +281,36 @@ class ZSS_OT_check_generator(bpy.types.Operator):
             self.report({"ERROR"}, hints.message("worker_start", str(e)))
             return {"CANCELLED"}
         self.report({"INFO"}, jobs.ready_summary(ready))
+        return {"FINISHED"}
+
+
+class ZSS_OT_check_server(bpy.types.Operator):
+    """Connect to the server in the preferences: show its version, GPUs and models (the Model field then
+    offers their names)"""
+
+    bl_idname = "zss.check_server"
+    bl_label = "Check Server"
+
+    timeout: bpy.props.FloatProperty(default=15.0, min=1.0, options={"SKIP_SAVE", "HIDDEN"})
+
+    def execute(self, context):
+        try:
+            prefs = preferences.get(context)
+        except LookupError as e:
+            self.report({"ERROR"}, str(e))
+            return {"CANCELLED"}
+        problem = checks.server_problem(prefs)
+        if not preferences.uses_server(prefs):
+            problem = "Generator is set to This Computer — set it to A Server first, or press Check Generator"
+        if problem:
+            self.report({"ERROR"}, problem)
+            return {"CANCELLED"}
+        try:
+            summary = jobs.server_summary(*jobs.check_server(prefs, timeout=self.timeout))
+        except generator_client.WorkerStartError as e:
+            self.report({"ERROR"}, str(e))
+            return {"CANCELLED"}
+        self.report({"INFO"}, summary)
         return {"FINISHED"}
 
 
@@ -636,6 +667,7 @@ CLASSES = (
     ZSS_OT_cancel,
     ZSS_OT_cancel_job,
     ZSS_OT_check_generator,
+    ZSS_OT_check_server,
     ZSS_OT_open_output,
     ZSS_OT_randomize_seed,
     ZSS_OT_regenerate,

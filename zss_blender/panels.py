@@ -228,11 +228,38 @@ def _setup_status(layout, setup):
             col.label(text=line)
 
 
+def _server(box, prefs):
+    """Generator: A Server — URL, token, certificate, Check Server and what the last check found."""
+    col = box.column()
+    col.prop(prefs, "server_url")
+    col.prop(prefs, "server_token")
+    if not prefs.server_token.strip():
+        col.label(
+            text=f"Empty: the {preferences.TOKEN_ENV} environment variable"
+            + (" (set)" if preferences.server_token(prefs) else " (not set)"),
+            icon="INFO",
+        )
+    col.prop(prefs, "server_cafile")
+    box.operator("zss.check_server", icon="URL")
+    names = preferences.server_model_names(prefs)
+    if names:
+        box.label(text=f"Models on the server: {', '.join(names)}", icon="CHECKMARK")
+    problem = jobs.connection_problem()
+    if problem:
+        alert = box.column()
+        alert.alert = True
+        alert.label(text=problem, icon="ERROR")
+
+
 def _generator(layout, prefs):
     setup = environment.state
     online = preferences.online_access()
     box = layout.box()
     box.label(text="Generator", icon="CONSOLE")
+    box.prop(prefs, "generator", expand=True)
+    if preferences.uses_server(prefs):
+        _server(box, prefs)
+        return
     col = box.column()
     col.prop(prefs, "python_path")
     row = box.row(align=True)
@@ -269,6 +296,10 @@ def _model(layout, prefs):
     row = box.row(align=True)
     row.prop(prefs, "model")
     row.menu("ZSS_MT_recent_models", text="", icon="TIME")
+    if preferences.uses_server(prefs):  # a name from the server's models.toml; it brings its ControlNet
+        if not prefs.model.strip():
+            box.label(text=f"Empty: the server's {preferences.SERVER_DEFAULT_MODEL} model", icon="INFO")
+        return
     if preferences.is_hub_id(prefs.model):
         row = box.row(align=True)
         row.enabled = online and not jobs.download_running()

@@ -36,14 +36,50 @@ BLEND_RELATIVE = compat.BLEND_RELATIVE_PATH
 
 RECENT_MODELS = 8  # distinct models remembered after a finished clip
 
+GENERATOR_ITEMS = (
+    ("LOCAL", "This Computer", "Run the generator here, in Generator Python (needs torch and a GPU or patience)"),
+    ("SERVER", "A Server", "Send jobs to a ZS² server (`zss serve`) on a GPU machine; frames come back here"),
+)
+TOKEN_ENV = "ZSS_TOKEN"  # the server token from the environment when the preference is empty
+SERVER_DEFAULT_MODEL = "textures"  # the model name every server offers without a models.toml
+
 STRIP_SOURCE_ITEMS = (
     ("IMAGES", "Image Sequence", "Sequencer strip from the PNG frames (exact pixels)"),
     ("MOVIE", "Movie", "Sequencer strip from the MP4 (one file)"),
 )
 
 
+def _server_model_names(self, context, edit_text):
+    """The Model field's suggestions in server mode: the names from the last Check Server."""
+    return server_model_names(self) if self.generator == "SERVER" else []
+
+
 class Properties:
     """The preferences' properties (per machine, not per .blend); panels.ZSSPreferences registers them."""
+
+    generator: EnumProperty(name="Generator", items=GENERATOR_ITEMS, default="LOCAL")
+    server_url: StringProperty(
+        name="Server URL",
+        description="The ZS² server, e.g. https://gpu-box.example:7860 or http://127.0.0.1:7860 (zss serve)",
+    )
+    server_token: StringProperty(
+        name="Token",
+        subtype="PASSWORD",
+        description="The token the server's admin made with `zss token new`. Kept in Blender's user "
+        f"preferences (userpref.blend), never in a .blend or a clip folder; empty: the {TOKEN_ENV} "
+        "environment variable",
+    )
+    server_cafile: StringProperty(
+        name="Certificate",
+        subtype="FILE_PATH",
+        description="Optional: the server's certificate (PEM) when it uses a self-signed one for HTTPS",
+    )
+    server_models: StringProperty(
+        name="Server Models",
+        default="[]",
+        options={"HIDDEN"},
+        description="JSON list of the models the server offered at the last Check Server",
+    )
 
     python_path: StringProperty(
         name="Generator Python",
@@ -74,7 +110,9 @@ class Properties:
     model: StringProperty(
         name="Model",
         description="Stable Diffusion 1.x model: a diffusers folder, a .safetensors file, a hub id, "
-        "'tiny' for the test model; empty: the built-in texture model (builtin:textures)",
+        "'tiny' for the test model; empty: the built-in texture model (builtin:textures). With a server: "
+        "one of the server's model names (Check Server lists them); empty: textures",
+        search=_server_model_names,
     )
     recent_models: StringProperty(
         name="Recent Models",
@@ -170,3 +208,33 @@ def is_hub_id(text):
         return False
     owner, name = text.split("/")
     return bool(owner and name) and not os.path.exists(os.path.expanduser(text)) and " " not in text
+
+
+def uses_server(prefs):
+    """Whether jobs go to a ZS² server instead of the generator on this computer."""
+    return prefs.generator == "SERVER"
+
+
+def server_token(prefs):
+    """The token: the preference, else the ZSS_TOKEN environment variable, else None."""
+    return prefs.server_token.strip() or os.environ.get(TOKEN_ENV, "").strip() or None
+
+
+def server_models(prefs):
+    """The models the server offered at the last Check Server: [{"name", "family", "controlnet"}, …]."""
+    try:
+        models = json.loads(prefs.server_models or "[]")
+    except ValueError:
+        return []
+    return [m for m in models if isinstance(m, dict) and isinstance(m.get("name"), str)]
+
+
+def server_model_names(prefs):
+    return [m["name"] for m in server_models(prefs)]
+
+
+def remember_server_models(prefs, models):
+    """Keep what Check Server found (the Model field suggests these names)."""
+    prefs.server_models = json.dumps(
+        [{"name": m["name"], "family": m.get("family", ""), "controlnet": bool(m.get("controlnet"))} for m in models]
+    )

@@ -95,4 +95,5 @@ def prefs(zb, tmp_path):
     p.recent_models = "[]"
     p.generator_dir = p.setup_python = p.setup_torch_spec = p.setup_pip_args = ""
     p.allow_pickle = p.attention_slicing = p.vae_tiling = p.cpu_offload = False
+    p.generator, p.server_url, p.server_token, p.server_cafile, p.server_models = "LOCAL", "", "", "", "[]"
     return p
