@@ -2,7 +2,7 @@
 
 One UNet call on a large frame (or one VAE decode) can take minutes on a CPU, and the sampler checks
 ``should_cancel`` only between chunks. ``cancel_points`` puts forward pre-hooks on the blocks of the
-UNet, the ControlNet and the VAE decoder (and on their resnets and attention modules) for as long as
+UNet, the ControlNet and the VAE decoder (their resnets and attention modules, and their layers) for as long as
 its ``with`` block runs: each hook raises the sampler's ``SamplingCancelled`` once ``should_cancel()``
 is true, so a cancel lands within one block's time. Hooks are removed on exit; ``forward`` is never
 replaced.
@@ -23,7 +23,7 @@ PARTS = ("resnets", "attentions", "downsamplers", "upsamplers")  # inside each b
 
 
 def _blocks(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
-    """The model's blocks and their parts: the places worth a cancel check (tens per call, not thousands)."""
+    """The model's blocks, their parts and the parts' layers: the places worth a cancel check (hundreds)."""
     blocks: list[torch.nn.Module] = []
     for name in BLOCK_LISTS:
         blocks.extend(getattr(model, name, None) or [])
@@ -31,7 +31,9 @@ def _blocks(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
     for block in blocks:
         yield block
         for part in PARTS:
-            yield from getattr(block, part, None) or []
+            for module in getattr(block, part, None) or []:
+                yield module
+                yield from module.children()  # a resnet's norms and convolutions: ~1 s each at 2048² on a CPU
 
 
 def cancel_modules(pipe) -> list[torch.nn.Module]:
