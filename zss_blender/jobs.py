@@ -41,6 +41,7 @@ _batch = []  # the Tasks of every job submitted since the queue was last empty, 
 _job_task = None  # the last job's Task that ended (job_task() prefers a running one)
 _download_task = None  # the current or last download's Task (result: the model's cache path)
 _download_model = ""
+_connection_shown = ""  # the connection problem the panel showed at the last poll
 
 
 # ------------------------------------------------------------------------------------------ reading
@@ -307,9 +308,18 @@ def poll():
         for running in list(_running.values()):
             if running.task.message.startswith("Starting the generator"):
                 changed |= running.task.update("Queued")
+    changed |= _connection_changed()
     if changed:
         timers.redraw(REDRAW_AREAS)
     return POLL_INTERVAL if (_running or download_running()) else None
+
+
+def _connection_changed():
+    """Whether "server unreachable" appeared or went away since the last poll (the panel redraws)."""
+    global _connection_shown
+    now = connection_problem()
+    changed, _connection_shown = now != _connection_shown, now
+    return changed
 
 
 def _route(event):
