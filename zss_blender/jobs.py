@@ -204,6 +204,13 @@ def check_server(prefs, timeout):
     return ready, list(c.models), list(c.workers)
 
 
+def server_status():
+    """The connected server's summary line (after Check Server or a job), else ""."""
+    if _client is None or _client.ready is None or not hasattr(_client, "workers"):  # the local worker
+        return ""
+    return server_summary(_client.ready, _client.models, _client.workers)
+
+
 def server_summary(ready, models, workers):
     """One line about a server: version, workers (GPUs) and model names."""
     gpus = [w for w in workers if w.get("gpu") is not None]

@@ -241,8 +241,11 @@ def _server(box, prefs):
         )
     col.prop(prefs, "server_cafile")
     box.operator("zss.check_server", icon="URL")
+    status = jobs.server_status()
     names = preferences.server_model_names(prefs)
-    if names:
+    if status:
+        box.label(text=status, icon="CHECKMARK")
+    elif names:
         box.label(text=f"Models on the server: {', '.join(names)}", icon="CHECKMARK")
     problem = jobs.connection_problem()
     if problem:

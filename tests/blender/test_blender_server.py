@@ -141,7 +141,9 @@ def test_check_server_lists_its_models_and_hides_the_local_setup(zb, server_pref
     log = draw_preferences(zb, server_prefs)
     assert ("prop", "server_url") in log and ("prop", "server_token") in log and ("operator", "zss.check_server") in log
     assert ("prop", "python_path") not in log and ("operator", "zss.setup_generator") not in log
-    assert ("label", "Models on the server: tiny") in log
+    status = zb.jobs.server_status()
+    assert status.startswith("Server ZS² ") and "1 CPU worker(s)" in status and "models tiny (depth)" in status
+    assert ("label", status) in log
 
     server_prefs.server_token = "not-the-token"
     with pytest.raises(RuntimeError, match="token"):
