@@ -370,3 +370,32 @@ def image_of_zeros():
     import numpy as np
 
     return np.zeros((8, 8, 3), np.uint8)
+
+
+MP4_UNDER_LIMIT = """
+import resource, signal, sys
+import numpy as np
+from zss_core import export
+export.ignore_file_size_signal()
+resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))
+frames = [np.random.default_rng(i).integers(0, 255, (128, 128, 3), np.uint8) for i in range(24)]
+try:
+    export.write_mp4(sys.argv[1], frames)
+except OSError as exc:
+    print(exc.errno, exc.filename)
+"""
+
+
+def test_an_mp4_cut_short_by_a_file_size_limit_raises_naming_the_file(tmp_path):
+    """ffmpeg reports the failed write only on its stderr and imageio-ffmpeg ignores its exit status:
+    before the check the truncated MP4 (20000 bytes, unplayable) was moved into place as a finished clip."""
+    import errno
+    import subprocess
+    import sys
+
+    target = tmp_path / "clip.mp4"
+    proc = subprocess.run(
+        [sys.executable, "-c", MP4_UNDER_LIMIT, str(target)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.stdout.split() == [str(errno.EFBIG), str(target)], proc.stdout + proc.stderr
+    assert not target.exists() and not list(tmp_path.iterdir())  # no truncated clip, no temporary

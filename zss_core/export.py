@@ -130,7 +130,46 @@ def write_mp4(path: str | os.PathLike, frames: Sequence, fps: float = 24.0) -> P
                 image = np.pad(image, ((0, even_h - height), (0, even_w - width), (0, 0)), mode="edge")
             writer.send(np.ascontiguousarray(image))
         writer.close()
+        check_mp4(tmp, path)
     return path
+
+
+def mp4_boxes(path: str | os.PathLike) -> list[str] | None:
+    """The top-level box types of an MP4, or None when the boxes do not add up to the file (truncated)."""
+    size, found = os.path.getsize(path), []
+    with open(path, "rb") as stream:
+        offset = 0
+        while offset < size:
+            stream.seek(offset)
+            header = stream.read(16)
+            if len(header) < 8:
+                return None
+            length, kind = int.from_bytes(header[:4], "big"), header[4:8].decode("latin-1")
+            if length == 1 and len(header) == 16:
+                length = int.from_bytes(header[8:16], "big")
+            if length < 8:
+                return None
+            found.append(kind)
+            offset += length
+    return found if offset == size else None
+
+
+def check_mp4(written: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Raise ``OSError`` naming ``path`` when ffmpeg left a truncated MP4 (it reports write errors only on its
+    own stderr and imageio-ffmpeg ignores its exit status): a full disk or a file-size limit."""
+    boxes = mp4_boxes(written)
+    if boxes is not None and "moov" in boxes and "mdat" in boxes:
+        return
+    import errno
+    import resource
+
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0] if hasattr(resource, "RLIMIT_FSIZE") else -1
+    if limit not in (-1, resource.RLIM_INFINITY) and os.path.getsize(written) >= limit:
+        code = errno.EFBIG
+    else:
+        stats = os.statvfs(os.path.dirname(os.path.abspath(written)))
+        code = errno.ENOSPC if stats.f_bavail * stats.f_frsize < 1024 * 1024 else errno.EIO
+    raise OSError(code, f"the video encoder could not finish the file ({os.strerror(code)})", str(path))
 
 
 def write_contact_sheet(
