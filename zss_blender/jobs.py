@@ -1,4 +1,8 @@
-"""The running job and model download: owns the generator client (kept warm across jobs) and their tasks.
+"""The job queue and model download: owns the generator client (kept warm across jobs) and their tasks.
+
+Every submitted job that has not ended is kept in submit order with its JobPlan, Task and staging
+folder; events are routed to their job by id. The local generator runs queued jobs one after another,
+a server runs them side by side; either way each job ends (imported, cancelled or failed) on its own.
 
 poll() is the bpy.app.timers callback (tests, where timers never fire, call it in a loop). It never
 blocks: the client's reader thread has already queued the events, poll() drains them, updates the
@@ -7,8 +11,9 @@ the tasks; nothing outside this module writes them. Runtime state lives here, no
 saved file never holds a stale job.
 
 The add-on talks to the generator only through zss_core.client.GeneratorClient, made by make_client()
-(the local worker today; a remote client plugs in there). With Blender's online access off the worker
-runs with HF_HUB_OFFLINE=1, so a model that is not on disk fails at once instead of trying the network.
+(the local worker, or zss_core.remote.RemoteClient when the preferences name a server). With
+Blender's online access off the local worker runs with HF_HUB_OFFLINE=1, so a model that is not on
+disk fails at once instead of trying the network.
 """
 
 import dataclasses

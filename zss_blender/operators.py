@@ -374,6 +374,13 @@ class ZSS_OT_download_model(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
+        try:
+            server = preferences.uses_server(preferences.get(context))
+        except LookupError:
+            server = False
+        if server:
+            cls.poll_message_set("The server has its own models (Check Server lists them)")
+            return False
         if not preferences.online_access():
             cls.poll_message_set("Online access is off (Preferences ▸ System ▸ Network)")
             return False

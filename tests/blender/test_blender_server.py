@@ -244,5 +244,6 @@ def test_server_preferences_are_checked_before_anything_is_sent(zb, prefs):
         assert zb.operators.validation_problems(bpy.context) == []
         plan = zb.jobspec.plan(bpy.context, prefs, (), job_id="validation")
         assert plan.job["model"] == "textures" and not plan.job["allow_pickle"]  # the server's default name
+        assert not bpy.ops.zss.download_model.poll()  # the server has its own models
     finally:
         prefs.generator = "LOCAL"
