@@ -191,3 +191,43 @@ def test_builtin_model_is_the_default(tmp_path):
     assert (job["width"], job["height"]) == (64, 64)
     job = job_from_args(build_parser().parse_args(["generate", "x", "--model", "org/sd15"]))
     assert (job["width"], job["height"]) == (512, 512) and "controlnet_model" not in job
+
+
+def test_a_non_utf8_out_folder_is_a_clear_error_not_a_traceback(tmp_path):
+    """Issue 12, defect 8: a byte that is not UTF-8 in --out ended in a UnicodeEncodeError traceback
+    after the job folder was made; now it is refused before anything is written."""
+    out = os.fsdecode(os.fsencode(tmp_path) + b"/o\xff")
+    proc = run_cli("generate", "x", "--model", "tiny", "--frames", "1", "--steps", "1", "--out", out, "--id", "a")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "out:" in proc.stderr and "UTF-8" in proc.stderr and "\\udcff" in proc.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_latin1_control_image_name_is_read_and_kept_as_png(tmp_path):
+    """Issue 12, defect 8: a Latin-1 file name under --control-depth ended in a UnicodeEncodeError; the
+    image is now read through the OS's bytes and kept as control/control_0001.png (UTF-8 in job.json)."""
+    depth = os.fsencode(tmp_path / "depth")
+    os.mkdir(depth)
+    Image.new("L", (64, 64), 128).save(depth + b"/d\xe9pth.png")
+    out = tmp_path / "out"
+    proc = run_cli(
+        "generate", "x", "--model", "tiny", "--frames", "1", "--steps", "1", "--no-mp4",
+        "--control-depth", os.fsdecode(depth), "--out", str(out), "--id", "lat",
+    )  # fmt: skip
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    manifest = json.loads((out / "lat" / "job.json").read_text(encoding="utf-8"))
+    assert manifest["job"]["control"]["images"] == [str(out / "lat" / "control" / "control_0001.png")]
+
+
+def test_a_control_image_that_is_not_an_image_is_refused_naming_it_and_nothing_is_left(tmp_path, capsys):
+    depth = tmp_path / "depth"
+    depth.mkdir()
+    (depth / "0.png").write_bytes(b"root:x:0:0:root:/root:/bin/bash\n")
+    out = tmp_path / "out"
+    code = main(
+        ["generate", "x", "--model", "tiny", "--frames", "1", "--steps", "1", "--control-depth", str(depth),
+         "--out", str(out), "--id", "bad"]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "control.images[0]: Control image 1" in err and "not an image" in err
+    assert not (out / "bad").exists()

@@ -123,3 +123,18 @@ def test_unknown_builtin_model_is_a_clear_error():
     with pytest.raises(ModelNotFound, match="unknown built-in model 'builtin:nope'") as info:
         load_pipeline("builtin:nope", device="cpu")
     assert "builtin:textures" in info.value.hint
+
+
+def test_a_pickle_only_model_folder_is_refused_unless_allowed(tmp_path):
+    """Issue 12: allow_pickle=False is enforced here, before any loader runs, not left to the libraries."""
+    from zss_core.models import ModelIncompatible, pickle_only_folders
+
+    folder = tmp_path / "pickled"
+    build_tiny_pipeline().save_pretrained(folder, safe_serialization=False)
+    assert {p.name for p in pickle_only_folders(folder)} == {"unet", "vae"}  # transformers writes safetensors
+    with pytest.raises(ModelIncompatible) as info:
+        load_pipeline(str(folder), device="cpu")
+    assert info.value.code == "model_incompatible" and info.value.field == "model"
+    assert "allow_pickle" in info.value.message and "safetensors" in info.value.hint
+    loaded = load_pipeline(str(folder), device="cpu", allow_pickle=True)
+    assert torch.equal(loaded.unet.conv_in.weight, build_tiny_pipeline().unet.conv_in.weight)
