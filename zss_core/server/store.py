@@ -130,14 +130,18 @@ class JobStore:
                 continue  # a folder half-created by a crash during submit: nothing of it was accepted
             if job.id != name:
                 continue
-            for event in self._read_events(folder):
+            events, clean = self._read_events(folder)
+            for event in events:
                 self._record(job, event)
+            if not clean:  # drop the cut line, so what is appended next starts a line of its own
+                self._rewrite_events(job)
             self._jobs[job.id] = job
             if job.active:
                 self._interrupt(job)
 
     @staticmethod
-    def _read_events(folder: str) -> list[dict[str, Any]]:
+    def _read_events(folder: str) -> tuple[list[dict[str, Any]], bool]:
+        """The events of a job folder, and whether every line was whole (a killed server may cut one)."""
         events = []
         try:
             with open(os.path.join(folder, "events.jsonl"), encoding="utf-8") as f:
@@ -145,10 +149,16 @@ class JobStore:
                     try:
                         events.append(json.loads(line))
                     except ValueError:
-                        break  # the last line of a killed server may be cut short
+                        return events, False
         except OSError:
             pass
-        return events
+        return events, True
+
+    def _rewrite_events(self, job: JobRecord) -> None:
+        tmp = os.path.join(job.folder, "events.jsonl.tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(event) + "\n" for event in job.events)
+        os.replace(tmp, os.path.join(job.folder, "events.jsonl"))
 
     def _interrupt(self, job: JobRecord) -> None:
         count = len(job.frames)
@@ -157,7 +167,7 @@ class JobStore:
             "id": job.id,
             "code": "worker_died",
             "message": f"The server stopped while this job ran; the {count} frame{'s' if count != 1 else ''} "
-            "it wrote are kept.",
+            f"it wrote {'are' if count != 1 else 'is'} kept.",
             "hint": "Generate again to make the whole clip.",
             "field": None,
             "problems": None,
