@@ -208,13 +208,23 @@ def test_cancel_lands_within_two_seconds_inside_a_large_frame(tiny_pipe, tmp_pat
     assert landed < 2.0, landed
 
 
-def test_cancel_hooks_are_removed_after_the_job(tiny_pipe):
-    from zss_core.cancel import cancel_modules, cancel_points
+def test_cancel_hooks_are_removed_and_the_sliced_vae_attention_is_exact(tiny_pipe):
+    from zss_core.cancel import SlicedAttention, cancel_modules, cancel_points, vae_attentions
 
     before = [len(m._forward_pre_hooks) for m in cancel_modules(tiny_pipe)]
-    with cancel_points(tiny_pipe, lambda: False) as checks:
-        assert checks > 20
+    processors = [attn.processor for attn in vae_attentions(tiny_pipe)]
+    latents = torch.randn(2, 4, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        reference = tiny_pipe.vae.decode(latents).sample
+        with cancel_points(tiny_pipe, lambda: False) as checks:
+            assert checks > 20 and processors
+            for attn in vae_attentions(tiny_pipe):
+                assert isinstance(attn.processor, SlicedAttention)
+                attn.processor.slice_elements = 100 * 1024  # 1024 tokens → 10 slices of ~100 queries
+            sliced = tiny_pipe.vae.decode(latents).sample
+    assert torch.equal(sliced, reference)
     assert [len(m._forward_pre_hooks) for m in cancel_modules(tiny_pipe)] == before
+    assert [attn.processor for attn in vae_attentions(tiny_pipe)] == processors
 
 
 class RaiseInUnet:
