@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
+import signal
 import ssl
 import subprocess
 import sys
@@ -299,3 +300,27 @@ def test_restart_marks_an_unfinished_job_interrupted_with_its_frames(tmp_path):
         )  # an ended job's long poll answers at once
     finally:
         srv.stop()
+
+
+def test_a_worker_that_dies_is_restarted_and_its_job_fails_with_its_frames(server):
+    token = server.tokens[0]
+    _, listing = server.call("GET", "/v1/models", token=token)
+    pid = listing["workers"][0]["pid"]
+    status, answer = server.call("POST", "/v1/jobs", token=token, body=small_job(frames=16, steps=2))
+    assert status == 201
+    job_id, events = answer["id"], []
+    while not any(e["type"] == "frame" for e in events):
+        _, new = server.call("GET", f"/v1/jobs/{job_id}/events?after={len(events) - 1}&wait=5", token=token)
+        events += new
+        assert events[-1]["type"] not in ("done", "error", "cancelled"), events[-1]
+    os.kill(pid, signal.SIGKILL)
+    events = server.wait_end(job_id, token, timeout=60)
+    assert events[-1]["type"] == "error" and events[-1]["code"] == "worker_died", events[-1]
+    _, state = server.call("GET", f"/v1/jobs/{job_id}", token=token)
+    assert state["state"] == "failed" and state["frames_written"] >= 1
+    status, png = server.call("GET", f"/v1/jobs/{job_id}/frames/0", token=token)
+    assert status == 200 and png.startswith(b"\x89PNG")
+    status, answer = server.call("POST", "/v1/jobs", token=token, body=small_job())
+    assert status == 201 and server.wait_end(answer["id"], token)[-1]["type"] == "done"  # a new worker runs it
+    _, listing = server.call("GET", "/v1/models", token=token)
+    assert listing["workers"][0]["pid"] not in (None, pid)

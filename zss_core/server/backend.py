@@ -48,7 +48,7 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def workers(self) -> list[dict[str, Any]]:
-        """What each worker runs on, for GET /v1/models: device, GPU memory, busy."""
+        """What each worker runs on, for GET /v1/models: device, GPU memory, process id, busy."""
 
     @abc.abstractmethod
     def close(self) -> None:
@@ -99,6 +99,7 @@ class LocalBackend(Backend):
                     "gpu": slot.gpu,
                     "device": ready.device if ready else None,
                     "gpu_total_bytes": ready.gpu_total_bytes if ready else None,
+                    "pid": ready.pid if ready else None,
                     "ready": ready is not None and slot.client.is_alive(),
                     "busy": slot.job is not None,
                 }
