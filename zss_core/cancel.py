@@ -86,7 +86,7 @@ class SlicedAttention:
         return hidden_states / attn.rescale_output_factor
 
 
-def vae_attentions(pipe) -> list[torch.nn.Module]:
+def vae_attentions(pipe) -> list:
     """The VAE decoder's attention modules (its mid block's)."""
     from diffusers.models.attention_processor import Attention
 
@@ -106,11 +106,11 @@ def cancel_points(pipe, should_cancel: Callable[[], bool]) -> Iterator[int]:
     handles = [module.register_forward_pre_hook(check) for module in cancel_modules(pipe)]
     replaced = [(attn, attn.processor) for attn in vae_attentions(pipe)]
     for attn, processor in replaced:
-        attn.processor = SlicedAttention(processor, should_cancel)
+        attn.set_processor(SlicedAttention(processor, should_cancel))
     try:
         yield len(handles)
     finally:
         for handle in handles:
             handle.remove()
         for attn, processor in replaced:
-            attn.processor = processor
+            attn.set_processor(processor)
