@@ -87,3 +87,17 @@ def test_the_estimate_covers_the_measured_peak_without_wild_overestimate(size):
     estimated = found.total - found.parts["model"]
     print(f"{size}²: estimated {estimated / 2**20:.0f} MB, measured peak growth {measured / 2**20:.0f} MB")
     assert measured <= estimated <= 4 * measured, (estimated, measured)
+
+
+def test_auto_chunk_on_the_cpu_is_the_largest_that_fits_the_estimate():
+    """chunk "auto" had nothing to measure on the CPU and ran the whole clip at once."""
+    cpu = _cpu()
+    long = job(frames=256, width=1024, height=1024, chunk="auto")
+    whole = budget.job_estimate(long, budget.TINY, cpu, 4, None).total
+    available = whole // 3
+    chunk = budget.largest_chunk(long, budget.TINY, cpu, 4, available)
+    assert chunk is not None and 1 <= chunk < 256
+    assert budget.job_estimate(long, budget.TINY, cpu, 4, chunk).total <= available
+    assert budget.job_estimate(long, budget.TINY, cpu, 4, chunk + 1).total > available
+    assert budget.largest_chunk(long, budget.TINY, cpu, 4, whole) is None  # it all fits: one chunk
+    assert budget.largest_chunk(long, budget.TINY, cpu, 4, None) is None  # nothing known

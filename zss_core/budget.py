@@ -205,17 +205,35 @@ def refusal(job, found: Estimate, available: int | None, device: str) -> tuple[s
     return message, hint, lower[0].split("/")[0]
 
 
-def job_estimate(job, profile: ModelProfile, device, dtype_bytes: int) -> Estimate:
-    """``estimate`` for a ``protocol.Job`` on ``device`` (chunk "auto" counts as one frame per chunk)."""
-    chunk = 1 if job.chunk == "auto" else job.chunk
+def job_estimate(job, profile: ModelProfile, device, dtype_bytes: int, chunk: int | str | None = "job") -> Estimate:
+    """``estimate`` for a ``protocol.Job`` on ``device`` with ``chunk`` (by default the job's own; "auto"
+    counts as one frame per chunk: the smallest it can pick)."""
+    asked = job.chunk if chunk == "job" else chunk
+    size = 1 if asked == "auto" else asked
+    assert size is None or isinstance(size, int)
     return estimate(
         profile,
         width=job.width,
         height=job.height,
         frames=job.frames,
-        chunk=chunk,
+        chunk=size,
         guidance=job.guidance,
         dtype_bytes=dtype_bytes,
         control=job.control is not None,
         materialized_attention=device.type not in ("cpu", "cuda"),
     )
+
+
+def largest_chunk(job, profile: ModelProfile, device, dtype_bytes: int, available: int | None) -> int | None:
+    """The largest chunk whose estimate fits ``available`` (``chunk: "auto"`` where nothing is measured, as
+    on the CPU): None (the whole clip) when it all fits or nothing is known, else at least 1."""
+    if available is None or job_estimate(job, profile, device, dtype_bytes, None).total <= available * HEADROOM:
+        return None
+    low, high = 1, job.frames  # estimates grow with the chunk: the largest that fits, by bisection
+    while low < high:
+        middle = (low + high + 1) // 2
+        if job_estimate(job, profile, device, dtype_bytes, middle).total <= available * HEADROOM:
+            low = middle
+        else:
+            high = middle - 1
+    return low

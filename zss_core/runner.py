@@ -320,9 +320,8 @@ def run_job(
     callbacks = callbacks or JobCallbacks()
     started = time.perf_counter()
     device = pipe._execution_device
-    estimated = check_memory(
-        job, replace(budget.profile_from_pipe(pipe), weight_bytes=0), device, pipe.unet.dtype.itemsize
-    )
+    profile, dtype_bytes = replace(budget.profile_from_pipe(pipe), weight_bytes=0), pipe.unet.dtype.itemsize
+    estimated = check_memory(job, profile, device, dtype_bytes)
     job_dir = create_job_dir(job)
     manifest = Manifest(
         job,
@@ -344,6 +343,8 @@ def run_job(
         chunk = job.chunk
         if chunk == "auto":
             chunk = auto_chunk(free_bytes, measure_frame_memory(pipe, job), job.frames)
+            if chunk is None and device.type == "cpu":  # nothing measured: the estimate picks it
+                chunk = budget.largest_chunk(job, profile, device, dtype_bytes, budget.available_bytes(device))
         options = sampling_options(job, chunk)
         attempts: list[dict] = []
         while True:
