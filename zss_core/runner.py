@@ -391,7 +391,10 @@ def run_job(
             if isinstance(error, JobError)
             else {"code": "interrupted", "message": repr(error)}
         )
-        manifest.write("failed", error=details)
+        try:
+            manifest.write("failed", error=details)
+        except OSError as unwritten:  # a full disk: the error itself is what the user must hear
+            log.warning("job %s: could not record the failure in %s: %s", job.id, manifest.path, unwritten)
         if error is exc:
             raise
         raise error from exc
