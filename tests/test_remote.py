@@ -164,3 +164,14 @@ def test_server_killed_mid_job_and_restarted(tmp_path):
     frames = [e.path for e in events if e.type == "frame"]
     assert frames and all(os.path.isfile(p) for p in frames)
     assert remote.connection_state() == "ok"
+
+
+def test_plain_http_only_on_loopback():
+    for url in ("http://127.0.0.1:7860", "http://[::1]:7860", "http://localhost:7860", "https://gpu-box:7860"):
+        assert RemoteClient(url, "t").describe() == f"server: {url}"
+    with pytest.raises(ValueError, match="https://"):
+        RemoteClient("http://10.0.0.5:7860", "t")
+    assert RemoteClient("http://10.0.0.5:7860", "t", allow_http=True).url == "http://10.0.0.5:7860"
+    for bad in ("gpu-box:7860", "ftp://gpu-box", "https://"):
+        with pytest.raises(ValueError, match="https://host:port"):
+            RemoteClient(bad, "t")

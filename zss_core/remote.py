@@ -1,9 +1,12 @@
 """RemoteClient: the generator behind `zss serve` (docs/server.md), as a `GeneratorClient`.
 
     RemoteClient(url: str, token: str | None = None, *, cafile: str | None = None,
-                 poll_wait: float = 10.0, timeout: float = 30.0, max_backoff: float = 10.0)
+                 poll_wait: float = 10.0, timeout: float = 30.0, max_backoff: float = 10.0,
+                 allow_http: bool = False)
 
-- ``url``: ``https://host:port`` (or ``http://127.0.0.1:port`` for a loopback server).
+- ``url``: ``https://host:port``; ``http://`` only for a loopback server (127.0.0.1, ::1,
+  localhost) unless ``allow_http`` (the token would cross the network in the clear). A bad URL
+  raises ValueError with what to write instead.
 - ``token``: the server token; None reads the ``ZSS_TOKEN`` environment variable. It lives only in
   this object's memory and the ``Authorization`` header: never written to a file.
 - ``cafile``: a PEM certificate (or CA bundle) to trust instead of the system's, for a server with a
@@ -29,6 +32,7 @@ import base64
 import collections
 import contextlib
 import http.client
+import ipaddress
 import json
 import os
 import queue
@@ -47,6 +51,15 @@ from .protocol import Error, Job, Message, Ready
 __all__ = ["RemoteClient", "ServerError", "Unreachable"]
 
 LOG_LINES = 200
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class Unreachable(ConnectionError):
@@ -71,10 +84,16 @@ class RemoteClient(GeneratorClient):
         poll_wait: float = 10.0,
         timeout: float = 30.0,
         max_backoff: float = 10.0,
+        allow_http: bool = False,
     ) -> None:
         parsed = urllib.parse.urlsplit(url.strip())
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise ValueError(f"server URL must look like https://host:port, got {url!r}")
+        if parsed.scheme == "http" and not allow_http and not _is_loopback(parsed.hostname):
+            raise ValueError(
+                f"{url} is plain http: the token would cross the network unencrypted. "
+                "Use https:// (zss serve --tls-cert/--tls-key, or a reverse proxy)."
+            )
         self.url = f"{parsed.scheme}://{parsed.netloc}"
         self._token = token if token is not None else os.environ.get("ZSS_TOKEN")
         self._ssl = ssl.create_default_context(cafile=cafile) if parsed.scheme == "https" else None
