@@ -105,3 +105,16 @@ def test_store_delete_and_expiry(tmp_path):
     assert not os.path.exists(active.folder)
     store.delete(store.get("new", "a"))
     assert not os.path.exists(new.folder) and store.owned("a") == []
+
+
+def test_commit_refuses_past_the_owners_limit(tmp_path):
+    """Parallel submits of one token: the limit is checked again when the job is added (under the lock)."""
+    store = JobStore(str(tmp_path))
+    first, second, other = (
+        store.create("j1", "a", "tiny"),
+        store.create("j2", "a", "tiny"),
+        store.create("j3", "b", "tiny"),
+    )
+    assert store.commit(first, max_active=1)
+    assert not store.commit(second, max_active=1) and store.get("j2", "a") is None
+    assert store.commit(other, max_active=1)  # another token has its own count

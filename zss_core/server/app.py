@@ -80,6 +80,13 @@ class JobIntake:
         self.config = config
         self.store = store
 
+    def too_many(self) -> ApiError:
+        return ApiError(
+            429,
+            "too_many_jobs",
+            f"you have {self.config.max_queued} jobs queued or running; wait for one to end or cancel one",
+        )
+
     def check_limits(self, body: dict[str, Any]) -> None:
         c = self.config
         frames, width, height, steps = (body.get(k) for k in ("frames", "width", "height", "steps"))
@@ -117,11 +124,7 @@ class JobIntake:
             )
         self.check_limits(body)
         if self.store.active_count(owner) >= self.config.max_queued:
-            raise ApiError(
-                429,
-                "too_many_jobs",
-                f"you have {self.config.max_queued} jobs queued or running; wait for one to end or cancel one",
-            )
+            raise self.too_many()
         record = self.store.create(new_job_id(), owner, entry.name)
         try:
             job = {**body, "id": record.id, "output_dir": record.output_dir, "model": entry.model}
@@ -137,7 +140,8 @@ class JobIntake:
             if problems:
                 error = protocol.error_for_problems(None, problems)
                 raise ApiError(422, "bad_request", error.message, error.field, error.problems)
-            self.store.commit(record)
+            if not self.store.commit(record, max_active=self.config.max_queued):
+                raise self.too_many()
         except BaseException:
             self.store.discard(record)
             raise

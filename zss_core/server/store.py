@@ -195,10 +195,16 @@ class JobStore:
         os.makedirs(job.output_dir)
         return job
 
-    def commit(self, job: JobRecord) -> None:
+    def commit(self, job: JobRecord, max_active: int | None = None) -> bool:
+        """Add a created job to the index; False (nothing added) when its owner already has
+        `max_active` jobs queued or running — checked under the lock, so parallel submits cannot race past it."""
         with self._lock:
+            active = sum(1 for j in self._jobs.values() if j.owner == job.owner and j.active)
+            if max_active is not None and active >= max_active:
+                return False
             self._write_state(job)
             self._jobs[job.id] = job
+            return True
 
     def append(self, job_id: str, event: dict[str, Any]) -> None:
         """Record one event of a job (its server paths made relative); ending events settle its state."""
