@@ -39,9 +39,7 @@ import queue
 import ssl
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from typing import Any
 
 from . import protocol
@@ -95,6 +93,9 @@ class RemoteClient(GeneratorClient):
                 "Use https:// (zss serve --tls-cert/--tls-key, or a reverse proxy)."
             )
         self.url = f"{parsed.scheme}://{parsed.netloc}"
+        self._host = parsed.hostname
+        self._port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        self._local = threading.local()
         self._token = token if token is not None else os.environ.get("ZSS_TOKEN")
         self._ssl = ssl.create_default_context(cafile=cafile) if parsed.scheme == "https" else None
         self.poll_wait = poll_wait
@@ -111,6 +112,27 @@ class RemoteClient(GeneratorClient):
 
     # ------------------------------------------------------------------ HTTP
 
+    def _connection(self, timeout: float) -> http.client.HTTPConnection:
+        """This thread's kept-alive connection (one TLS handshake per thread, not per call)."""
+        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._ssl is not None:
+                conn = http.client.HTTPSConnection(self._host, self._port, timeout=timeout, context=self._ssl)
+            else:
+                conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+            self._local.conn = conn
+        conn.timeout = timeout
+        if conn.sock is not None:
+            conn.sock.settimeout(timeout)
+        return conn
+
+    def drop_connection(self) -> None:
+        """Close this thread's connection (after an error, or when the thread ends)."""
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            conn.close()
+
     def request(self, method: str, path: str, body: Any = None, timeout: float | None = None) -> bytes:
         """One call: the answer's body, ServerError for a 4xx, Unreachable for no answer or a 5xx."""
         data = None if body is None else json.dumps(body).encode("utf-8")
@@ -119,22 +141,30 @@ class RemoteClient(GeneratorClient):
             headers["Content-Type"] = "application/json"
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
-        req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
-        try:
-            with urllib.request.urlopen(req, timeout=timeout or self.timeout, context=self._ssl) as answer:
-                payload: bytes = answer.read()
-        except urllib.error.HTTPError as e:
-            text = e.read()
-            if e.code >= 500:
-                raise Unreachable(f"the server answered {e.code}") from None
+        if method != "GET":
+            self.drop_connection()  # never resend a POST that a stale connection may have delivered
+        for attempt in range(2):
+            conn = self._connection(timeout or self.timeout)
+            fresh = conn.sock is None
             try:
-                err = json.loads(text)["error"]
-                raise ServerError(e.code, err["code"], err["message"], err.get("field"), err.get("problems")) from None
+                conn.request(method, path, body=data, headers=headers)
+                answer = conn.getresponse()
+                payload: bytes = answer.read()
+                break
+            except (http.client.HTTPException, OSError) as e:
+                self.drop_connection()
+                if fresh or attempt:
+                    raise Unreachable(f"{self.url}: {e}") from None
+                # a kept-alive connection the server closed meanwhile: once more on a fresh one
+        if answer.status >= 500:
+            raise Unreachable(f"the server answered {answer.status}")
+        if answer.status >= 400:
+            try:
+                err = json.loads(payload)["error"]
+                error = ServerError(answer.status, err["code"], err["message"], err.get("field"), err.get("problems"))
             except (ValueError, KeyError, TypeError):
-                raise ServerError(e.code, "bad_request", text[:200].decode("utf-8", "replace")) from None
-        except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
-            reason = getattr(e, "reason", None) or e
-            raise Unreachable(f"{self.url}: {reason}") from None
+                error = ServerError(answer.status, "bad_request", payload[:200].decode("utf-8", "replace"))
+            raise error
         self._set_state("ok")
         return payload
 
@@ -336,6 +366,8 @@ class _RemoteJob:
             self.fail(e.code, e.message, "Fix the job and send it again.", e.field, e.problems)
         except OSError as e:
             self.fail("output_not_writable", f"cannot read or write {e.filename}: {e.strerror}")
+        finally:
+            self.client.drop_connection()
 
     def follow(self) -> None:
         try:
