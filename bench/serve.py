@@ -88,7 +88,8 @@ def job(job_id: str, out: Path, frames: int, steps: int) -> dict:
     }
 
 
-def run_one(client, job_dict: dict) -> float:
+def run_one(client, job_dict: dict) -> tuple[float, float]:
+    """(wall seconds from submit to the done event in this process, the worker's own seconds)."""
     start = time.perf_counter()
     client.submit(job_dict)
     while True:
@@ -96,7 +97,7 @@ def run_one(client, job_dict: dict) -> float:
             if event.id == job_dict["id"] and event.type in ("done", "error", "cancelled"):
                 if event.type != "done":
                     raise SystemExit(f"job failed: {event}")
-                return time.perf_counter() - start
+                return time.perf_counter() - start, event.seconds
         time.sleep(0.002)
 
 
@@ -106,19 +107,23 @@ def overhead(url: str, token: str, folder: Path, frames: int, steps: int, repeat
     remote = RemoteClient(url, token, poll_wait=10)
     remote.wait_ready(timeout=30)
     times: dict[str, list[float]] = {"local": [], "serve": []}
+    outside: dict[str, list[float]] = {"local": [], "serve": []}  # wall time not spent in the worker's job
     try:
         for i in range(repeats + 1):  # round 0 warms both up (model load)
             for name, client in (("local", local), ("serve", remote)):
-                seconds = run_one(client, job(f"{name}-{i}", folder / name, frames, steps))
+                wall, worker = run_one(client, job(f"{name}-{i}", folder / name, frames, steps))
                 if i:
-                    times[name].append(seconds)
+                    times[name].append(wall)
+                    outside[name].append(wall - worker)
     finally:
         local.stop()
         remote.close()
     medians = {k: statistics.median(v) for k, v in times.items()}
     print(f"\n{frames}-frame job, {steps} steps, 64×64, tiny model, {repeats} repeats (median seconds)")
+    print("  path   wall     (each)                        outside the worker's job (queue, HTTP, downloads)")
     for name, values in times.items():
-        print(f"  {name:6s} {medians[name]:7.3f}   ({', '.join(f'{v:.3f}' for v in values)})")
+        each = ", ".join(f"{v:.3f}" for v in values)
+        print(f"  {name:6s} {medians[name]:7.3f}   ({each})   {statistics.median(outside[name]):.3f}")
     return medians["serve"] / medians["local"]
 
 
