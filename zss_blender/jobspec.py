@@ -187,6 +187,8 @@ def build(scene, prefs, job_id, root, overrides=None):
         "attention_slicing": prefs.attention_slicing,
         "vae_tiling": prefs.vae_tiling,
         "cpu_offload": prefs.cpu_offload,
+        "cache_interval": settings.cache_interval,
+        "fast": prefs.fast_gpu,
     }
     if settings.use_depth:
         job["controlnet_model"] = model_reference(controlnet_setting(prefs))

@@ -74,6 +74,7 @@ def draw_zss(layout, context):
     col.prop(settings, "lam")
     col.prop(settings, "mu")
     col.prop(settings, "noise")
+    col.prop(settings, "cache_interval")
     col.prop(settings, "chunk")
     if settings.chunk < 0:
         col.label(text="Chunk: Auto (what fits the GPU)", icon="INFO")
@@ -336,6 +337,7 @@ def draw_preferences(layout, prefs):
     col.prop(prefs, "precision")
     col.prop(prefs, "attention_slicing")
     col.prop(prefs, "vae_tiling")
+    col.prop(prefs, "fast_gpu")
     col.prop(prefs, "cpu_offload")
     box = layout.box()
     box.label(text="Output", icon="FILE_FOLDER")

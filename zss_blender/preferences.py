@@ -136,6 +136,13 @@ class Properties:
     vae_tiling: BoolProperty(
         name="VAE Tiling", default=False, description="Decode frames in tiles: much less memory for large sizes"
     )
+    fast_gpu: BoolProperty(
+        name="Fast GPU Paths",
+        default=False,
+        description="On NVIDIA GPUs: channels-last layout, compiled model parts (the first clip of each size "
+        "compiles for minutes, later ones are faster), fused attention projections and tiled decoding "
+        "of large frames. No effect on the CPU",
+    )
     cpu_offload: BoolProperty(
         name="CPU Offload",
         default=False,

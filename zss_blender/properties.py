@@ -141,6 +141,15 @@ class ZSSSceneSettings(bpy.types.PropertyGroup):
         description="Frames per UNet batch, to bound GPU memory (the result is the same): -1 = Auto (the "
         "most that fit the free GPU memory), 0 = all frames at once, N = N frames",
     )
+    cache_interval: IntProperty(
+        name="Step Caching Interval",
+        default=1,
+        min=1,
+        soft_max=5,
+        max=defaults.MAX_STEPS,
+        description="Run the full model every N denoising steps and only its outer layers on reused deep "
+        "features in between: faster, slightly different frames (1 = off; 3 ≈ half the model time)",
+    )
     loop: BoolProperty(
         name="Seamless Loop",
         default=False,

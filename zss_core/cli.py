@@ -110,6 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--prompt-interpolation", choices=defaults.PROMPT_INTERPOLATIONS, default=defaults.PROMPT_INTERPOLATIONS[0]
     )
+    gen.add_argument(
+        "--cache-interval",
+        type=int,
+        default=1,
+        metavar="N",
+        help="step caching: the full UNet every N steps, its shallow blocks on cached deep features between (1: off)",
+    )
+    gen.add_argument("--fast", action="store_true", help="GPU fast paths: channels-last, torch.compile, fused QKV")
 
     sub.add_parser("worker", help="run the generator process (JSON lines on stdin/stdout)")
     sub.add_parser("setup-env", help="create, check or repair a generator environment (see --help)", add_help=False)
@@ -159,6 +167,8 @@ def job_from_args(args) -> dict:
         "tile_x": "x" in (args.tile or ""),
         "tile_y": "y" in (args.tile or ""),
         "prompt_interpolation": args.prompt_interpolation,
+        "cache_interval": args.cache_interval,
+        "fast": args.fast,
     }
     if args.prompt_at:
         job["prompts"] = [{"frame": _int_or_text(frame), "prompt": text} for frame, text in args.prompt_at]

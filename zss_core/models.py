@@ -458,6 +458,7 @@ def load_pipeline(
     scheduler: str = "ddim",
     allow_pickle: bool = False,
     memory: MemoryOptions | None = None,
+    fast: bool = False,
 ):
     """A ready pipeline on its device: SD (text → clip) or SD + ControlNet when ``controlnet`` is given.
 
@@ -513,6 +514,10 @@ def load_pipeline(
         pipe.enable_attention_slicing()  # cross-attention only: TMA replaces attn1 while sampling
     if memory.vae_tiling:
         pipe.vae.enable_tiling()
+    if fast:  # the GPU fast paths the device has (none on a CPU); kept with the pipeline
+        from . import fast as fast_paths
+
+        fast_paths.apply(pipe, fast_paths.plan(torch_device, enabled=True))
     if memory.cpu_offload and torch_device.type == "cuda":
         pipe.enable_model_cpu_offload(device=torch_device)  # accelerate moves each model in when used
         return pipe

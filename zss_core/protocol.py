@@ -130,6 +130,8 @@ class Job:
     attention_slicing: bool = False
     vae_tiling: bool = False
     cpu_offload: bool = False
+    cache_interval: int = 1  # step caching: the full UNet every N steps, shallow blocks between (1: off)
+    fast: bool = False  # GPU fast paths (zss_core/fast.py) where the device has them
 
     def prompt_schedule(self) -> list[tuple[int, str]]:
         """[(frame, prompt), …] sorted: the ``prompts`` keys, with ``prompt`` at frame 0 unless a key
@@ -432,7 +434,8 @@ def validate_job(d: Any) -> list[Problem]:
             )
         ck.control(d["control"], frames)
 
-    for name in ("loop", "tile_x", "tile_y", "allow_pickle", "attention_slicing", "vae_tiling", "cpu_offload"):
+    ck.integer("cache_interval", _value(d, "cache_interval"), 1, defaults.MAX_STEPS)
+    for name in ("loop", "tile_x", "tile_y", "allow_pickle", "attention_slicing", "vae_tiling", "cpu_offload", "fast"):
         if not isinstance(d.get(name, False), bool):
             ck.add(name, f"{name} must be true or false, got {_show(d[name])}")
     ck.choice("prompt_interpolation", _value(d, "prompt_interpolation"), INTERPOLATIONS)

@@ -247,6 +247,8 @@ def sampling_options(job: Job, chunk: int | None = None) -> SamplingOptions:
         tile_y=job.tile_y,
         prompt_interpolation=job.prompt_interpolation,
         control_scale=job.control.scale if job.control else 1.0,
+        cache_interval=job.cache_interval,
+        fast=job.fast,
     )
 
 

@@ -30,10 +30,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import schedule
+from . import fast, schedule
 from .attention import TemporalState, temporal_momentum_attention
 from .noise import NoiseStats, make_noise
 from .prompts import encode_schedule
+from .step_cache import StepCachedUNet
 from .tiling import seamless_tiling
 
 Progress = Callable[[int, int], None]
@@ -61,6 +62,10 @@ class SamplingOptions:
     its first key. ``tile_x``/``tile_y``: frames that tile seamlessly on those axes.
     ``control_scale``: the ControlNet's conditioning scale. ``output_type``: ``pil``, ``np`` (float
     arrays (H, W, 3) in [0, 1]) or ``latent``.
+    ``cache_interval``: step caching (``step_cache``): the full UNet every that many steps, its shallow
+    blocks on the reused deep features in between (1: off); ``cache_branch``: the up-path layers
+    recomputed on cached steps (None: the final up block). ``fast``: the GPU fast paths of ``fast``
+    that depend on the clip (tiled/sliced VAE decoding of large frames) where the device has them.
     """
 
     prompt: str | Sequence[tuple[int, str]]
@@ -85,10 +90,15 @@ class SamplingOptions:
     prompt_interpolation: str = "linear"
     control_scale: float = 1.0
     output_type: str = "pil"
+    cache_interval: int = 1
+    cache_branch: int | None = None
+    fast: bool = False
 
     def __post_init__(self):
         if self.frames < 1:
             raise ValueError(f"frames must be ≥ 1, got {self.frames}")
+        if self.cache_interval < 1:
+            raise ValueError(f"cache_interval must be ≥ 1 (1: no step caching), got {self.cache_interval}")
         if self.width % 8 or self.height % 8:
             raise ValueError(f"width and height must be multiples of 8, got {self.width}×{self.height}")
 
@@ -201,6 +211,7 @@ class ChunkedDenoiser:
     Every step runs all chunks in frame order, then one scheduler step on the whole clip, so multistep
     and ancestral schedulers see what they would unchunked. The TMA state says which frames the
     current call holds; each TMA processor carries its layer's momentum from one chunk to the next.
+    With step caching the kept deep features are keyed by the chunk's frames and the batch layout.
     """
 
     def __init__(self, pipe, options: SamplingOptions, cond: Conditioning):
@@ -213,6 +224,11 @@ class ChunkedDenoiser:
         self.state = TemporalState(mu=mu, loop=options.loop)
         self.chunks = frame_chunks(frames, options.chunk)
         self.groups = 2 if cond.do_cfg else 1
+        self.step_cache = (
+            StepCachedUNet(pipe.unet, options.cache_interval, options.cache_branch)
+            if options.cache_interval > 1
+            else None
+        )
 
     def predict_noise(self, latent_chunk: torch.Tensor, t, start: int, end: int) -> torch.Tensor:
         """The guided noise prediction for frames ``start:end`` at timestep ``t``."""
@@ -241,7 +257,11 @@ class ChunkedDenoiser:
                 return_dict=False,
             )
             residuals = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
-        pred = pipe.unet(model_input, t, encoder_hidden_states=embeds, return_dict=False, **residuals)[0]
+        if self.step_cache is None:
+            pred = pipe.unet(model_input, t, encoder_hidden_states=embeds, return_dict=False, **residuals)[0]
+        else:
+            key = (start, end, model_input.shape[0])  # this chunk's frames, in this batch layout
+            pred = self.step_cache(model_input, t, embeds, key=key, step_index=self.state.step, **residuals)
         if cond.do_cfg:
             uncond, text = pred.chunk(2)
             pred = uncond + self.options.guidance * (text - uncond)
@@ -287,10 +307,12 @@ def decode(
     if options.output_type == "latent":
         return list(latents)
     out = []
+    large = fast.plan(pipe._execution_device, options.fast).large_frame_vae
     for start, end in frame_chunks(options.frames, options.chunk):
         if cancelled():
             raise SamplingCancelled("cancelled while decoding")
-        images = pipe.vae.decode(latents[start:end] / pipe.vae.config.scaling_factor, return_dict=False)[0]
+        with fast.large_frame_decoding(pipe.vae, options.width, options.height, large):
+            images = pipe.vae.decode(latents[start:end] / pipe.vae.config.scaling_factor, return_dict=False)[0]
         images = pipe.image_processor.postprocess(
             images, output_type=options.output_type, do_denormalize=[True] * (end - start)
         )

@@ -89,6 +89,7 @@ class PipelineCache:
             job.dtype,
             job.allow_pickle,
             memory,
+            job.fast,  # a compiled / channels-last UNet belongs to its pipeline
         )
         if key == self.key:
             return self.pipe, 0.0
@@ -102,6 +103,7 @@ class PipelineCache:
             scheduler=job.scheduler,
             allow_pickle=job.allow_pickle,
             memory=memory,
+            fast=job.fast,
         )
         self.key = key
         return self.pipe, time.perf_counter() - started
