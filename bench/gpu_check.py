@@ -19,6 +19,13 @@ set, or ``--json``, rewritten after every section so that a timeout keeps what w
 3. controlnet: zs2 vs plain with the SD-sized ControlNet, same settings as 1 (skipped if the time
    budget is spent).
 
+4. fast (issue 16; first with ``--fast-only``): ZS² at 512², ``--fast-frames`` 16 frames, ``--fast-steps``
+   25 steps: seconds per clip, clip it/s (denoising steps per second), frame it/s (steps × frames per
+   second: comparable with one-image figures) and peak memory for plain, ``--fast``, ``--cache-interval
+   3`` and both; the fast pipeline is a second copy (compiling changes it in place), its first run
+   (compilation) is timed apart. Beside it the published one-image anchors on an A100 (SDPA ≈ 31 it/s,
+   torch.compile ≈ 37, + channels-last ≈ 47, TensorRT ≈ 61).
+
 ``--smoke`` runs the same code on the CPU with tiny configs (2 steps, 64², 4 frames) to catch bugs.
 """
 
@@ -315,6 +322,81 @@ def memory_section(pipe, args, report: Report, deadline: float) -> dict:
     return summary
 
 
+ANCHORS_A100 = {  # published it/s for one 512² image, SD 1.5, fp16, A100 (diffusers' optimisation guides)
+    "SDPA": 31.0,
+    "torch.compile": 37.0,
+    "compile + channels-last": 47.0,
+    "TensorRT": 61.0,
+}
+
+
+def fast_section(cfg: dict, pipe, args, report: Report, device, dtype) -> dict:
+    """Plain / --fast / --cache-interval 3 / both on the SD-class UNet: time, it/s, peak memory."""
+    import torch
+
+    from zss_core import fast
+    from zss_core.sampler import sample_video
+
+    fast_pipe, _ = build_pipelines(cfg, device, dtype)
+    paths = fast.plan(device, enabled=True)
+    fast.apply(fast_pipe, paths, compile_mode=args.compile_mode)
+    print(f"\nfast paths on {device}: {', '.join(paths.names()) or 'none (CPU: --fast changes nothing)'}")
+    frames, steps = args.fast_frames, args.fast_steps
+    base = dict(prompt=common.PROMPT, frames=frames, width=args.size, height=args.size, guidance=7.5, seed=0)
+    base.update(output_type="np", noise="dependency", lam=0.01, mu=0.98, tma=True)
+    configs = {
+        "plain": (pipe, 1),
+        "--fast": (fast_pipe, 1),
+        "--cache-interval 3": (pipe, 3),
+        "--fast --cache-interval 3": (fast_pipe, 3),
+    }
+
+    def run(name, n_steps):
+        target, interval = configs[name]
+        return sample_video(target, steps=n_steps, cache_interval=interval, **base)
+
+    t = time.perf_counter()
+    run("--fast", max(2, min(3, steps)))  # compiles (Inductor) for this shape
+    compile_seconds = time.perf_counter() - t
+    for name in configs:
+        run(name, max(2, min(3, steps)))
+    peaks, times = {}, {name: [] for name in configs}
+    for _ in range(args.repeats):
+        for name in configs:
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            seconds, _ = common.timed(lambda name=name: run(name, steps), device)
+            times[name].append(seconds)
+            if device.type == "cuda":
+                peaks[name] = torch.cuda.max_memory_allocated(device) / 2**30
+    med = {name: common.median(v) for name, v in times.items()}
+    rows = [
+        [name, med[name], steps / med[name], steps * frames / med[name], peaks.get(name), med[name] / med["plain"]]
+        for name in configs
+    ]
+    rows += [[f"published A100, 1 image: {k}", None, None, v, None, None] for k, v in ANCHORS_A100.items()]
+    common.print_table(
+        ["candidate", "s/clip", "clip it/s", "frame it/s", "peak GiB", "x plain"],
+        rows,
+        title=f"fast paths: {frames} frames {args.size}x{args.size}, {steps} steps, ZS², median of {args.repeats} "
+        f"(first --fast run incl. compilation: {compile_seconds:.1f} s)",
+    )
+    result = {
+        "settings": {"frames": frames, "size": args.size, "steps": steps, "compile_mode": args.compile_mode},
+        "paths": paths.names(),
+        "compile_seconds": compile_seconds,
+        "seconds": times,
+        "median_seconds": med,
+        "clip_it_per_s": {k: steps / v for k, v in med.items()},
+        "frame_it_per_s": {k: steps * frames / v for k, v in med.items()},
+        "peak_gib": peaks,
+        "anchors_a100_it_per_s": ANCHORS_A100,
+    }
+    report.add("fast", result)
+    del fast_pipe
+    return result
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--smoke", action="store_true", help="tiny configs on the CPU, to check the script")
@@ -334,11 +416,16 @@ def main(argv=None) -> int:
     )
     p.add_argument("--no-controlnet", action="store_true")
     p.add_argument("--json", default=None, help="where to write the results (default: $OUT/gpu_check.json)")
+    p.add_argument("--fast-frames", type=int, default=16)
+    p.add_argument("--fast-steps", type=int, default=25)
+    p.add_argument("--compile-mode", default="max-autotune-no-cudagraphs", help="torch.compile mode for --fast")
+    p.add_argument("--fast-only", action="store_true", help="only the fast-paths table (section 4)")
     args = p.parse_args(argv)
     if args.smoke:
         args.device = "cpu" if args.device == "auto" else args.device
         args.size, args.frames, args.steps, args.repeats = 64, 4, 2, 1
         args.memory_frames, args.memory_steps, args.chunk = [2, 4], 1, 2
+        args.fast_frames, args.fast_steps = 4, 3
 
     started = time.monotonic()
     deadline = started + args.budget_s
@@ -399,6 +486,10 @@ def main(argv=None) -> int:
         },
     )
 
+    fast_result = fast_section(cfg, pipe, args, report, device, dtype)
+    if args.fast_only:
+        print(f"fast/plain = {fast_result['median_seconds']['--fast'] / fast_result['median_seconds']['plain']:.2f}")
+        return 0
     speed = speed_section(pipe, args, report)
     print(f"elapsed {time.monotonic() - started:.0f} s", flush=True)
     memory = memory_section(pipe, args, report, deadline)

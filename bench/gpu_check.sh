@@ -8,6 +8,8 @@
 #
 #   bash bench/gpu_check.sh [WHEEL_DIR_OR_FILE] [gpu_check.py options...]
 #   bash bench/gpu_check.sh wheels --repeats 2          # e.g.
+#   bash bench/gpu_check.sh wheels --fast-only          # only the issue-16 table: plain / --fast /
+#                                                       # --cache-interval 3 / both, 16 frames 512², 25 steps
 #
 # Results are printed and, if $OUT is set, written to $OUT/gpu_check.json (and the log to
 # $OUT/gpu_check.log).

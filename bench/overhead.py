@@ -16,6 +16,14 @@ Candidates (same model, prompt, frames, size, steps, guidance 7.5, DDIM, seed 0)
 
 All candidates are warmed up, then run round-robin; the table shows the median of the repeats.
 The last line is ``overhead zs2/plain = X.XX`` (target ≤ 1.05).
+
+Then step caching (issue 16) on the built-in, really trained model (``builtin:textures``, 64², 8
+frames, 20 DDIM steps, guidance 5): wall time at ``cache_interval`` 3 against no caching, round-robin
+(target ≤ 0.6), for the default cache branch (the final up block recomputed) and the shallowest one
+(only the last up-path layer); and the quality cost on 8 prompts × their seeds: consecutive-frame
+coherence (MAD and DIS-flow warp error of bench/quality.py) and the built-in classifier's colour
+adherence, each within 5 % of uncached, plus the mean absolute pixel difference (0–255) to the uncached
+clip. ``--cache-only`` runs only this part.
 """
 
 from __future__ import annotations
@@ -58,6 +66,85 @@ def instrumented_tma_cost(pipe, kwargs) -> dict:
     return dict(totals, seconds=seconds, timings=result.timings)
 
 
+CACHE_CONFIGS = {  # name: (cache_interval, cache_branch)
+    "off": (1, None),
+    "interval 3": (3, None),
+    "interval 3, branch 1": (3, 1),
+}
+
+
+def step_caching(args) -> dict[str, float]:
+    """Time and quality of step caching on the built-in model; returns time ratios against "off"."""
+    import numpy as np
+    import quality
+
+    from zss_core.builtin.classifier import classify, load_classifier
+    from zss_core.models import load_pipeline
+    from zss_core.sampler import sample_video
+
+    pipe = load_pipeline("builtin:textures", device=args.device, dtype=args.dtype)
+    classifier, _ = load_classifier()
+    clip = dict(frames=8, width=64, height=64, steps=20, guidance=5.0, output_type="np")
+    print(f"\nstep caching on builtin:textures: {clip['frames']} frames 64x64, 20 DDIM steps, guidance 5")
+
+    def run(name, prompt, seed):
+        interval, branch = CACHE_CONFIGS[name]
+        return sample_video(pipe, prompt, seed=seed, cache_interval=interval, cache_branch=branch, **clip)
+
+    fns = {name: (lambda name=name: run(name, common.PROMPT, 0)) for name in CACHE_CONFIGS}
+    times = common.time_interleaved(fns, repeats=args.repeats, warmup=1, device=pipe._execution_device)
+    med = {name: common.median(values) for name, values in times.items()}
+    items = quality.prompts(8)
+    scores: dict[str, dict[str, list[float]]] = {name: {} for name in CACHE_CONFIGS}
+    reference: dict[int, np.ndarray] = {}
+    for index, (_, colour, prompt) in enumerate(items):
+        for name in CACHE_CONFIGS:
+            frames = np.stack(run(name, prompt, 1000 + index).frames)
+            metrics = quality.clip_metrics(list(frames))
+            _, colours = classify(classifier, list(frames))
+            row = scores[name]
+            row.setdefault("mad", []).append(metrics["mad"])
+            row.setdefault("warp", []).append(metrics["warp"])
+            row.setdefault("colour", []).append(float(np.mean(colours == colour)))
+            reference.setdefault(index, frames)
+            row.setdefault("pixel", []).append(float(np.abs(frames - reference[index]).mean() * 255))
+    mean = {name: {k: float(np.mean(v)) for k, v in row.items()} for name, row in scores.items()}
+    base = mean["off"]
+    rows = []
+    for name in CACHE_CONFIGS:
+        m = mean[name]
+        rows.append(
+            [
+                name,
+                med[name],
+                med[name] / med["off"],
+                m["mad"],
+                m["mad"] / base["mad"],
+                m["warp"],
+                m["warp"] / base["warp"],
+                m["colour"],
+                m["colour"] / base["colour"],
+                m["pixel"],
+            ]
+        )
+    common.print_table(
+        ["cache", "median s", "x off", "MAD", "x off", "warp", "x off", "colour acc", "x off", "|px - off|"],
+        rows,
+        title=f"Step caching (time: median of {args.repeats}; quality: {len(items)} prompts)",
+    )
+    ratios = {name: med[name] / med["off"] for name in CACHE_CONFIGS}
+    for name in CACHE_CONFIGS:
+        if name == "off":
+            continue
+        m = mean[name]
+        within = all(abs(m[k] / base[k] - 1) <= 0.05 for k in ("mad", "warp", "colour"))
+        print(
+            f"cache {name}/off = {ratios[name]:.2f} (target <= 0.6); quality within 5 %: {'yes' if within else 'no'}; "
+            f"mean |pixel - uncached| = {m['pixel']:.2f} / 255"
+        )
+    return ratios
+
+
 def main(argv=None) -> int:
     p = common.parser(__doc__.splitlines()[0])
     p.add_argument("--frames", type=int, default=8)
@@ -65,9 +152,15 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--no-t2vz", action="store_true", help="skip Text2Video-Zero")
+    p.add_argument("--no-cache", action="store_true", help="skip the step-caching part")
+    p.add_argument("--cache-only", action="store_true", help="only the step-caching part")
     args = p.parse_args(argv)
     if args.quick:
         args.size, args.steps = min(args.size, 64), min(args.steps, 5)
+    if args.cache_only:
+        common.apply_threads(args)
+        step_caching(args)
+        return 0
 
     from zss_core.sampler import sample_video
 
@@ -183,6 +276,8 @@ def main(argv=None) -> int:
     if "t2v-zero" in med:
         print(f"t2vz/plain = {med['t2v-zero'] / plain:.2f}")
     print(f"overhead zs2/plain = {med['zs2'] / plain:.2f}")
+    if not args.no_cache:
+        step_caching(args)
     return 0
 
 
