@@ -9,7 +9,9 @@ itself. FAKE_WORKER_MODE picks a misbehaviour:
   crash_on_start writes a traceback to stderr and exits with code 2 before ready
   stubborn      ignores shutdown, stdin EOF and SIGTERM (only SIGKILL stops it)
   slow_line     writes each pong in two halves, FAKE_WORKER_DELAY seconds (default 5) apart
-FAKE_STEP_SECONDS sets the sleep per denoising step (default 0.01).
+  freeze_after_frame  after a job's first frame event writes nothing more, heartbeats included (frozen)
+FAKE_STEP_SECONDS sets the sleep per denoising step (default 0.01). FAKE_HEARTBEAT (seconds) makes it send
+heartbeat events from a thread of its own, like the real worker; unset, it never beats (an older worker).
 """
 
 import json
@@ -25,9 +27,12 @@ STEP_SECONDS = float(os.environ.get("FAKE_STEP_SECONDS", "0.01"))
 _print_lock = threading.Lock()
 _cancelled = set()
 _jobs = queue.Queue()
+_frozen = threading.Event()
 
 
 def emit(kind, **fields):
+    if _frozen.is_set():
+        return
     with _print_lock:
         sys.stdout.write(json.dumps({"type": kind, **fields}) + "\n")
         sys.stdout.flush()
@@ -72,6 +77,9 @@ def run_job(job):
     paths = [os.path.join(folder, f"frame_{i + 1:04d}.png") for i in range(frames)]
     for i, path in enumerate(paths):
         emit("frame", id=job_id, index=i, path=path)
+        if MODE == "freeze_after_frame":
+            _frozen.set()
+            threading.Event().wait()  # stuck for good
     emit(
         "done",
         id=job_id,
@@ -82,6 +90,12 @@ def run_job(job):
         seconds=time.monotonic() - started,
         model_load_seconds=0,
     )
+
+
+def beat(interval):
+    while not _frozen.is_set():
+        emit("heartbeat", id=None, interval=interval, running=None, queued=0)
+        time.sleep(interval)
 
 
 def job_loop():
@@ -118,6 +132,8 @@ def main():
     )
     runner = threading.Thread(target=job_loop, daemon=True)
     runner.start()
+    if os.environ.get("FAKE_HEARTBEAT"):
+        threading.Thread(target=beat, args=(float(os.environ["FAKE_HEARTBEAT"]),), daemon=True).start()
     known = set()
     for line in sys.stdin:
         msg = json.loads(line)

@@ -492,3 +492,87 @@ def test_poll_stays_short_while_a_real_worker_writes(tmp_path):
     print(summary)
     assert median < 0.001, summary
     assert len(over) <= POLL_OVER_BUDGET_SHARE * len(durations) and longest < POLL_WORST_S, summary
+
+
+# ------------------------------------------------------------------ frozen workers (issue 12, defect 5)
+
+
+def test_a_frozen_fake_worker_is_stopped_and_each_pending_job_names_its_frames(make_client):
+    """Heartbeats, then silence after the first frame: the client kills it within the stall timeout and
+    reports worker_stalled for both pending jobs, the running one with the frame it was told about."""
+    client = make_client("freeze_after_frame", FAKE_HEARTBEAT="0.2")
+    client.stall_timeout = 1.5
+    client.start(timeout=30)
+    client.submit(job("frozen", steps=2, frames=3))
+    client.submit(job("behind"))
+    client.wait_for(lambda e: e.type == "frame", timeout=10)
+    frozen_at = time.monotonic()
+    stalled = [client.wait_for(lambda e: e.type == "error", timeout=10) for _ in range(2)]
+    waited = time.monotonic() - frozen_at
+    assert [(e.id, e.code) for e in stalled] == [("frozen", "worker_stalled"), ("behind", "worker_stalled")]
+    assert 1.0 < waited < 4.0, waited
+    assert "/tmp/zss-test/frozen/frame_0001.png" in stalled[0].message and "1 frame(s)" in stalled[0].message
+    assert "No frames were written" in stalled[1].message and stalled[0].hint
+    assert not client.is_alive() and client.pending == []
+    client.wait_ready(timeout=30)  # the next job gets a fresh worker
+    assert client.is_alive()
+
+
+def test_a_worker_that_never_beats_is_not_taken_for_stalled(make_client):
+    """An older worker sends no heartbeats: a step longer than the stall timeout is only slow."""
+    client = make_client(FAKE_STEP_SECONDS="1.5")
+    client.stall_timeout = 0.5
+    client.start(timeout=30)
+    client.submit(job("slow", steps=2))
+    assert client.wait_for(lambda e: e.id == "slow" and e.type in ("done", "error"), timeout=30).type == "done"
+
+
+def test_an_idle_frozen_worker_is_left_alone(make_client):
+    """Silence with nothing pending is no stall: nothing to report, no kill."""
+    client = make_client(FAKE_HEARTBEAT="0.2")
+    client.stall_timeout = 0.5
+    client.start(timeout=30)
+    time.sleep(0.5)  # it has beaten: its silence would count, were a job pending
+    os.kill(client.process.pid, signal.SIGSTOP)
+    try:
+        time.sleep(1.0)
+        assert client.poll_events() == [] and client.heartbeat is not None  # beats are kept, not handed out
+        assert client.is_alive()
+    finally:
+        os.kill(client.process.pid, signal.SIGCONT)
+
+
+@pytest.mark.slow
+def test_a_real_worker_stopped_mid_job_is_reported_as_stalled_and_replaced(tmp_path):
+    """kill -STOP mid-job: heartbeats every 3 s stop, and within the 6 s stall timeout the client kills the
+    worker and reports worker_stalled; wait_ready starts a fresh worker that runs the next job."""
+    env = dict(os.environ, ZSS_HEARTBEAT_SECONDS="3")
+    client = LocalClient(sys.executable, env=env, stall_timeout=6.0)
+    base = {"prompt": "a brick wall", "model": "tiny", "width": 64, "height": 64, "output_dir": str(tmp_path)}
+    try:
+        client.wait_ready(timeout=120)
+        client.submit({**base, "id": "long", "frames": 2, "steps": 500})
+        client.wait_for(lambda e: e.id == "long" and e.type == "progress" and e.stage == "denoise", 120)
+        deadline = time.monotonic() + 30
+        while client.heartbeat is None or client.heartbeat.running != "long":  # a busy beat names the job
+            assert time.monotonic() < deadline, client.heartbeat
+            client.poll_events()
+            time.sleep(0.05)
+        assert client.heartbeat.interval == 3.0
+        assert all(e.type != "heartbeat" for e in client.history)  # kept by the client, not handed out
+        pid = client.process.pid
+        os.kill(pid, signal.SIGSTOP)
+        stopped_at = time.monotonic()
+        error = client.wait_for(lambda e: e.id == "long" and e.type in ("done", "error", "cancelled"), 30)
+        waited = time.monotonic() - stopped_at
+        assert error.type == "error" and error.code == "worker_stalled", error
+        assert waited < 6.0 + 3.0, waited  # the timeout counts from the last line, at most 6 s before the stop
+        assert "No frames were written" in error.message and "stall timeout" in error.hint
+        assert not client.is_alive() and client.process.returncode == -signal.SIGKILL
+        client.wait_ready(timeout=120)
+        assert client.process.pid != pid
+        client.submit({**base, "id": "next", "frames": 2, "steps": 2})
+        done = client.wait_for(lambda e: e.id == "next" and e.type in ("done", "error"), 120)
+        assert done.type == "done", done
+    finally:
+        client.close()

@@ -43,6 +43,7 @@ MESSAGES = [
     p.Accepted(id="a", queue_position=2),
     p.Progress(id="a", step=3, total=30, fraction=0.1, elapsed=1.5, eta=None, stage="denoise"),
     p.Frame(id="a", index=0, path="/tmp/out/a/frame_0001.png"),
+    p.Heartbeat(interval=5.0, running="a", queued=1),
     p.Done(
         id="a",
         frames=["f1.png", "f2.png"],
@@ -520,3 +521,61 @@ def test_validation_follows_the_shared_limits(good_job):
     assert [p.field for p in _job_problems(good_job, frames=defaults.MAX_FRAMES + 1)] == ["frames"]
     for name in defaults.NOISE_MODELS:
         assert _job_problems(good_job, noise=name) == []
+
+
+# ------------------------------------------------------------ hostile lines (issue 12)
+
+
+@pytest.mark.parametrize(
+    ("line", "field", "words"),
+    [
+        ('{"type": "ping", "id": "\\ud800"}', "id", "lone surrogate"),
+        ('{"type": "cancel", "id": "a\\udc00"}', "id", "lone surrogate"),
+        ('{"type": "download", "id": "d", "model": "\\udfff"}', "model", "lone surrogate"),
+        ('{"type": "\\ud800"}', "type", "unknown request type"),
+        (b'{"type": "ping", "id": "\xff"}', None, "not valid UTF-8: byte 0xff at offset 24"),
+        (b'{"type": "ping", "id": "\xed\xa0\x80"}', None, "not valid UTF-8"),
+        ('{"type": "ping", "id": ' + "[" * 990 + "]" * 990 + "}", None, "32 levels"),
+        ('{"type": "ping", "id": ' + "[" * 100_000 + "]" * 100_000 + "}", None, "nested too deeply"),
+        ('{"type": "generate", "job": ' + '{"a": ' * 40 + "1" + "}" * 41, None, "32 levels"),
+    ],
+)
+def test_hostile_request_lines_are_refused_naming_the_field(line, field, words):
+    with pytest.raises(p.ProtocolError) as info:
+        p.message_from_json(line, expect="request")
+    assert info.value.field == field and words in str(info.value)
+
+
+def test_nesting_up_to_the_limit_and_wide_lists_are_fine():
+    def line(lists):  # the line's object and the job's are 2 levels, then `lists` nested lists
+        return '{"type": "generate", "job": {"a": ' + "[" * lists + "]" * lists + "}}"
+
+    assert p.message_from_json(line(p.MAX_DEPTH - 2)).type == "generate"
+    with pytest.raises(p.ProtocolError, match="levels"):
+        p.message_from_json(line(p.MAX_DEPTH - 1))
+    wide = {"type": "generate", "job": {"lam": [[0.1]] * 5000}}
+    assert p.message_from_json(json.dumps(wide)).job["lam"][0] == [0.1]
+
+
+def test_events_with_lone_surrogates_are_written_as_ascii_and_read_back():
+    """Defect 2: a model path with a lone surrogate (a Latin-1 file name) must not make the event unwritable."""
+    error = p.Error(id="j", code="model_not_found", field="model", message="no model at /m/caf\udce9\ud800")
+    line = error.to_json()
+    line.encode("utf-8")  # strict: would raise before the fix
+    assert line.isascii() and p.message_from_json(line, expect="event") == error
+    assert p.Pong(id="café").to_json() == '{"type": "pong", "id": "café"}'  # others stay readable
+
+
+def test_a_prompt_with_a_lone_surrogate_is_refused_naming_it(good_job):
+    problems = p.validate_job(
+        {**good_job, "prompt": "a \ud800", "negative_prompt": "\udc80", "prompts": [{"frame": 0, "prompt": "x\ud801"}]}
+    )
+    assert [q.field for q in problems] == ["prompt", "negative_prompt", "prompts[0].prompt"]
+    assert all("lone surrogate" in q.message for q in problems)
+    assert p.validate_job({**good_job, "model": "/models/caf\udce9"}) == []  # paths may spell non-UTF-8 names
+
+
+def test_heartbeat_round_trips_and_carries_no_job_id():
+    beat = p.Heartbeat(interval=5.0, running="clip-1", queued=2)
+    assert p.message_from_json(beat.to_json(), expect="event") == beat and beat.id is None
+    assert "worker_stalled" in p.ERROR_CODES

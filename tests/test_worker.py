@@ -285,7 +285,42 @@ def test_stdout_carries_only_protocol(tmp_path):
     assert proc.wait(60) == 0
     lines += proc.stdout.readlines()
     kinds = [protocol.message_from_json(line, expect="event").type for line in lines]
+    kinds = [kind for kind in kinds if kind != "heartbeat"]  # beats come at any time
     assert kinds[0] == "ready" and "pong" in kinds and kinds[-1] == "done"
+
+
+HOSTILE_LINES = [
+    b'{"type":"ping","id":"\\ud800"}',  # a lone surrogate echoed back (the issue's repro)
+    b'{"type":"cancel","id":"\\udc00"}',
+    b'{"type":"\\ud800"}',
+    b'{"type":"ping","id":"\xff\xfe"}',  # not UTF-8
+    b'{"type":"ping","id":' + b"[" * 990 + b"]" * 990 + b"}",  # nested ~990 levels
+]
+
+
+@pytest.mark.parametrize("ending", ["shutdown", "eof"])
+def test_no_line_leaves_the_worker_deaf(ending):
+    """Issue 12, defect 1: each hostile line gets a bad_request, the next line is served, and shutdown and
+    end of input still end the worker (before, the first of them silenced it for good)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zss_core.worker"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    requests = [*HOSTILE_LINES, b'{"type":"ping","id":"after"}']
+    requests += [b'{"type":"shutdown"}'] if ending == "shutdown" else []
+    proc.stdin.write(b"".join(line + b"\n" for line in requests))
+    proc.stdin.flush()
+    if ending == "eof":
+        proc.stdin.close()
+    try:
+        assert proc.wait(120) == 0
+    finally:
+        proc.kill()
+    events = [protocol.message_from_json(line, expect="event") for line in proc.stdout.read().splitlines()]
+    answers = [(e.type, getattr(e, "code", None), e.id) for e in events if e.type not in ("ready", "heartbeat")]
+    assert answers == [("error", "bad_request", None)] * len(HOSTILE_LINES) + [("pong", None, "after")]
 
 
 def test_download_of_an_unknown_model_offline_is_an_error_and_the_worker_lives(tmp_path):

@@ -43,6 +43,9 @@ PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 ENDING_EVENTS = ("done", "error", "cancelled", "downloaded")  # a job or download is over after one of these
 HISTORY_EVENTS = 5000
+# Seconds a busy worker may stay silent (no line at all, heartbeats included) before the client stops it
+# as stalled. The worker beats every few seconds (worker.HEARTBEAT_SECONDS); a frozen one falls silent.
+STALL_TIMEOUT = 30.0
 SETUP_HINT = (
     "Check that this Python is the generator's environment (torch, diffusers, transformers): "
     "`zss setup-env DIR --check` names what is missing and `zss setup-env DIR` installs it."
@@ -143,9 +146,12 @@ class _Run:
         self.events: queue.SimpleQueue[Message | _Exited] = queue.SimpleQueue()
         self.process = WorkerProcess(command, self._on_line, self._on_exit, env=env, cwd=cwd)
         self.ended = False  # its end was handled (stopped by us, or the exit was taken from the queue)
+        self.last_heard = time.monotonic()  # when the reader thread last got a line (any line)
+        self.beats = False  # a heartbeat came: this worker promises to beat, so its silence means a stall
 
     def _on_line(self, line: str) -> None:
         """Reader thread: decode one stdout line; anything that is not an event goes to the log."""
+        self.last_heard = time.monotonic()
         if not line.strip():
             return
         try:
@@ -164,6 +170,12 @@ class LocalClient(GeneratorClient):
 
     WorkerProcess owns the process's life (start, stop, exit, stderr); this class owns the protocol:
     requests, the ids still pending, the event queue and the `worker_died` events of a lost process.
+
+    A worker that beats (sends `heartbeat` events) and then stays silent for `stall_timeout` seconds while
+    a job is pending is frozen (suspended, hung in a driver, swapped to death): the client kills it and
+    reports every pending job as `worker_stalled`, naming the frames already written; the next start
+    (wait_ready, or the add-on's ensure_client) runs a fresh worker. `stall_timeout=None` turns this off.
+    Heartbeats are not handed out by poll_events; the last one is kept in `heartbeat`.
     """
 
     def __init__(
@@ -173,17 +185,22 @@ class LocalClient(GeneratorClient):
         cwd: str | None = None,
         module: str = "zss_core.worker",
         extra_args: Iterable[str] = (),
+        stall_timeout: float | None = STALL_TIMEOUT,
     ) -> None:
         self.python_executable = python_executable
+        self.stall_timeout = stall_timeout
         self.env = env
         self.cwd = cwd
         self.module = module
         self.extra_args = tuple(extra_args)
         self.ready: Ready | None = None
+        self.heartbeat: protocol.Heartbeat | None = None  # the worker's last heartbeat (kept, not handed out)
         self.history: collections.deque[Message] = collections.deque(maxlen=HISTORY_EVENTS)  # handed out, oldest first
         self._run: _Run | None = None
         self._out: collections.deque[Message] = collections.deque()  # taken from the queue, not handed out yet
         self._pending: list[str] = []  # submitted ids without done/error/cancelled/downloaded yet
+        self._frames: dict[str, list[str]] = {}  # frame paths each pending job reported so far
+        self._busy_since = 0.0  # when the first of the pending ids was sent (silence counts from then)
 
     @property
     def process(self) -> subprocess.Popen[str] | None:
@@ -209,9 +226,11 @@ class LocalClient(GeneratorClient):
         if self._run is not None:
             self._run.process.stop(timeout=1.0)  # it has ended: this only closes its pipes
         self.ready = None
+        self.heartbeat = None
         self.history.clear()
         self._out.clear()
         self._pending = []
+        self._frames = {}
         run = self._run = _Run(self.command(), self.child_env(), self.cwd)
         try:
             run.process.start()
@@ -317,7 +336,7 @@ class LocalClient(GeneratorClient):
         if job_id in self._pending:
             raise ValueError(f"job {job_id!r} is already queued or running")
         self._send(Generate(job=d))
-        self._pending.append(job_id)
+        self._add_pending(job_id)
         return job_id
 
     def download(self, model: str, task_id: str) -> str:
@@ -328,7 +347,7 @@ class LocalClient(GeneratorClient):
         if not protocol.JOB_ID_PATTERN.fullmatch(task_id) or task_id in self._pending:
             raise ValueError(f"task id must be new and match {protocol.JOB_ID_PATTERN.pattern}, got {task_id!r}")
         self._send(Download(id=task_id, model=model))
-        self._pending.append(task_id)
+        self._add_pending(task_id)
         return task_id
 
     def cancel(self, job_id: str) -> None:
@@ -336,6 +355,11 @@ class LocalClient(GeneratorClient):
 
     def ping(self, id: str | None = None) -> None:
         self._send(Ping(id=id))
+
+    def _add_pending(self, job_id: str) -> None:
+        if not self._pending:
+            self._busy_since = time.monotonic()
+        self._pending.append(job_id)
 
     @property
     def pending(self) -> list[str]:
@@ -360,9 +384,55 @@ class LocalClient(GeneratorClient):
         job_id = getattr(item, "id", None)
         if isinstance(item, Ready):
             self.ready = item
+        elif isinstance(item, protocol.Heartbeat):
+            if self._run is not None:
+                self._run.beats = True
+            self.heartbeat = item
+            return []  # liveness for this client, not an event for its consumer
+        elif isinstance(item, protocol.Frame) and job_id in self._pending:
+            self._frames.setdefault(item.id, []).append(item.path)
         elif item.type in ENDING_EVENTS and job_id in self._pending:
             self._pending.remove(job_id)
+            self._frames.pop(job_id, None)
         return [item]
+
+    def _stall_deadline(self) -> float | None:
+        """When the worker counts as stalled if it stays silent: None while idle, or when it never beat."""
+        run = self._run
+        if self.stall_timeout is None or run is None or run.ended or not run.beats or not self._pending:
+            return None
+        return max(run.last_heard, self._busy_since) + self.stall_timeout
+
+    def _check_stall(self) -> bool:
+        """Past the stall deadline: kill the worker and queue a `worker_stalled` error per pending job."""
+        deadline = self._stall_deadline()
+        if deadline is None or time.monotonic() < deadline:
+            return False
+        assert self._run is not None and self.stall_timeout is not None
+        run, silent = self._run, time.monotonic() - (deadline - self.stall_timeout)
+        run.ended = True
+        run.process.kill()
+        tail = self.stderr_tail()
+        for job_id in self._pending:
+            frames = self._frames.get(job_id, [])
+            kept = (
+                f"{len(frames)} frame(s) were written before it stopped: {', '.join(frames)}."
+                if frames
+                else "No frames were written."
+            )
+            self._out.append(
+                Error(
+                    id=job_id,
+                    code="worker_stalled",
+                    message=f"The generator sent nothing for {silent:.0f} s while job '{job_id}' was pending "
+                    f"(not even a heartbeat: it is frozen, suspended or stuck), so it was stopped. {kept}",
+                    hint="Generate again to start a fresh generator. If it stalls again, the log below may say "
+                    "why (a GPU driver hang, memory swapping); a slower machine may need a longer stall "
+                    f"timeout (now {self.stall_timeout:g} s).\n{tail}",
+                )
+            )
+        self._pending, self._frames = [], {}
+        return True
 
     def _fill(self, block_until: float | None = None) -> None:
         """Move queue items into self._out; with a deadline, block until one arrives or it passes."""
@@ -374,9 +444,13 @@ class LocalClient(GeneratorClient):
                 if block_until is None:
                     item = events.get_nowait()
                 else:
-                    item = events.get(timeout=max(0.0, block_until - time.monotonic()))
+                    stall = self._stall_deadline()  # wake up in time to notice a stall while blocked
+                    until = block_until if stall is None else min(block_until, stall)
+                    item = events.get(timeout=max(0.0, until - time.monotonic()))
             except queue.Empty:
-                return
+                if self._check_stall() or block_until is None or time.monotonic() >= block_until:
+                    return
+                continue
             self._out.extend(self._take(item))
             if block_until is not None:
                 return

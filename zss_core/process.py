@@ -132,6 +132,17 @@ class WorkerProcess:
                 pipe.close()
         return proc.returncode
 
+    def kill(self, timeout: float = 5.0) -> int | None:
+        """End the process at once with SIGKILL, without asking (a frozen or suspended process reads no
+        shutdown request and handles no SIGTERM), then close its pipes; its exit counts as expected."""
+        proc = self.popen
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            self._stopping.set()
+            proc.kill()
+        return self.stop(timeout)
+
     # ----------------------------------------------------------------- stdin
 
     def write_line(self, line: str) -> None:

@@ -24,6 +24,9 @@ from .schedule import per_frame
 
 PROTOCOL_VERSION = 1
 MAX_LINE_BYTES = 16 * 1024 * 1024  # a line longer than this is a broken or hostile client
+MAX_DEPTH = 32  # lists/objects nested deeper than this (a job needs 4) are a broken or hostile client
+MAX_UNKNOWN_KEYS = 20  # unknown fields named one by one in a bad_request; the rest are counted
+MAX_KEY_SHOWN = 100  # characters of an unknown field's name that a message repeats
 MAX_TEXT = 2000  # prompt and negative prompt
 MAX_PATH = 4096  # model, folder and image paths
 MAX_LIST = defaults.MAX_FRAMES  # any list in a job (and the frame count)
@@ -48,6 +51,7 @@ ERROR_CODES = (
     "out_of_memory",
     "internal",
     "worker_died",
+    "worker_stalled",  # the client heard nothing from a busy worker for its stall timeout and stopped it
 )
 
 # The id names the job folder, so it must be one plain path component.
@@ -219,6 +223,16 @@ def _show(value: Any, limit: int = 60) -> str:
     return (text if len(text) <= limit else text[:limit] + "…") + kind
 
 
+def lone_surrogate_at(text: str) -> int | None:
+    """Where `text` holds a lone surrogate (U+D800–U+DFFF: not valid Unicode, not encodable as UTF-8),
+    or None when it holds none. JSON's \\ud800 escapes decode to these."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return e.start
+    return None
+
+
 def _is_int(v: Any) -> bool:
     return type(v) is int  # bool is an int subclass, and 8.0 is not an int
 
@@ -261,15 +275,31 @@ class _Checker:
             return True
         return False
 
+    def prose(self, field: str, v: Any, allow_empty: bool = True) -> None:
+        """A prompt: text that must also be valid Unicode (paths may hold the lone surrogates that spell
+        a non-UTF-8 file name; a prompt holding one cannot be encoded for the text encoder or the manifest)."""
+        if self.text(field, v, MAX_TEXT, allow_empty) and (at := lone_surrogate_at(v)) is not None:
+            self.add(
+                field,
+                f"{field} holds a lone surrogate (U+{ord(v[at]):04X}) at character {at}, which is not "
+                "valid Unicode; remove it or type the character again",
+            )
+
     def choice(self, field: str, v: Any, allowed: Sequence[str]) -> None:
         if not isinstance(v, str) or v not in allowed:
             self.add(field, f"{field} must be one of {', '.join(allowed)}; got {_show(v)}")
 
     def unknown_keys(self, keys: Iterable[Any], allowed: Sequence[str], prefix: str = "") -> None:
-        for key in keys:
-            close = difflib.get_close_matches(str(key), allowed, n=1)
+        """One problem per unknown key, the first MAX_UNKNOWN_KEYS of them (a typo gets a suggestion):
+        100000 junk keys must cost milliseconds, not a minute of difflib in the reader thread."""
+        unknown = list(keys)
+        for key in unknown[:MAX_UNKNOWN_KEYS]:
+            name = str(key)[:MAX_KEY_SHOWN]  # a 1 MB key is named by its start
+            close = difflib.get_close_matches(name, allowed, n=1) if len(str(key)) <= MAX_KEY_SHOWN else []
             tip = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(allowed)}"
-            self.add(prefix + str(key), f"unknown field {str(key)!r} ({tip})")
+            self.add(prefix + name, f"unknown field {name!r} ({tip})")
+        if len(unknown) > MAX_UNKNOWN_KEYS:
+            self.add(prefix + "*", f"and {len(unknown) - MAX_UNKNOWN_KEYS} more unknown fields")
 
     def per_frame(self, field: str, v: Any, frames: int | None, hi: float, allowed: str) -> None:
         """λ or μ: one number, or a list of `frames` or `frames - 1` numbers, each in [0, hi]."""
@@ -336,7 +366,7 @@ class _Checker:
                 if key["frame"] in seen:
                     self.add(f"{field}.frame", f"{field}.frame: two prompts are keyed at frame {key['frame']}")
                 seen.add(key["frame"])
-            self.text(f"{field}.prompt", key.get("prompt"), MAX_TEXT, allow_empty=False)
+            self.prose(f"{field}.prompt", key.get("prompt"), allow_empty=False)
 
     def control(self, c: Any, frames: int | None) -> None:
         if not isinstance(c, dict):
@@ -392,8 +422,8 @@ def validate_job(d: Any) -> list[Problem]:
                 f"or digit (it names the job folder), got {_show(v)}",
             )
     if "prompt" in d:
-        ck.text("prompt", d["prompt"], MAX_TEXT, allow_empty=False)
-    ck.text("negative_prompt", _value(d, "negative_prompt"), MAX_TEXT)
+        ck.prose("prompt", d["prompt"], allow_empty=False)
+    ck.prose("negative_prompt", _value(d, "negative_prompt"))
     if "model" in d:
         ck.text("model", d["model"], MAX_PATH, allow_empty=False)
 
@@ -478,8 +508,14 @@ class Message:
         return {**head, **d}
 
     def to_json(self) -> str:
-        """One line of JSON (no newline); raises ValueError for NaN or infinity."""
-        text = json.dumps(self.to_dict(), allow_nan=False, ensure_ascii=False)
+        """One line of JSON (no newline) that always encodes as UTF-8; raises ValueError for NaN or infinity.
+
+        A lone surrogate (a non-UTF-8 file name as Python spells it, or one echoed from a request) cannot
+        be written as UTF-8, so such a message is written all-ASCII, with JSON escapes (\\udce9)."""
+        d = self.to_dict()
+        text = json.dumps(d, allow_nan=False, ensure_ascii=False)
+        if lone_surrogate_at(text) is not None:
+            return json.dumps(d, allow_nan=False)
         # json leaves these raw with ensure_ascii=False; str.splitlines() would break the line on them.
         return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").replace("\x85", "\\u0085")
 
@@ -605,9 +641,22 @@ class Pong(Message):
     id: str | None = None
 
 
+@dataclasses.dataclass
+class Heartbeat(Message):
+    """The worker is alive: sent right after ready and then every `interval` seconds, busy or idle, from a
+    thread of its own (a job stuck in one long step still beats; a frozen process does not). `id` is
+    always null (it is about the worker, not a job); `running` names the job or download running now."""
+
+    type: ClassVar[str] = "heartbeat"
+    interval: float
+    running: str | None = None
+    queued: int = 0
+    id: str | None = None
+
+
 REQUESTS: dict[str, type[Message]] = {cls.type: cls for cls in (Generate, Cancel, Ping, Shutdown, Download)}
 EVENTS: dict[str, type[Message]] = {
-    cls.type: cls for cls in (Ready, Accepted, Progress, Frame, Done, Error, Cancelled, Pong, Downloaded)
+    cls.type: cls for cls in (Ready, Accepted, Progress, Frame, Done, Error, Cancelled, Pong, Downloaded, Heartbeat)
 }
 MESSAGES: dict[str, type[Message]] = {**REQUESTS, **EVENTS}
 
@@ -662,18 +711,54 @@ def message_from_dict(d: Any, expect: str | None = None) -> Message:
         allowed = cls._choices.get(name)
         if allowed and kwargs[name] not in allowed:
             raise ProtocolError(f"{name} must be one of {', '.join(allowed)}; got {_show(d[name])}", name)
+        value = kwargs[name]
+        if REQUESTS.get(kind) is cls and isinstance(value, str) and (at := lone_surrogate_at(value)) is not None:
+            raise ProtocolError(
+                f"{name} holds a lone surrogate (U+{ord(value[at]):04X}) at character {at}, which is not valid "
+                "Unicode; send text that encodes as UTF-8",
+                name,
+            )
     return cls(**kwargs)
 
 
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether lists/objects nest more than `limit` levels in a decoded JSON value (without recursing)."""
+    containers = (list, dict)
+    level: list[Any] = [value] if isinstance(value, containers) else []  # the containers at one depth
+    for _ in range(limit):
+        level = [
+            item
+            for container in level
+            for item in (container.values() if isinstance(container, dict) else container)
+            if isinstance(item, containers)
+        ]
+        if not level:
+            return False
+    return True
+
+
 def message_from_json(line: str | bytes, expect: str | None = None) -> Message:
-    """Decode one line (str or bytes); raises ProtocolError for anything malformed."""
+    """Decode one line (str, or bytes that must be UTF-8); raises ProtocolError for anything malformed:
+    over MAX_LINE_BYTES, not UTF-8, not JSON, nested deeper than MAX_DEPTH, or not a known message."""
     size = len(line) if isinstance(line, bytes) else len(line.encode("utf-8", "surrogatepass"))
     if size > MAX_LINE_BYTES:
         raise ProtocolError(f"line is {size} bytes; the limit is {MAX_LINE_BYTES}")
+    if isinstance(line, bytes):
+        try:
+            line = line.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ProtocolError(
+                f"line is not valid UTF-8: byte 0x{e.object[e.start]:02x} at offset {e.start} ({e.reason})"
+            ) from None
     try:
         d = json.loads(line)
-    except (ValueError, RecursionError) as e:  # JSONDecodeError and bad UTF-8 are ValueErrors
+    except RecursionError:
+        raise ProtocolError(f"line is nested too deeply; the limit is {MAX_DEPTH} levels") from None
+    except ValueError as e:  # JSONDecodeError
         raise ProtocolError(f"line is not valid JSON: {e}") from None
+    # Brackets counted first: a line with few of them cannot nest deeply, so most lines skip the walk.
+    if line.count("[") + line.count("{") > MAX_DEPTH and _deeper_than(d, MAX_DEPTH):
+        raise ProtocolError(f"line nests lists or objects more than {MAX_DEPTH} levels deep (the limit)")
     return message_from_dict(d, expect)
 
 

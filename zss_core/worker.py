@@ -23,9 +23,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import protocol
+from .lines import LineTooLong, bounded_lines
 from .protocol import Job
 
 log = logging.getLogger("zss.worker")
+HEARTBEAT_SECONDS = 5.0  # between heartbeat events (env ZSS_HEARTBEAT_SECONDS); clients allow several times this
 
 
 class EventWriter:
@@ -80,6 +82,7 @@ class PipelineCache:
     def get(self, job: Job):
         """(pipeline, seconds spent loading: 0.0 when reused). The sampler sets the job's scheduler."""
         from .models import MemoryOptions
+        from .runner import check_memory
 
         memory = MemoryOptions(job.attention_slicing, job.vae_tiling, job.cpu_offload)
         key = (
@@ -94,6 +97,7 @@ class PipelineCache:
         if key == self.key:
             return self.pipe, 0.0
         self.release()
+        check_memory(job)  # refuse a job that cannot fit (out_of_memory) before loading anything
         started = time.perf_counter()
         self.pipe = self._loader(
             key[0],
@@ -164,36 +168,78 @@ class Worker:
 
     # -- reader thread ---------------------------------------------------------------------
     def read_requests(self) -> None:
-        """Parse stdin; answer control requests at once; enqueue jobs. EOF means shut down."""
-        for line in self.requests:
-            if not line.strip():
-                continue
-            try:
-                message = protocol.message_from_json(line, expect="request")
-            except protocol.ProtocolError as exc:
-                self.events.send(
-                    protocol.Error(
-                        code="bad_request",
-                        message=str(exc),
-                        field=exc.field,
-                        hint="Send one JSON request per line (see docs/protocol.md).",
+        """Parse stdin; answer control requests at once; enqueue jobs. EOF or `shutdown` means shut down.
+
+        No line stops this loop early: a line that is too long, not UTF-8, not JSON, too deeply nested or
+        not a request is answered with bad_request, and anything else a line raises is answered with
+        `internal`; the next line is read either way (issue 12).
+        """
+        try:
+            for line in self.requests:
+                try:
+                    if not self.handle_line(line):
+                        break
+                except Exception as exc:  # one bad line must never leave the worker deaf
+                    log.exception("request line failed")
+                    self.events.send(
+                        protocol.Error(
+                            code="internal",
+                            message=f"The request could not be handled: {type(exc).__name__}: {exc}",
+                            hint="This is likely a bug; the generator log has the details. The worker goes on.",
+                        )
                     )
-                )
-                continue
-            if isinstance(message, protocol.Shutdown):
-                break
-            handlers: dict[type, Callable[[Any], None]] = {
-                protocol.Generate: self.on_generate,
-                protocol.Cancel: self.on_cancel,
-                protocol.Ping: self.on_ping,
-                protocol.Download: self.on_download,
-            }
-            handlers[type(message)](message)
-        with self.wakeup:
-            self.closing = True
-            if self.current is not None:
-                self.current.cancel.set()
-            self.wakeup.notify_all()
+        finally:
+            with self.wakeup:
+                self.closing = True
+                if self.current is not None:
+                    self.current.cancel.set()
+                self.wakeup.notify_all()
+
+    def handle_line(self, line: bytes | str | LineTooLong) -> bool:
+        """Answer or enqueue one request line; False when it asks the worker to shut down."""
+        if isinstance(line, LineTooLong):
+            self.refuse(f"line is {line.size} bytes; the limit is {line.limit} bytes (it was read and dropped)", None)
+            return True
+        if not line.strip():
+            return True
+        try:
+            message = protocol.message_from_json(line, expect="request")
+        except protocol.ProtocolError as exc:
+            self.refuse(str(exc), exc.field)
+            return True
+        if isinstance(message, protocol.Shutdown):
+            return False
+        handlers: dict[type, Callable[[Any], None]] = {
+            protocol.Generate: self.on_generate,
+            protocol.Cancel: self.on_cancel,
+            protocol.Ping: self.on_ping,
+            protocol.Download: self.on_download,
+        }
+        handlers[type(message)](message)
+        return True
+
+    def refuse(self, message: str, field: str | None) -> None:
+        """Answer a line that is not a valid request."""
+        self.events.send(
+            protocol.Error(
+                code="bad_request",
+                message=message,
+                field=field,
+                hint="Send one JSON request per line, UTF-8, within the limits of docs/protocol.md.",
+            )
+        )
+
+    def beat(self, interval: float, stop: threading.Event) -> None:
+        """Heartbeat thread: a `heartbeat` event now and every `interval` seconds until `stop` is set, busy
+        or idle. It waits on nothing a job does, so a job stuck in one long step still beats while a
+        frozen process falls silent, which is what the client's stall timeout tells apart."""
+        while True:
+            with self.wakeup:
+                running = self.current.id if self.current is not None else None
+                queued = len(self.queue)
+            self.events.send(protocol.Heartbeat(interval=interval, running=running, queued=queued))
+            if stop.wait(interval):
+                return
 
     def on_ping(self, message: protocol.Ping) -> None:
         self.events.send(protocol.Pong(id=message.id))
@@ -207,7 +253,22 @@ class Worker:
         if problems:
             self.events.send(protocol.error_for_problems(job_id, problems))
             return
-        self._enqueue(QueuedJob(Job.from_dict(raw)))
+        from .models import SCHEDULER_PACKAGES, scheduler_unavailable
+
+        job = Job.from_dict(raw)
+        if (missing := scheduler_unavailable(job.scheduler)) is not None:  # what stdlib validation cannot see
+            self.events.send(
+                protocol.Error(
+                    id=job.id,
+                    code="bad_request",
+                    field="scheduler",
+                    message=missing,
+                    hint="Choose another scheduler (ddim, euler, dpmpp, unipc), or install the package into the "
+                    f"generator environment: `pip install {SCHEDULER_PACKAGES[job.scheduler]}`.",
+                )
+            )
+            return
+        self._enqueue(QueuedJob(job))
 
     def on_download(self, message: protocol.Download) -> None:
         if not protocol.JOB_ID_PATTERN.fullmatch(message.id):
@@ -342,8 +403,18 @@ class Worker:
             return
         except Exception as exc:  # the worker must survive anything a job does
             log.exception("job %s failed", job.id)
-            if is_out_of_memory(exc):
+            if is_out_of_memory(exc):  # outside sampling (loading, writing): still the machine's limit
                 free_memory()
+                self.events.send(
+                    protocol.Error(
+                        id=job.id,
+                        code="out_of_memory",
+                        field="chunk",
+                        message=f"Out of memory: {type(exc).__name__}: {exc}",
+                        hint="Lower chunk, width, height or frames, or use a smaller model.",
+                    )
+                )
+                return
             self.events.send(
                 protocol.Error(
                     id=job.id,
@@ -414,12 +485,20 @@ def main(argv=None) -> int:
         format="%(asctime)s %(name)s %(levelname)s: %(message)s",
     )
     os.environ.setdefault("TQDM_DISABLE", "1")
+    from .export import ignore_file_size_signal
+
+    ignore_file_size_signal()
     events = EventWriter(take_over_stdout())
-    worker = Worker(events, sys.stdin)
+    # Bytes, bounded: a line is decoded (strictly) only once it is known to fit the limit.
+    worker = Worker(events, bounded_lines(sys.stdin.buffer, protocol.MAX_LINE_BYTES))
     events.send(ready_event())
     reader = threading.Thread(target=worker.read_requests, name="zss-requests", daemon=True)
     reader.start()
+    stop_beating = threading.Event()
+    interval = max(0.1, float(os.environ.get("ZSS_HEARTBEAT_SECONDS", HEARTBEAT_SECONDS)))
+    threading.Thread(target=worker.beat, args=(interval, stop_beating), name="zss-heartbeat", daemon=True).start()
     worker.run()
+    stop_beating.set()
     worker.cache.release()
     log.info("worker exiting")
     return 0

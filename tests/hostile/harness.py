@@ -67,9 +67,13 @@ class Harness:
     def ensure_running(self, timeout: float = 120.0) -> None:
         """Start a fresh worker when the last one died (so the next case meets a live one)."""
         if not self.client.is_alive():
-            self.client.close()
-            self.client = self._new_client()
-            self.start(timeout)
+            self.restart(timeout)
+
+    def restart(self, timeout: float = 120.0) -> None:
+        """Replace the worker with a fresh one (after a case left it dead or deaf)."""
+        self.client.close()
+        self.client = self._new_client()
+        self.start(timeout)
 
     def __enter__(self) -> Harness:
         return self.start()
@@ -115,8 +119,8 @@ class Harness:
         """Send one raw line and return every event the worker wrote before answering a ping sent after it.
 
         The worker reads requests in order and answers bad lines, pings, cancels and job validation in its
-        reader thread, so whatever it says about `data` comes before the pong. Raises TimeoutError when no
-        pong comes (the worker went deaf).
+        reader thread, so whatever it says about `data` comes before the pong (heartbeats are left out).
+        Raises TimeoutError when no pong comes (the worker went deaf).
         """
         self.client.poll_events()  # older events are not this line's answer
         self.send_line(data)
@@ -127,7 +131,8 @@ class Harness:
         def until_pong(event: protocol.Message) -> bool:
             if event.type == "pong" and getattr(event, "id", None) == marker:
                 return True
-            seen.append(event)
+            if event.type != "heartbeat":  # the worker's own beat, not an answer
+                seen.append(event)
             return False
 
         self.client.wait_for(until_pong, timeout)
@@ -161,8 +166,9 @@ def check(case: Case, harness: Harness) -> str | None:
         problem = case.run(harness)
     except Exception as exc:  # a case that raises is a failure to report, not a crash of the run
         problem = f"{type(exc).__name__}: {exc}"
-    if problem is None and not harness.alive():
-        problem = "the worker does not answer a ping after this case"
+    if not harness.alive():
+        problem = problem or "the worker does not answer a ping after this case"
+        harness.restart()  # the next case meets a working worker
     return None if problem is None else " ".join(str(problem).split())[:300]
 
 
