@@ -93,7 +93,7 @@ def test_large_frame_decoding_tiles_and_restores(tiny_pipe):
         with fast.large_frame_decoding(vae, 128, 128, enabled=True) as on:  # below the real threshold
             assert not on and not vae.use_tiling
         sliced = vae.decode(latents[:1], return_dict=False)[0]  # one frame: what slicing decodes alone
-    assert float((plain[:1] - sliced).abs().max()) <= 1e-5
+    assert float((plain[:1] - sliced).abs().max()) <= 1e-4  # batch vs single-frame convolutions
     # Tiles blend at their seams: on this random tiny VAE (outputs in [-1, 1]) the mean difference is
     # about 0.18; a broken tiling (e.g. tiles misplaced) is far off that.
     assert 0.0 < float((plain - tiled).abs().mean()) <= 0.3

@@ -64,7 +64,7 @@ class SamplingOptions:
     arrays (H, W, 3) in [0, 1]) or ``latent``.
     ``cache_interval``: step caching (``step_cache``): the full UNet every that many steps, its shallow
     blocks on the reused deep features in between (1: off); ``cache_branch``: the up-path layers
-    recomputed on cached steps (None: the final up block). ``fast``: the GPU fast paths of ``fast``
+    recomputed on cached steps (None: ``step_cache.DEFAULT_BRANCH``, the last one). ``fast``: the GPU fast paths of ``fast``
     that depend on the clip (tiled/sliced VAE decoding of large frames) where the device has them.
     """
 
