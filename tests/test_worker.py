@@ -241,7 +241,7 @@ def test_bad_input_is_answered_and_the_worker_survives(client, tmp_path):
 
 def test_worker_killed_mid_job(client, tmp_path):
     client.submit(job(tmp_path, "victim", frames=48, steps=2, chunk=1))
-    client.wait_for(lambda e: e.id == "victim" and e.type == "frame", 120)
+    client.wait_for(lambda e: e.id == "victim" and e.type == "frame", 300)
     os.kill(client.process.pid, signal.SIGKILL)
     died = client.wait_for(lambda e: e.type == "error", 60)
     assert died.code == "worker_died" and died.id == "victim"

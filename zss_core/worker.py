@@ -485,13 +485,14 @@ def main(argv=None) -> int:
         format="%(asctime)s %(name)s %(levelname)s: %(message)s",
     )
     os.environ.setdefault("TQDM_DISABLE", "1")
-    from .export import ignore_file_size_signal
-
-    ignore_file_size_signal()
     events = EventWriter(take_over_stdout())
     # Bytes, bounded: a line is decoded (strictly) only once it is known to fit the limit.
     worker = Worker(events, bounded_lines(sys.stdin.buffer, protocol.MAX_LINE_BYTES))
-    events.send(ready_event())
+    ready = ready_event()  # imports torch first: a Python without the generator's stack names torch
+    from .export import ignore_file_size_signal
+
+    ignore_file_size_signal()
+    events.send(ready)
     reader = threading.Thread(target=worker.read_requests, name="zss-requests", daemon=True)
     reader.start()
     stop_beating = threading.Event()
