@@ -6,8 +6,8 @@ layers (a layer: one resnet and its attention; DeepCache's "skip branch"); the s
 ``conv_in``, the down-path layers that make those layers' skip connections, those last layers and the
 output head, on the kept feature. The default, ``DEFAULT_BRANCH`` = 1, recomputes only ``conv_in``, the
 UNet's last layer and its output head (DeepCache's shallowest branch): on the built-in model interval 3
-takes 0.46× the time of no caching with coherence and colour adherence within 5 % (bench/overhead.py),
-where recomputing the whole final up block (``branch`` = its layer count) took 0.68×, because on a
+took 0.40–0.52× the time of no caching (three runs) with coherence and colour adherence within 5 % (bench/overhead.py),
+where recomputing the whole final up block (``branch`` = its layer count) took 0.56–0.77×, because on a
 model that small the full-resolution blocks are most of the work.
 
 Unlike the ``deepcache`` package this neither patches ``forward`` nor forgets which frames a batch
