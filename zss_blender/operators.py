@@ -609,6 +609,7 @@ def apply_stored(scene, source, seed=None):
     settings.guidance = job["guidance"]
     settings.noise = job["noise"].upper()
     settings.chunk = jobspec.chunk_setting(job.get("chunk"))
+    settings.cache_interval = int(job.get("cache_interval", 1))
     settings.seed = job["seed"] if seed is None else seed
     settings.loop = bool(job.get("loop"))
     settings.tile = importers.tile_setting(job)

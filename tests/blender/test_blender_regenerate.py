@@ -32,6 +32,7 @@ def stored_job(tmp_path):
         "noise": "mixed",
         "model": "tiny",
         "chunk": 2,
+        "cache_interval": 3,
         "output_dir": str(tmp_path),
     }
 
@@ -72,6 +73,7 @@ def test_regenerate_from_material_keeps_everything(zb, sent, tmp_path):
         "noise",
         "model",
         "chunk",
+        "cache_interval",
     ):
         assert new[key] == job[key], key
     assert new["lam"] == pytest.approx(LAM) and new["mu"] == pytest.approx(0.9)
