@@ -77,3 +77,25 @@ if [[ -n "${OUT:-}" ]]; then
 else
     "$PYTHON" -u bench/gpu_check.py "$@"
 fi
+
+# zss serve on this GPU machine over loopback (issue 13): the same job through the local worker and
+# through the server (bench/serve.py: remote overhead, then a short many-client load test). Needs
+# FastAPI + uvicorn: installed from the wheel folder when given (pip --no-index --find-links), else skipped.
+if [[ " $* " != *" --fast-only "* && " $* " != *" --smoke "* ]]; then
+    if ! "$PYTHON" -c "import fastapi, uvicorn" >/dev/null 2>&1 && [[ -d "${WHEEL_SOURCE:-$ROOT/wheels}" ]]; then
+        "$PYTHON" -m pip install --quiet --no-index --find-links "${WHEEL_SOURCE:-$ROOT/wheels}" fastapi uvicorn \
+            || echo "could not install fastapi/uvicorn from ${WHEEL_SOURCE:-$ROOT/wheels}"
+    fi
+    if "$PYTHON" -c "import fastapi, uvicorn" >/dev/null 2>&1; then
+        echo; echo "== zss serve over loopback (bench/serve.py) =="
+        if [[ -n "${OUT:-}" ]]; then
+            "$PYTHON" -u bench/serve.py --frames 16 --steps 10 --repeats 3 --clients 20 --duration 20 2>&1 \
+                | tee "$OUT/serve.log"
+        else
+            "$PYTHON" -u bench/serve.py --frames 16 --steps 10 --repeats 3 --clients 20 --duration 20
+        fi
+    else
+        echo "zss serve section skipped: fastapi and uvicorn are not installed (put their wheels and their"
+        echo "dependencies' wheels in the wheel folder)."
+    fi
+fi
