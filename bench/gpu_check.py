@@ -69,14 +69,13 @@ def build_pipelines(cfg: dict, device, dtype, seed: int = 0):
     from diffusers import (
         AutoencoderKL,
         ControlNetModel,
-        DDIMScheduler,
         StableDiffusionControlNetPipeline,
         StableDiffusionPipeline,
         UNet2DConditionModel,
     )
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextConfig, CLIPTextModel
 
-    from zss_core.models import _byte_level_vocab
+    from zss_core.models import byte_level_vocab, sd_pipeline_parts
 
     torch.manual_seed(seed)
     with torch.device(device):  # initialise on the GPU: random init of 1 B parameters on a CPU is slow
@@ -89,7 +88,7 @@ def build_pipelines(cfg: dict, device, dtype, seed: int = 0):
             up_block_types=("UpDecoderBlock2D",) * 4,
             **cfg["vae"],
         )
-        vocab = _byte_level_vocab()
+        vocab = byte_level_vocab()
         text_encoder = CLIPTextModel(
             CLIPTextConfig(
                 vocab_size=len(vocab),
@@ -104,25 +103,7 @@ def build_pipelines(cfg: dict, device, dtype, seed: int = 0):
         controlnet = ControlNetModel.from_unet(unet, load_weights_from_unet=False, **cfg["controlnet"])
     if text_encoder.config.vocab_size != 514 or text_encoder.config.hidden_size != unet.config.cross_attention_dim:
         raise AssertionError("text encoder must have vocab 514 and width == cross_attention_dim")
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
-    parts = dict(
-        unet=unet,
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    parts = sd_pipeline_parts(unet, vae, text_encoder)
     for module in (unet, vae, text_encoder, controlnet):
         module.to(device=device, dtype=dtype).eval()
     pipe = StableDiffusionPipeline(**parts)

@@ -132,7 +132,7 @@ def scheduler_unavailable(name: str) -> str | None:
 # Tiny models for tests and the offline demo
 
 
-def _byte_level_vocab() -> dict[str, int]:
+def byte_level_vocab() -> dict[str, int]:
     """CLIP's byte-to-unicode alphabet, each symbol alone and word-final: a BPE with no merges."""
     printable = (
         list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
@@ -150,6 +150,32 @@ def _byte_level_vocab() -> dict[str, int]:
     return vocab
 
 
+def sd_pipeline_parts(unet, vae, text_encoder) -> dict[str, Any]:
+    """The keyword arguments of an SD1.x pipeline around models built from config: the byte-level
+    tokenizer, SD's DDIM scheduler, no safety checker (the tiny test model and bench/gpu_check.py)."""
+    from diffusers import DDIMScheduler
+    from transformers import CLIPTokenizer
+
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    return dict(
+        unet=unet,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=CLIPTokenizer(vocab=byte_level_vocab(), merges=[], model_max_length=77),
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
 def build_tiny_pipeline(controlnet: bool = False, seed: int = 0):
     """A tiny SD1.x-shaped pipeline (and ControlNet) with random weights; deterministic per seed.
 
@@ -159,12 +185,11 @@ def build_tiny_pipeline(controlnet: bool = False, seed: int = 0):
     from diffusers import (
         AutoencoderKL,
         ControlNetModel,
-        DDIMScheduler,
         StableDiffusionControlNetPipeline,
         StableDiffusionPipeline,
         UNet2DConditionModel,
     )
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextConfig, CLIPTextModel
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -205,25 +230,7 @@ def build_tiny_pipeline(controlnet: bool = False, seed: int = 0):
                 projection_dim=32,
             )
         )
-        tokenizer = CLIPTokenizer(vocab=_byte_level_vocab(), merges=[], model_max_length=77)
-        scheduler = DDIMScheduler(
-            beta_start=0.00085,
-            beta_end=0.012,
-            beta_schedule="scaled_linear",
-            clip_sample=False,
-            set_alpha_to_one=False,
-            steps_offset=1,
-        )
-        parts = dict(
-            unet=unet,
-            vae=vae,
-            text_encoder=text_encoder,
-            tokenizer=tokenizer,
-            scheduler=scheduler,
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-        )
+        parts = sd_pipeline_parts(unet, vae, text_encoder)
         if not controlnet:
             return StableDiffusionPipeline(**parts)
         cnet = ControlNetModel.from_unet(

@@ -51,7 +51,8 @@ __all__ = ["RemoteClient", "ServerError", "Unreachable"]
 LOG_LINES = 200
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """localhost or a loopback address (plain http and a token-less server are allowed only there)."""
     if host == "localhost":
         return True
     try:
@@ -87,7 +88,7 @@ class RemoteClient(GeneratorClient):
         parsed = urllib.parse.urlsplit(url.strip())
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise ValueError(f"server URL must look like https://host:port, got {url!r}")
-        if parsed.scheme == "http" and not allow_http and not _is_loopback(parsed.hostname):
+        if parsed.scheme == "http" and not allow_http and not is_loopback(parsed.hostname):
             raise ValueError(
                 f"{url} is plain http: the token would cross the network unencrypted. "
                 "Use https:// (zss serve --tls-cert/--tls-key, or a reverse proxy)."

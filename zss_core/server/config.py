@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import os
 
 import tomllib
 
 from .. import defaults
+from ..remote import is_loopback
 
 DEFAULT_PORT = 7860
 MAX_BODY_BYTES = 16 * 1024 * 1024  # the protocol's longest line: depth maps of a long clip fit, a flood does not
@@ -48,15 +48,6 @@ class ServerConfig:
 
     def model(self, name: str) -> ModelEntry | None:
         return next((m for m in self.models if m.name == name), None)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def builtin_models() -> tuple[ModelEntry, ...]:
