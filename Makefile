@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install $(TORCH)
-	$(PY) -m pip install -e '.[dev,blender,serve]'
+	$(PY) -m pip install -e '.[dev,blender,serve,ray,lora,prompts]'
 	touch $@
 
 demo: venv

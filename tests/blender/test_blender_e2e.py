@@ -37,9 +37,14 @@ POLL_TIMEOUT = 240.0  # a cold worker imports torch + diffusers first
 
 def poll_until_idle(jobs, timeout=POLL_TIMEOUT, until=None, seen=None):
     """Call jobs.poll() like the timer would; returns the longest single call in seconds.
-    seen: a list that collects every distinct job task message on the way."""
+    seen: a list that collects every distinct message the job's task is given on the way — also
+    those that one poll passes through while draining several events (a fast stage such as
+    "Encoding prompt…" often lands in the same poll as the next one)."""
     deadline = time.monotonic() + timeout
     longest = 0.0
+    task = jobs.job_task()
+    if seen is not None and task is not None:
+        _record_messages(task, seen)
     while True:
         started = time.perf_counter()
         delay = jobs.poll()
@@ -51,6 +56,23 @@ def poll_until_idle(jobs, timeout=POLL_TIMEOUT, until=None, seen=None):
             return longest
         assert time.monotonic() < deadline, f"job did not finish: {task}\n{jobs.client().diagnostics()}"
         time.sleep(0.02)
+
+
+def _record_messages(task, seen):
+    """Append each new message of this task object as it is set (an instance attribute wraps the
+    bound methods, so other tasks and the class are untouched)."""
+
+    def recording(method):
+        def wrapper(*args, **kwargs):
+            result = method(*args, **kwargs)
+            if not seen or seen[-1] != task.message:
+                seen.append(task.message)
+            return result
+
+        return wrapper
+
+    for name in ("update", "finish", "fail", "cancel"):
+        setattr(task, name, recording(getattr(task, name)))
 
 
 def succeeded(jobs):
