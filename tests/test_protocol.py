@@ -579,3 +579,35 @@ def test_heartbeat_round_trips_and_carries_no_job_id():
     beat = p.Heartbeat(interval=5.0, running="clip-1", queued=2)
     assert p.message_from_json(beat.to_json(), expect="event") == beat and beat.id is None
     assert "worker_stalled" in p.ERROR_CODES
+
+
+def test_restyle_and_lora_fields_round_trip(good_job, tmp_path):
+    init = control_images(tmp_path, 4)
+    job = _job(good_job, frames=4, init=init, strength=0.6, image_guidance=1, loras=[{"path": "style.safetensors"}])
+    assert (job.strength, job.image_guidance, job.loras) == (0.6, 1.0, [{"path": "style.safetensors", "weight": 1.0}])
+    assert p.Job.from_dict(job.to_dict()) == job
+
+
+@pytest.mark.parametrize(
+    "patch, field",
+    [
+        ({"init": "frames/"}, "init"),
+        ({"init": ["a.png"]}, "init"),  # 1 image for 4 frames (and the file is missing)
+        ({"strength": 1.5}, "strength"),
+        ({"strength": 0.5}, "strength"),  # below 1 without init
+        ({"image_guidance": 1.5}, "init"),  # instruction editing without source frames
+        ({"loras": [{"weight": 1}]}, "loras[0].path"),
+        ({"loras": [{"path": "x", "weight": 9}]}, "loras[0].weight"),
+        ({"loras": [{"path": "x", "scale": 1}]}, "loras[0].scale"),
+        ({"preview_every": -1}, "preview_every"),
+    ],
+)
+def test_new_fields_name_what_is_wrong(patch, field, good_job):
+    fields = [pr.field for pr in _job_problems(good_job, frames=4, **patch)]
+    assert field in fields, fields
+
+
+def test_init_names_the_missing_frame(good_job, tmp_path):
+    init = [*control_images(tmp_path, 3), str(tmp_path / "gone.png")]
+    fields = [pr.field for pr in _job_problems(good_job, frames=4, init=init, strength=0.5)]
+    assert fields == ["init[3]"]

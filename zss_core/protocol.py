@@ -30,6 +30,8 @@ MAX_KEY_SHOWN = 100  # characters of an unknown field's name that a message repe
 MAX_TEXT = 2000  # prompt and negative prompt
 MAX_PATH = 4096  # model, folder and image paths
 MAX_LIST = defaults.MAX_FRAMES  # any list in a job (and the frame count)
+MAX_LORAS = 8
+MAX_LORA_WEIGHT = 4.0
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 CONTROL_TYPES = ("depth",)
@@ -136,6 +138,11 @@ class Job:
     cpu_offload: bool = False
     cache_interval: int = 1  # step caching: the full UNet every N steps, shallow blocks between (1: off)
     fast: bool = False  # GPU fast paths (zss_core/fast.py) where the device has them
+    init: list | None = None  # restyle: one source image path per frame (video-to-video)
+    strength: float = 1.0  # restyle: how much of the denoising is redone (1: text-to-video, 0: the source)
+    image_guidance: float | None = None  # instruction editing (InstructPix2Pix models): the image guidance scale
+    loras: list | None = None  # [{"path": file, folder or model name, "weight": 1.0}, ...]
+    preview_every: int = 5  # a `preview` event every N denoising steps (0: none)
 
     def prompt_schedule(self) -> list[tuple[int, str]]:
         """[(frame, prompt), …] sorted: the ``prompts`` keys, with ``prompt`` at frame 0 unless a key
@@ -150,7 +157,7 @@ class Job:
             error = error_for_problems(None, problems)
             raise ProtocolError(error.message, problems[0].field, problems)
         kwargs = dict(d)
-        for name in ("guidance", "fps"):
+        for name in ("guidance", "fps", "strength"):
             if name in kwargs:
                 kwargs[name] = float(kwargs[name])
         for name in ("lam", "mu"):
@@ -163,6 +170,10 @@ class Job:
                 type=c.get("type", "depth"),
                 scale=float(c.get("scale", 1.0)),
             )
+        if kwargs.get("image_guidance") is not None:
+            kwargs["image_guidance"] = float(kwargs["image_guidance"])
+        if kwargs.get("loras") is not None:
+            kwargs["loras"] = [{"path": x["path"], "weight": float(x.get("weight", 1.0))} for x in kwargs["loras"]]
         if "outputs" in kwargs:
             kwargs["outputs"] = Outputs(**kwargs["outputs"])
         return cls(**kwargs)
@@ -383,25 +394,48 @@ class _Checker:
         if "images" not in c:
             self.add("control.images", "control.images is required: one image path per frame")
             return
-        images = c["images"]
+        self.image_list("control.images", c["images"], frames)
+
+    def image_list(self, field: str, images: Any, frames: int | None) -> None:
+        """One readable image file per frame (control images, restyle sources)."""
         if not isinstance(images, list):
-            self.add("control.images", f"control.images must be a list of image paths, got {_show(images)}")
+            self.add(field, f"{field} must be a list of image paths, got {_show(images)}")
             return
         if len(images) > MAX_LIST:
-            self.add("control.images", f"control.images must have at most {MAX_LIST} entries, got {len(images)}")
+            self.add(field, f"{field} must have at most {MAX_LIST} entries, got {len(images)}")
             return
         if frames is not None and len(images) != frames:
-            self.add("control.images", f"control.images must have one image per frame ({frames}), got {len(images)}")
+            self.add(field, f"{field} must have one image per frame ({frames}), got {len(images)}")
         for i, p in enumerate(images):
-            field = f"control.images[{i}]"
-            if not self.text(field, p, MAX_PATH, allow_empty=False):
+            item = f"{field}[{i}]"
+            if not self.text(item, p, MAX_PATH, allow_empty=False):
                 continue
             if not os.path.exists(p):
-                self.add(field, f"{field}: file not found: {p}")
+                self.add(item, f"{item}: file not found: {p}")
             elif not os.path.isfile(p):
-                self.add(field, f"{field}: {p} is not a regular file")
+                self.add(item, f"{item}: {p} is not a regular file")
             elif not os.access(p, os.R_OK):
-                self.add(field, f"{field}: {p} is not readable")
+                self.add(item, f"{item}: {p} is not readable")
+
+    def loras(self, loras: Any) -> None:
+        """LoRAs: a list of {"path": file, folder or model name, "weight": number}."""
+        if not isinstance(loras, list):
+            self.add("loras", f'loras must be null or a list of {{"path": "...", "weight": 1.0}}, got {_show(loras)}')
+            return
+        if len(loras) > MAX_LORAS:
+            self.add("loras", f"loras must have at most {MAX_LORAS} entries, got {len(loras)}")
+            return
+        for i, lora in enumerate(loras):
+            field = f"loras[{i}]"
+            if not isinstance(lora, dict):
+                self.add(field, f'{field} must be an object {{"path": "...", "weight": 1.0}}, got {_show(lora)}')
+                continue
+            self.unknown_keys([k for k in lora if k not in ("path", "weight")], ("path", "weight"), field + ".")
+            if "path" not in lora:
+                self.add(f"{field}.path", f"{field}.path is required: a LoRA .safetensors file, folder or model name")
+            else:
+                self.text(f"{field}.path", lora["path"], MAX_PATH, allow_empty=False)
+            self.number(f"{field}.weight", lora.get("weight", 1.0), -MAX_LORA_WEIGHT, MAX_LORA_WEIGHT)
 
 
 def validate_job(d: Any) -> list[Problem]:
@@ -469,6 +503,17 @@ def validate_job(d: Any) -> list[Problem]:
         if not isinstance(d.get(name, False), bool):
             ck.add(name, f"{name} must be true or false, got {_show(d[name])}")
     ck.choice("prompt_interpolation", _value(d, "prompt_interpolation"), INTERPOLATIONS)
+    if d.get("init") is not None:
+        ck.image_list("init", d["init"], frames)
+    if ck.number("strength", _value(d, "strength"), 0, 1) and d.get("init") is None and _value(d, "strength") < 1:
+        ck.add("strength", "strength below 1 needs init: the source frames to restyle")
+    if d.get("image_guidance") is not None:
+        ck.number("image_guidance", d["image_guidance"], 0, defaults.MAX_GUIDANCE)
+        if d.get("init") is None:
+            ck.add("init", "init is required when image_guidance is set: instruction editing edits source frames")
+    if d.get("loras") is not None:
+        ck.loras(d["loras"])
+    ck.integer("preview_every", _value(d, "preview_every"), 0, defaults.MAX_STEPS)
     if d.get("prompts") is not None:
         ck.prompts(d["prompts"], frames)
 
