@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,6 @@ RENDER_DEPTH = ROOT / "integrations" / "flamenco" / "render_depth.py"
 STUB = ROOT / "tests" / "flamenco" / "author_stub.js"
 NODE = shutil.which("node")
 
-pytestmark = pytest.mark.skipif(NODE is None, reason="node is not installed: the job type is JavaScript")
 
 # Flamenco's OpenAPI schema (pkg/api/flamenco-openapi.yaml): AvailableJobType and AvailableJobSetting.
 JOB_TYPE_KEYS = {"label", "description", "settings"}
@@ -58,6 +58,8 @@ def load_render_depth():
 
 def compile_job(settings, name="shot 010 · koi"):
     """Compile one job with the stand-in runtime; returns its JSON result (or {'error': …})."""
+    if NODE is None:
+        pytest.skip("node is not installed: the job type is JavaScript, compiled here by node")
     job = {"name": name, "created": CREATED, "settings": settings, "metadata": {"user.name": "test"}}
     result = subprocess.run(
         [NODE, str(STUB), str(JOB_TYPE_JS)],
@@ -268,3 +270,29 @@ def test_missing_settings_refuse_the_job_naming_the_setting(overrides, named):
 def test_depth_off_needs_no_blend_file_or_camera():
     result = compile_job(base_settings(camera="", blendfile="", depth_script=""))
     assert [t["name"] for t in result["tasks"]] == ["generate"]
+
+
+def test_the_extension_zip_ships_the_depth_script_beside_the_addon(extension_zip):
+    """Workers with the add-on installed have render_depth.py at <add-on>/integrations/flamenco/, where it
+    finds the add-on's depth renderer two folders up (the depth_script setting points there)."""
+    names = set(zipfile.ZipFile(extension_zip).namelist())
+    assert {"integrations/flamenco/render_depth.py", "zss_blender/depth.py", "__init__.py"} <= names
+
+
+def test_depth_script_finds_the_addon_it_ships_in_or_says_how_to_point_at_it(tmp_path):
+    shipped = load_render_depth()
+    assert shipped.addon_root() == str(ROOT)  # <add-on>/integrations/flamenco/render_depth.py
+    assert shipped.script_args(["blender", "-b", "f.blend", "--python", "x.py", "--", "--frames", "2"]) == [
+        "--frames",
+        "2",
+    ]
+    assert shipped.script_args(["blender", "-b"]) == []
+
+    alone = tmp_path / "render_depth.py"  # copied somewhere without the add-on around it
+    shutil.copy(RENDER_DEPTH, alone)
+    spec = importlib.util.spec_from_file_location("render_depth_alone", alone)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(module.SetupError, match="--addon-dir"):
+        module.addon_root()
+    assert module.addon_root(str(ROOT)) == str(ROOT)
