@@ -233,10 +233,12 @@ def test_unsubmitted_settings_fall_back_to_the_job_types_defaults():
             "width": 64,
             "height": 64,
             "render_output_root": "/farm/renders",
-            "render_output_path": "/farm/renders/api job/{timestamp}",
-        }
+        },
+        name="api job",
     )
     assert "error" not in result, result
+    # No eval through the API: the folder is what the render_output_path eval would give.
+    assert result["settings"]["render_output_path"] == "/farm/renders/api job/2026-03-04_050607"
     exe, args = generate_argv(result)
     parsed = cli.build_parser().parse_args(args)
     defaults = cli.build_parser().parse_args(["generate", "x"])
@@ -248,6 +250,7 @@ def test_unsubmitted_settings_fall_back_to_the_job_types_defaults():
         defaults.guidance,
     )
     assert (parsed.negative, parsed.seed, parsed.loop, parsed.tile) == ("", 0, False, None)
+    assert (parsed.out, parsed.id) == ("/farm/renders/api job/2026-03-04_050607", "clip")
 
 
 @pytest.mark.parametrize(
@@ -258,7 +261,7 @@ def test_unsubmitted_settings_fall_back_to_the_job_types_defaults():
         ({"use_depth": True, "camera": ""}, '"camera"'),
         ({"use_depth": True, "blendfile": ""}, '"blendfile"'),
         ({"use_depth": True, "depth_script": ""}, '"depth_script"'),
-        ({"render_output_path": ""}, '"render_output_root"'),
+        ({"render_output_path": "", "render_output_root": " "}, '"render_output_root"'),
     ],
 )
 def test_missing_settings_refuse_the_job_naming_the_setting(overrides, named):

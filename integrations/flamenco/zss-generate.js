@@ -122,11 +122,14 @@ function requireText(settings, key, why) {
     return value;
 }
 
-// render_output_path with {timestamp} filled in, as Flamenco's built-in job types do.
+// render_output_path with {timestamp} filled in, as Flamenco's built-in job types do. Jobs submitted
+// through the API get no `eval` (Blender's add-on runs those): render_output_root/<job name>/{timestamp},
+// what the eval would give, is used then.
 function outputPath(job) {
-    const template = job.settings.render_output_path;
+    let template = job.settings.render_output_path;
     if (!template) {
-        throw 'ZS² Generate: no "render_output_path" setting — set "render_output_root" when submitting';
+        const root = requireText(job.settings, "render_output_root", "name the base folder on the shared storage the clip goes into");
+        template = path.join(root, job.name, "{timestamp}");
     }
     return template.replace(/{([^}]+)}/g, (match, name) =>
         name === "timestamp" ? formatTimestampLocal(job.created) : match
