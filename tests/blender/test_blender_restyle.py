@@ -359,6 +359,26 @@ def test_errors_name_what_to_do(zb, settings, sent, tmp_path):
     assert not sent
 
 
+def test_panel_shows_the_source_and_its_range(zb, settings, tmp_path):
+    import bpy
+    from test_blender_panels import draw
+
+    log = draw(zb)
+    assert ("prop", "restyle_source") in log and ("prop", "strength") not in log  # None: text to video
+    settings.restyle_source = "STRIP"
+    log = draw(zb)
+    assert ("prop", "strength") in log
+    assert any(
+        kind == "label" and text.startswith("Restyle is set to Selected Strip but no strip") for kind, text in log
+    )
+    source = image_strip(bpy, tmp_path, channel=2, start=10)
+    source.frame_offset_start = 1
+    bpy.context.scene.sequence_editor.active_strip = source
+    log = draw(zb)
+    assert ("label", "Strip 'Source': 5 frames from 11") in log
+    assert ("label", f"5 frames from 11, {WIDTH}×{HEIGHT}") in log  # the clip's range is the strip's
+
+
 def test_regenerate_refuses_when_the_source_strip_is_gone(zb, settings, sent, tmp_path):
     import bpy
 
@@ -381,7 +401,8 @@ def test_regenerate_refuses_when_the_source_strip_is_gone(zb, settings, sent, tm
 
 @pytest.mark.slow
 def test_restyle_a_strip_end_to_end_with_the_generator(zb, settings, prefs, tmp_path):
-    """Needs the engine side of issue 17 (a worker that restyles `init` frames)."""
+    """Needs the engine side of issue 17: a worker that starts from the `init` frames. The restyled clip
+    must differ from the text-to-video clip of the same seed (a worker that ignored init makes the same)."""
     import bpy
     from conftest import GENERATOR_PYTHON
     from test_blender_e2e import _has_torch, poll_until_idle, succeeded
@@ -394,6 +415,7 @@ def test_restyle_a_strip_end_to_end_with_the_generator(zb, settings, prefs, tmp_
     settings.restyle_source = "STRIP"
     settings.target = "STRIP"
     settings.strength = 0.5
+    settings.seed = 3
     assert zb.environment.generator_problem(prefs) is None
 
     assert bpy.ops.zss.generate() == {"FINISHED"}
@@ -405,3 +427,20 @@ def test_restyle_a_strip_end_to_end_with_the_generator(zb, settings, prefs, tmp_
     (result,) = [s for s in strips_of(scene.sequence_editor) if "zss_job_id" in s]
     assert result.channel == 2 and (result.frame_final_start, result.frame_final_duration) == (5, 4)
     assert result["zss_restyle_strip"] == source.name
+    restyled = clip_pixels(os.path.join(prefs.output_dir, job["id"]))
+
+    settings.restyle_source = "NONE"  # the same clip from noise: same seed, size, frames
+    settings.frames, settings.frame_start = 4, 5
+    assert bpy.ops.zss.generate() == {"FINISHED"}
+    plain = zb.jobs.running_job().job
+    assert "init" not in plain and plain["seed"] == job["seed"]
+    poll_until_idle(zb.jobs)
+    succeeded(zb.jobs)
+    from_noise = clip_pixels(os.path.join(prefs.output_dir, plain["id"]))
+    assert restyled.shape == from_noise.shape == (4, HEIGHT, WIDTH, 3)
+    assert np.abs(restyled - from_noise).mean() > 1.0, "the worker ignored the source frames (init)"
+
+
+def clip_pixels(job_dir):
+    names = sorted(n for n in os.listdir(job_dir) if n.startswith("frame_") and n.endswith(".png"))
+    return np.stack([np.asarray(Image.open(os.path.join(job_dir, n)).convert("RGB")).astype(float) for n in names])
