@@ -639,13 +639,10 @@ def apply_stored(scene, source, seed=None):
 
 def _apply_restyle(scene, source, job):
     """A restyled clip's source and strength back into scene.zss; a strip source becomes the active strip
-    again (the one Generate restyles). Raises LookupError when that strip is gone."""
-    settings = scene.zss
-    settings.restyle_source = source.get("zss_restyle_source", "NONE")
-    if settings.restyle_source == "NONE":
-        return
-    settings.strength = float(job.get("strength", settings.strength))
-    if settings.restyle_source == "STRIP":
+    again (the one Generate restyles). Raises LookupError, changing nothing, when that strip is gone."""
+    kind = source.get("zss_restyle_source", "NONE")  # NONE for clips made before Restyle existed
+    strip = None
+    if kind == "STRIP":
         name = source.get("zss_restyle_strip", "")
         editor = scene.sequence_editor
         strip = compat.top_level_strips(editor).get(name) if editor is not None and name else None
@@ -654,6 +651,10 @@ def _apply_restyle(scene, source, job):
                 hints.message("restyle_gone", f"The strip '{name}' this clip restyled is gone from '{scene.name}'")
             )
         editor.active_strip = strip
+    settings = scene.zss
+    settings.restyle_source = kind
+    if kind != "NONE":
+        settings.strength = float(job.get("strength", settings.strength))
 
 
 class _StoredClipOperator:

@@ -393,10 +393,12 @@ def test_regenerate_refuses_when_the_source_strip_is_gone(zb, settings, sent, tm
     strips_of(scene.sequence_editor).remove(source)
     scene.sequence_editor.active_strip = result
     bpy.data.objects["Cube"].active_material = None
+    settings.restyle_source, settings.strength = "SCENE", 0.3
 
     with pytest.raises(RuntimeError, match="The strip 'Source' this clip restyled is gone"):
         bpy.ops.zss.regenerate()
     assert len(sent) == 1 and settings.prompt == "an oil painting"
+    assert (settings.restyle_source, settings.strength) == ("SCENE", pytest.approx(0.3))  # nothing changed
 
 
 @pytest.mark.slow
