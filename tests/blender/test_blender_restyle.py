@@ -326,7 +326,7 @@ def problems(zb):
     return zb.operators.validation_problems(bpy.context)
 
 
-def test_errors_name_what_to_do(zb, settings, sent, tmp_path):
+def test_errors_name_what_to_do(zb, settings, prefs, sent, tmp_path):
     import bpy
 
     scene = bpy.context.scene
@@ -350,6 +350,12 @@ def test_errors_name_what_to_do(zb, settings, sent, tmp_path):
     assert [f for f, _ in problems(zb)] == ["use_depth"]
 
     settings.use_depth = False
+    prefs.generator, prefs.server_url = "SERVER", "https://gpu-box:7860"
+    assert [(f, m.split(" — ")[0]) for f, m in problems(zb)] == [
+        ("init", "A server does not receive Restyle's source frames yet")
+    ]
+    prefs.generator = "LOCAL"
+
     settings.restyle_source = "SCENE"
     scene.camera = None
     (field, message), *_ = problems(zb)
