@@ -114,6 +114,9 @@ def draw_zss(layout, context):
     layout.operator("zss.open_output", icon="FILE_FOLDER")
 
 
+RESTYLE_STRIP_NOTE = "Import As Strip or Both puts the result above the source strip"
+
+
 def _restyle(layout, scene, settings):
     """Restyle source and strength; for a strip source, which strip (or why none can be used)."""
     col = layout.column(align=True)
@@ -133,6 +136,8 @@ def _restyle(layout, scene, settings):
     strip = restyle.source_strip(scene)
     start, count = restyle.strip_range(strip)
     layout.label(text=f"Strip '{strip.name}': {count} frames from {start}", icon="SEQUENCE")
+    if settings.target == "MATERIAL":
+        layout.label(text=RESTYLE_STRIP_NOTE, icon="INFO")
 
 
 STATE_ICONS = {"pending": "TIME", "running": "PLAY", "done": "CHECKMARK", "failed": "ERROR", "cancelled": "X"}

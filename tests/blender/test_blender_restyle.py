@@ -383,6 +383,9 @@ def test_panel_shows_the_source_and_its_range(zb, settings, tmp_path):
     log = draw(zb)
     assert ("label", "Strip 'Source': 5 frames from 11") in log
     assert ("label", f"5 frames from 11, {WIDTH}×{HEIGHT}") in log  # the clip's range is the strip's
+    assert ("label", zb.panels.RESTYLE_STRIP_NOTE) in log  # Import As is Material
+    settings.target = "STRIP"
+    assert ("label", zb.panels.RESTYLE_STRIP_NOTE) not in draw(zb)
 
 
 def test_regenerate_refuses_when_the_source_strip_is_gone(zb, settings, sent, tmp_path):
