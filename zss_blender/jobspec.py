@@ -14,14 +14,17 @@ import time
 import bpy
 
 from ..zss_core import defaults
-from . import animation, preferences
+from . import animation, preferences, restyle
 
-STAGING = ".staging"  # depth maps are rendered here, outside the job folder the worker creates
+STAGING = ".staging"  # depth maps and restyle sources are written here, outside the job folder the worker creates
 DEFAULT_FOLDER = "//zss"  # clips of a saved .blend go next to it unless Output Folder is //-relative
 
 
 def frame_range(settings, scene):
-    """(first frame, frame count): the scene range when settings.frames is 0."""
+    """(first frame, frame count): the scene range when settings.frames is 0; a restyled strip's own
+    range (its start and length on the timeline) when Restyle is Selected Strip and one is selected."""
+    if settings.restyle_source == "STRIP" and restyle.strip_problem(scene) is None:
+        return restyle.strip_range(restyle.source_strip(scene))
     if settings.frames == 0:
         return scene.frame_start, scene.frame_end - scene.frame_start + 1
     return settings.frame_start, settings.frames
@@ -214,6 +217,20 @@ class DepthFrames:
 
 
 @dataclasses.dataclass(frozen=True)
+class RestyleFrames:
+    """The source frames a restyle plan needs (restyle.read_source writes them into folder)."""
+
+    source: str  # SCENE (rendered from the camera) or STRIP (the sequencer strip strip_name)
+    frame_start: int  # the scene frame of the first source frame
+    count: int
+    width: int
+    height: int
+    folder: str  # the staging folder (staging.folder(plan) owns it)
+    strength: float  # the job's strength once the frames are there (with_init)
+    strip_name: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
 class Replace:
     """Regenerate / Vary Seed: the earlier clip's datablocks, updated in place instead of copied."""
 
@@ -237,6 +254,8 @@ class ImportTargets:
     mapping: str = "CAMERA"  # CAMERA (a depth clip projected from camera_name) or UV
     camera_name: str = ""  # the camera the depth frames were rendered from ("" without depth)
     replace: Replace = Replace()  # Regenerate / Vary Seed: what is replaced in place
+    restyle_source: str = "NONE"  # NONE, SCENE or STRIP: stored on the clip for Regenerate
+    source_strip: str = ""  # STRIP: the restyled strip; the result strip goes on a channel above it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -246,6 +265,7 @@ class JobPlan:
     job: dict
     depth: DepthFrames | None
     targets: ImportTargets
+    restyle: RestyleFrames | None = None
 
     @property
     def id(self):
@@ -260,6 +280,17 @@ class JobPlan:
         """A new plan whose job conditions on the rendered depth maps."""
         job = {**self.job, "control": {"type": "depth", "images": list(images), "scale": self.depth.scale}}
         return dataclasses.replace(self, job=job)
+
+    def with_init(self, images):
+        """A new plan whose job restyles the written source frames (init) at the plan's strength."""
+        job = {**self.job, "init": list(images), "strength": self.restyle.strength}
+        return dataclasses.replace(self, job=job)
+
+    @property
+    def staging_folder(self):
+        """Where depth maps and source frames are written before sending; "" when nothing is."""
+        needed = self.depth or self.restyle
+        return needed.folder if needed is not None else ""
 
 
 def plan(context, prefs, object_names=(), overrides=None, replace=None, job_id=None):
@@ -281,6 +312,20 @@ def plan(context, prefs, object_names=(), overrides=None, replace=None, job_id=N
         depth = DepthFrames(
             frame_start, count, job["width"], job["height"], staging_dir(root, job_id), settings.control_scale
         )
+    source, strip_name = None, ""
+    if settings.restyle_source != "NONE":
+        strip = restyle.source_strip(scene) if settings.restyle_source == "STRIP" else None
+        strip_name = strip.name if strip is not None else ""
+        source = RestyleFrames(
+            settings.restyle_source,
+            frame_start,
+            count,
+            job["width"],
+            job["height"],
+            staging_dir(root, job_id),
+            settings.strength,
+            strip_name,
+        )
     targets = ImportTargets(
         blend_file=bpy.data.filepath,
         scene_name=scene.name,
@@ -294,5 +339,7 @@ def plan(context, prefs, object_names=(), overrides=None, replace=None, job_id=N
         mapping=settings.mapping,
         camera_name=scene.camera.name if depth and scene.camera else "",
         replace=replace or Replace(),
+        restyle_source=settings.restyle_source,
+        source_strip=strip_name,
     )
-    return JobPlan(job=job, depth=depth, targets=targets)
+    return JobPlan(job=job, depth=depth, targets=targets, restyle=source)

@@ -9,7 +9,7 @@ preferences.py needs no UI (and the import graph has no cycle).
 import bpy
 
 from ..zss_core import defaults
-from . import environment, icons, jobs, jobspec, preferences
+from . import environment, icons, jobs, jobspec, preferences, restyle
 
 
 def _progress(layout, fraction, text):
@@ -63,6 +63,7 @@ def draw_zss(layout, context):
     col.prop(settings, "width")
     col.prop(settings, "height")
     _resolved(layout, scene, settings)
+    _restyle(layout, scene, settings)
 
     col = layout.column(align=True)
     col.use_property_split = True
@@ -111,6 +112,32 @@ def draw_zss(layout, context):
         for note in task.result["notes"]:
             layout.label(text=note, icon="INFO")
     layout.operator("zss.open_output", icon="FILE_FOLDER")
+
+
+RESTYLE_STRIP_NOTE = "Import As Strip or Both puts the result above the source strip"
+
+
+def _restyle(layout, scene, settings):
+    """Restyle source and strength; for a strip source, which strip (or why none can be used)."""
+    col = layout.column(align=True)
+    col.use_property_split = True
+    col.prop(settings, "restyle_source")
+    if settings.restyle_source == "NONE":
+        return
+    col.prop(settings, "strength", slider=True)
+    if settings.restyle_source != "STRIP":
+        return
+    problem = restyle.strip_problem(scene)
+    if problem:
+        alert = layout.column()
+        alert.alert = True
+        alert.label(text=problem, icon="ERROR")
+        return
+    strip = restyle.source_strip(scene)
+    start, count = restyle.strip_range(strip)
+    layout.label(text=f"Strip '{strip.name}': {count} frames from {start}", icon="SEQUENCE")
+    if settings.target == "MATERIAL":
+        layout.label(text=RESTYLE_STRIP_NOTE, icon="INFO")
 
 
 STATE_ICONS = {"pending": "TIME", "running": "PLAY", "done": "CHECKMARK", "failed": "ERROR", "cancelled": "X"}
