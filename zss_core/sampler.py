@@ -33,7 +33,7 @@ from PIL import Image
 from . import fast, schedule
 from .attention import TemporalState, temporal_momentum_attention
 from .noise import NoiseStats, make_noise
-from .prompts import encode_schedule
+from .prompts import encode_keys, encode_schedule
 from .step_cache import StepCachedUNet
 from .tiling import seamless_tiling
 
@@ -154,7 +154,7 @@ def prepare(pipe, options: SamplingOptions, control_images: Sequence | None = No
     do_cfg = options.guidance > 1.0 and pipe.unet.config.time_cond_proj_dim is None
     keys = schedule.normalize_schedule(options.prompt, options.frames)
     if len(keys) == 1:
-        prompt_embeds, negative_embeds = pipe.encode_prompt(keys[0][1], device, 1, do_cfg, options.negative_prompt)
+        (prompt_embeds,), negative_embeds = encode_keys(pipe, [keys[0][1]], device, do_cfg, options.negative_prompt)
     else:
         prompt_embeds, negative_embeds = encode_schedule(
             pipe,
