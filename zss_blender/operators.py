@@ -15,6 +15,7 @@ import time
 import bpy
 
 from ..zss_core import client as generator_client
+from ..zss_core import defaults
 from . import (
     checks,
     compat,
@@ -626,6 +627,11 @@ def apply_stored(scene, source, seed=None):
     overrides = {"lam": job["lam"], "mu": job["mu"], "model": job["model"]}
     if job.get("controlnet_model"):
         overrides["controlnet_model"] = job["controlnet_model"]
+    # A preset was expanded into the stored job: its scheduler and LoRAs are pinned, the preset is not re-applied.
+    settings.preset = "NONE"
+    overrides["scheduler"] = job.get("scheduler", defaults.SCHEDULERS[0])
+    if job.get("loras"):
+        overrides["loras"] = job["loras"]
     return overrides
 
 
