@@ -190,3 +190,56 @@ def test_the_draft_preset_runs_end_to_end_from_the_cli(tmp_path, draft_lora):
     assert manifest["status"] == "done" and len(manifest["frames"]) == 3
     assert (job["steps"], job["guidance"], job["scheduler"]) == (6, 1.0, "lcm")
     assert job["loras"] == [{"path": str(draft_lora), "weight": 1.0}]
+
+
+# --------------------------------------------------------------------- LCM-distilled models
+
+
+@pytest.fixture(scope="module")
+def lcm_model_pipe():
+    """The tiny model with an LCM-distilled-style UNet: it takes the guidance scale as an embedding
+    (time_cond_proj_dim), like LCM_Dreamshaper, instead of classifier-free guidance."""
+    import torch
+    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+
+    from zss_core.models import build_tiny_pipeline
+
+    tiny = build_tiny_pipeline()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(5)
+        config = {k: v for k, v in tiny.unet.config.items() if not k.startswith("_")}  # _use_default_values too
+        unet = UNet2DConditionModel.from_config({**config, "time_cond_proj_dim": 32})
+    parts = {k: v for k, v in tiny.components.items() if k != "image_encoder"}
+    pipe = StableDiffusionPipeline(**{**parts, "unet": unet, "requires_safety_checker": False})
+    assert pipe.unet.config.time_cond_proj_dim == 32
+    set_scheduler(pipe, "lcm")
+    return pipe
+
+
+def test_an_lcm_model_gets_its_guidance_embedding_as_the_stock_pipeline_gives_it(lcm_model_pipe):
+    import torch
+
+    pipe = lcm_model_pipe
+    latents = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(1))
+    common = dict(frames=1, width=64, height=64, steps=4, seed=0, output_type="np")
+    ours = sample_video(pipe, "a red brick wall", guidance=8.0, latents=latents, **common).frames
+    stock = pipe(
+        "a red brick wall",
+        width=64,
+        height=64,
+        num_inference_steps=4,
+        guidance_scale=8.0,
+        latents=latents.clone(),
+        generator=torch.Generator().manual_seed(0),  # LCM's per-step noise, drawn like the sampler draws it
+        output_type="np",
+    ).images
+    assert max_diff(ours, stock) < 1e-5
+    other = sample_video(pipe, "a red brick wall", guidance=2.0, latents=latents, **common).frames
+    assert max_diff(ours, other) > 1e-3  # the embedding carries the guidance scale
+
+
+def test_step_caching_passes_the_guidance_embedding_on(lcm_model_pipe):
+    common = dict(frames=2, width=64, height=64, steps=1, seed=0, guidance=8.0, output_type="np")
+    plain = sample_video(lcm_model_pipe, "a red brick wall", **common).frames
+    cached = sample_video(lcm_model_pipe, "a red brick wall", cache_interval=2, **common).frames  # one full step
+    assert max_diff(plain, cached) < 1e-5
