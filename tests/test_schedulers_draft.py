@@ -243,3 +243,11 @@ def test_step_caching_passes_the_guidance_embedding_on(lcm_model_pipe):
     plain = sample_video(lcm_model_pipe, "a red brick wall", **common).frames
     cached = sample_video(lcm_model_pipe, "a red brick wall", cache_interval=2, **common).frames  # one full step
     assert max_diff(plain, cached) < 1e-5
+
+
+def test_a_job_made_with_a_preset_is_recognised_as_such():
+    default = {"steps": 30, "guidance": 7.5, "scheduler": "ddim"}
+    assert presets.matching(default) == "none"
+    for name in presets.PRESETS:
+        assert presets.matching(presets.expand(default, name)) == name
+    assert presets.matching({**presets.expand(default, "draft"), "steps": 4}) == "none"  # tuned: shown as is

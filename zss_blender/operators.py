@@ -15,7 +15,7 @@ import time
 import bpy
 
 from ..zss_core import client as generator_client
-from ..zss_core import defaults
+from ..zss_core import defaults, presets
 from . import (
     checks,
     compat,
@@ -627,8 +627,9 @@ def apply_stored(scene, source, seed=None):
     overrides = {"lam": job["lam"], "mu": job["mu"], "model": job["model"]}
     if job.get("controlnet_model"):
         overrides["controlnet_model"] = job["controlnet_model"]
-    # A preset was expanded into the stored job: its scheduler and LoRAs are pinned, the preset is not re-applied.
-    settings.preset = "NONE"
+    # A preset was expanded into the stored job: the panel shows it again (so the next Generate is alike), and
+    # the clip's scheduler and LoRAs are pinned (they replace what the preset and the preferences would give).
+    settings.preset = presets.matching(job).upper()
     overrides["scheduler"] = job.get("scheduler", defaults.SCHEDULERS[0])
     if job.get("loras"):
         overrides["loras"] = job["loras"]

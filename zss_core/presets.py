@@ -108,6 +108,14 @@ def expand(job: dict, name: str, explicit: Iterable[str] = (), draft_lora: str =
     return out
 
 
+def matching(job: dict) -> str:
+    """The preset whose own fields a job has exactly (a clip made with it, shown again in the panel), or "none"."""
+    for name, preset in PRESETS.items():
+        if all(job.get(field) == value for field, value in preset.fields.items()):
+            return name
+    return "none"
+
+
 def _outside(preset: Preset, job: dict) -> tuple[str, str] | None:
     """(field, message) for the first field outside the preset's ranges, or None."""
     low, high = preset.steps

@@ -92,8 +92,17 @@ def test_regenerating_a_draft_clip_pins_its_scheduler_and_lora(zb, prefs):
     stored = plan_job(zb, prefs)
     source = {"zss_job": json.dumps(stored)}
     settings.preset = "NONE"
+    prefs.draft_lora = "another/lcm-lora"  # the clip keeps the LoRA it was made with
     overrides = zb.operators.apply_stored(scene, source)
-    assert settings.preset == "NONE" and (settings.steps, settings.guidance) == (6, 1.0)
+    assert settings.preset == "DRAFT" and (settings.steps, settings.guidance) == (6, 1.0)
     job = zb.jobspec.plan(bpy.context, prefs, overrides=overrides, job_id="job-2").job
     assert (job["steps"], job["guidance"], job["scheduler"]) == (6, 1.0, "lcm")
-    assert job["loras"] == stored["loras"]
+    assert job["loras"] == stored["loras"] == [{"path": LCM_LORA, "weight": 1.0}]
+
+    # a clip made without a preset, with a scheduler the panel does not offer, is regenerated with it
+    settings.preset = "NONE"
+    stored = {**plan_job(zb, prefs), "scheduler": "euler", "steps": 12}
+    overrides = zb.operators.apply_stored(scene, {"zss_job": json.dumps(stored)})
+    assert settings.preset == "NONE"
+    job = zb.jobspec.plan(bpy.context, prefs, overrides=overrides, job_id="job-3").job
+    assert (job["steps"], job["scheduler"]) == (12, "euler") and "loras" not in job
