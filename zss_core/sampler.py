@@ -52,7 +52,8 @@ class SamplingOptions:
     """Every knob of one clip, in one value: built once (``runner`` builds it from a job) and passed on.
 
     ``prompt``: a string, or a schedule of (frame, prompt) keys (0-based frames) whose text embeddings
-    are interpolated per frame (``prompt_interpolation``: ``linear`` or ``slerp``).
+    are interpolated per frame (``prompt_interpolation``: ``linear`` or ``slerp``). Weighted (``(word:1.3)``)
+    and long prompts go through ``weighted_prompts`` (compel); plain ones through ``encode_prompt``.
     ``lam``/``mu``: a number or per-frame lists (length ``frames``, entry 0 unused, or ``frames − 1``).
     ``noise``: ``dependency`` (ZS²), ``mixed``, ``progressive`` or ``independent``; ``search`` and
     ``candidates`` tune the dependency noise. ``tma=False`` keeps the model's own attention (baselines).
