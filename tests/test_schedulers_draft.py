@@ -157,13 +157,14 @@ def draft_lora(tmp_path_factory):
 
 
 def test_the_draft_preset_runs_end_to_end_from_the_cli(tmp_path, draft_lora):
+    """With a weighted prompt over 77 tokens, as artists write them."""
     proc = subprocess.run(
         [
             sys.executable,
             "-m",
             "zss_core.cli",
             "generate",
-            "a red brick wall",
+            "a (red brick:1.3) wall, [moss], " + "weathered stones, " * 6,  # weighted and over 77 tokens
             "--model",
             "tiny",
             "--preset",
