@@ -13,7 +13,7 @@ import time
 
 import bpy
 
-from ..zss_core import defaults
+from ..zss_core import defaults, presets
 from . import animation, preferences, restyle
 
 STAGING = ".staging"  # depth maps and restyle sources are written here, outside the job folder the worker creates
@@ -81,6 +81,14 @@ def model_reference(text):
     """Model preference: a local path made absolute, or a hub id / 'tiny' passed through."""
     path = user_path(text)
     return os.path.abspath(path) if os.path.exists(path) else path
+
+
+def draft_lora_setting(settings, prefs):
+    """The Draft LoRA preference (a path made absolute, or a hub id) when the preset takes it, else ""."""
+    preset = presets.PRESETS.get(settings.preset.lower())
+    if preset is None or not preset.lora or not prefs.draft_lora.strip():
+        return ""
+    return model_reference(prefs.draft_lora)
 
 
 def output_root(prefs):
@@ -195,6 +203,7 @@ def build(scene, prefs, job_id, root, overrides=None):
     }
     if settings.use_depth:
         job["controlnet_model"] = model_reference(controlnet_setting(prefs))
+    job = presets.expand(job, settings.preset.lower(), draft_lora=draft_lora_setting(settings, prefs))
     job.update(overrides or {})
     if preferences.uses_server(prefs):  # the server resolves the name (and its ControlNet) itself
         pinned = (overrides or {}).get("model")  # Regenerate: the clip's model, when this server has it

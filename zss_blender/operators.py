@@ -15,6 +15,7 @@ import time
 import bpy
 
 from ..zss_core import client as generator_client
+from ..zss_core import defaults, presets
 from . import (
     checks,
     compat,
@@ -634,6 +635,12 @@ def apply_stored(scene, source, seed=None):
     overrides = {"lam": job["lam"], "mu": job["mu"], "model": job["model"]}
     if job.get("controlnet_model"):
         overrides["controlnet_model"] = job["controlnet_model"]
+    # A preset was expanded into the stored job: the panel shows it again (so the next Generate is alike), and
+    # the clip's scheduler and LoRAs are pinned (they replace what the preset and the preferences would give).
+    settings.preset = presets.matching(job).upper()
+    overrides["scheduler"] = job.get("scheduler", defaults.SCHEDULERS[0])
+    if job.get("loras"):
+        overrides["loras"] = job["loras"]
     return overrides
 
 

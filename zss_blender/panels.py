@@ -8,7 +8,7 @@ preferences.py needs no UI (and the import graph has no cycle).
 
 import bpy
 
-from ..zss_core import defaults
+from ..zss_core import defaults, presets
 from . import environment, icons, jobs, jobspec, preferences, restyle
 
 
@@ -43,6 +43,14 @@ def _resolved(layout, scene, settings):
     layout.label(text=f"{count} frames from {frame_start}, {width}×{height}", icon="INFO")
 
 
+def _draft_lora(context):
+    """The Draft LoRA preference ("" when unset or the add-on's preferences are not there)."""
+    try:
+        return preferences.get(context).draft_lora.strip()
+    except LookupError:
+        return ""
+
+
 def draw_zss(layout, context):
     """The whole ZS² UI: prompt, settings, generate/cancel, progress, last error, output."""
     scene = context.scene
@@ -67,8 +75,16 @@ def draw_zss(layout, context):
 
     col = layout.column(align=True)
     col.use_property_split = True
-    col.prop(settings, "steps")
-    col.prop(settings, "guidance")
+    col.prop(settings, "preset")
+    preset = presets.PRESETS.get(settings.preset.lower())
+    if preset is not None:
+        col.label(text=f"{preset.label}: {preset.summary()}", icon="INFO")
+        if preset.lora and not _draft_lora(context):
+            col.label(text="No Draft LoRA set (Preferences): the model must be an LCM model", icon="ERROR")
+    sub = col.column(align=True)
+    sub.active = preset is None  # the preset replaces them
+    sub.prop(settings, "steps")
+    sub.prop(settings, "guidance")
     row = col.row(align=True)
     row.prop(settings, "seed")
     row.operator("zss.randomize_seed", text="", icon="FILE_REFRESH")
@@ -349,6 +365,7 @@ def _model(layout, prefs):
             else "Empty: this model has no built-in depth ControlNet; set one for Depth Control",
             icon="INFO",
         )
+    box.prop(prefs, "draft_lora")
     box.prop(prefs, "allow_pickle")
 
 

@@ -25,7 +25,7 @@ from bpy.props import (
     StringProperty,
 )
 
-from ..zss_core import defaults
+from ..zss_core import defaults, presets
 from . import restyle
 
 _NOISE_DESCRIPTIONS = {
@@ -52,6 +52,12 @@ TILE_ITEMS = (
 INTERPOLATION_ITEMS = (
     ("LINEAR", "Linear", "Blend the prompt embeddings linearly between keys"),
     ("SLERP", "Spherical", "Blend along the sphere between keys (keeps the embedding's length)"),
+)
+
+# Scene.zss.preset: NONE, or a preset of zss_core/presets.py (expanded into job fields by jobspec.build).
+PRESET_ITEMS = (
+    ("NONE", "None", "Steps, guidance and scheduler as set here"),
+    *((p.name.upper(), p.label, f"{p.summary()}; needs {p.needs}") for p in presets.PRESETS.values()),
 )
 
 CHUNK_AUTO = -1  # Scene.zss.chunk: -1 = "auto", 0 = all frames at once, N = N frames per batch
@@ -99,6 +105,13 @@ class ZSSSceneSettings(bpy.types.PropertyGroup):
         max=defaults.MAX_SIZE,
         subtype="PIXEL",
         description="Clip height, a multiple of 8; 0 follows the render resolution",
+    )
+    preset: EnumProperty(
+        name="Preset",
+        items=PRESET_ITEMS,
+        default="NONE",
+        description="Draft: a rough clip in a few steps (LCM and the Draft LoRA of the preferences); Turbo: "
+        "1 step for Turbo models. Replaces Steps and Guidance when the job is built",
     )
     steps: IntProperty(name="Steps", default=30, min=1, max=defaults.MAX_STEPS, description="Denoising steps")
     guidance: FloatProperty(
