@@ -93,7 +93,7 @@ def test_a_pickle_that_is_not_a_model_is_named_as_such(tmp_path, monkeypatch, su
     error = info.value
     assert f"'thing{suffix}' is not a Stable Diffusion checkpoint" in error.message
     assert "not a model ZS² can read" in error.message and error.field == "model"
-    assert "Stable Diffusion 1.x checkpoint" in error.hint
+    assert "Stable Diffusion 1.x, 2.x or SDXL checkpoint" in error.hint
     assert not any(word in error.message + error.hint for word in ("HF_HUB_OFFLINE", "local_files_only", "cached"))
 
 
@@ -120,9 +120,15 @@ def fake_checkpoint(path, tensors):
     "tensors, message",
     [
         ({"lora_unet_down_blocks_0_attentions_0.lora_down.weight": (4, 320)}, "LoRA"),
-        ({"conditioner.embedders.0.transformer.text_model.embeddings.position_ids": (1, 77)}, "SDXL"),
-        ({"model.diffusion_model.input_blocks.0.0.weight": (320, 9, 3, 3)}, "inpainting"),
-        ({"model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": (320, 1024)}, "2.x"),
+        ({"model.diffusion_model.input_blocks.0.0.weight": (320, 9, 3, 3)}, "is an inpainting model"),
+        ({"model.diffusion_model.input_blocks.0.0.weight": (320, 8, 3, 3)}, "is an InstructPix2Pix"),
+        (
+            {
+                "model.diffusion_model.input_blocks.0.0.weight": (384, 4, 3, 3),
+                "conditioner.embedders.0.model.transformer.resblocks.9.mlp.c_proj.bias": (1280,),
+            },
+            "is the SDXL refiner",
+        ),
     ],
 )
 def test_single_file_checkpoints_are_classified_from_their_header(tmp_path, tensors, message):

@@ -32,8 +32,8 @@ from PIL import Image
 
 from . import fast, schedule
 from .attention import TemporalState, temporal_momentum_attention
+from .families import AddedConditioning, family_of, vae_precision
 from .noise import NoiseStats, make_noise
-from .prompts import encode_schedule
 from .step_cache import StepCachedUNet
 from .tiling import seamless_tiling
 
@@ -123,6 +123,7 @@ class Conditioning:
     negative_embeds: torch.Tensor | None  # (1, tokens, width) under classifier-free guidance
     control: torch.Tensor | None  # (frames, 3, H, W) in [0, 1] for a ControlNet pipeline
     do_cfg: bool
+    added: AddedConditioning | None = None  # SDXL's pooled text and size/crop ids (families)
 
 
 def frame_chunks(frames: int, chunk: int | None) -> list[tuple[int, int]]:
@@ -153,26 +154,14 @@ def prepare(pipe, options: SamplingOptions, control_images: Sequence | None = No
     device = pipe._execution_device
     do_cfg = options.guidance > 1.0 and pipe.unet.config.time_cond_proj_dim is None
     keys = schedule.normalize_schedule(options.prompt, options.frames)
-    if len(keys) == 1:
-        prompt_embeds, negative_embeds = pipe.encode_prompt(keys[0][1], device, 1, do_cfg, options.negative_prompt)
-    else:
-        prompt_embeds, negative_embeds = encode_schedule(
-            pipe,
-            keys,
-            options.frames,
-            device,
-            options.prompt_interpolation,
-            do_cfg,
-            options.negative_prompt,
-            options.loop,
-        )
+    prompt_embeds, negative_embeds, added = family_of(pipe).encode(pipe, keys, options, device, do_cfg)
     control = None
     controlnet = getattr(pipe, "controlnet", None)
     if controlnet is not None:
         control = _prepare_control(
             pipe, control_images, options.frames, options.width, options.height, device, controlnet.dtype
         )
-    return Conditioning(prompt_embeds, negative_embeds, control, do_cfg)
+    return Conditioning(prompt_embeds, negative_embeds, control, do_cfg, added)
 
 
 def latent_shape(pipe, options: SamplingOptions) -> tuple[int, int, int]:
@@ -243,6 +232,7 @@ class ChunkedDenoiser:
             embeds = cond.prompt_embeds[start:end]
         if cond.negative_embeds is not None:  # classifier-free guidance
             embeds = torch.cat([cond.negative_embeds.expand(count, -1, -1), embeds])
+        added = cond.added.for_chunk(start, end) if cond.added is not None else None
         residuals = {}
         if cond.control is not None:
             control = cond.control[start:end]
@@ -254,14 +244,19 @@ class ChunkedDenoiser:
                 controlnet_cond=control,
                 conditioning_scale=self.options.control_scale,
                 guess_mode=False,
+                added_cond_kwargs=added,
                 return_dict=False,
             )
             residuals = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
         if self.step_cache is None:
-            pred = pipe.unet(model_input, t, encoder_hidden_states=embeds, return_dict=False, **residuals)[0]
+            pred = pipe.unet(
+                model_input, t, encoder_hidden_states=embeds, added_cond_kwargs=added, return_dict=False, **residuals
+            )[0]
         else:
             key = (start, end, model_input.shape[0])  # this chunk's frames, in this batch layout
-            pred = self.step_cache(model_input, t, embeds, key=key, step_index=self.state.step, **residuals)
+            pred = self.step_cache(
+                model_input, t, embeds, key=key, step_index=self.state.step, added_cond_kwargs=added, **residuals
+            )
         if cond.do_cfg:
             uncond, text = pred.chunk(2)
             pred = uncond + self.options.guidance * (text - uncond)
@@ -311,8 +306,9 @@ def decode(
     for start, end in frame_chunks(options.frames, options.chunk):
         if cancelled():
             raise SamplingCancelled("cancelled while decoding")
-        with fast.large_frame_decoding(pipe.vae, options.width, options.height, large):
-            images = pipe.vae.decode(latents[start:end] / pipe.vae.config.scaling_factor, return_dict=False)[0]
+        with fast.large_frame_decoding(pipe.vae, options.width, options.height, large), vae_precision(pipe) as dtype:
+            scaled = (latents[start:end] / pipe.vae.config.scaling_factor).to(dtype)
+            images = pipe.vae.decode(scaled, return_dict=False)[0]
         images = pipe.image_processor.postprocess(
             images, output_type=options.output_type, do_denormalize=[True] * (end - start)
         )
