@@ -17,12 +17,20 @@ only needs to know how to condition the loaded one.)
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 
 from .prompts import encode_schedule, interpolate_keys
+
+# Casting a VAE whose list of modules to keep in float32 is empty logs "There are modules in
+# AutoencoderKL that should be kept in float32: []" on every cast (the stock SDXL pipeline's upcast too):
+# with nothing in the list the warning says nothing, and SDXL jobs would print it twice per clip.
+logging.getLogger("diffusers.models.modeling_utils").addFilter(
+    lambda record: "AutoencoderKL that should be kept in float32: []" not in record.getMessage()
+)
 
 
 @dataclass

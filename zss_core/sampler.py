@@ -307,7 +307,7 @@ def decode(
         if cancelled():
             raise SamplingCancelled("cancelled while decoding")
         with fast.large_frame_decoding(pipe.vae, options.width, options.height, large), vae_precision(pipe) as dtype:
-            scaled = (latents[start:end] / pipe.vae.config.scaling_factor).to(dtype)
+            scaled = latents[start:end].to(dtype) / pipe.vae.config.scaling_factor  # SDXL: float32 (families)
             images = pipe.vae.decode(scaled, return_dict=False)[0]
         images = pipe.image_processor.postprocess(
             images, output_type=options.output_type, do_denormalize=[True] * (end - start)
