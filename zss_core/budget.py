@@ -96,7 +96,7 @@ def profile_from_pipe(pipe) -> ModelProfile:
     """The profile of a loaded pipeline (its weights counted from its parameters)."""
     weights = sum(
         p.numel() * p.element_size()
-        for name in ("unet", "vae", "text_encoder", "controlnet")
+        for name in ("unet", "vae", "text_encoder", "text_encoder_2", "controlnet")  # SDXL has two text encoders
         if getattr(pipe, name, None) is not None
         for p in getattr(pipe, name).parameters()
     )

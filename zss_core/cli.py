@@ -139,8 +139,11 @@ DEFAULT_MODEL = defaults.DEFAULT_MODEL  # kept: the name this module has always 
 
 
 def job_from_args(args) -> dict:
-    if args.size is None:
-        args.size = defaults.default_size(args.model)
+    if args.size is None:  # the size the model's family was made for (512², 768² SD2-v, 1024² SDXL)
+        from .model_check import local_default_size
+
+        side = local_default_size(args.model)
+        args.size = (side, side) if side else defaults.default_size(args.model)
     job = {
         "id": args.id or new_job_id(),
         "prompt": args.prompt,
