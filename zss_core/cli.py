@@ -56,7 +56,9 @@ def new_job_id() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="zss", description="ZS² zero-shot video sampling for Stable Diffusion 1.x")
+    parser = argparse.ArgumentParser(
+        prog="zss", description="ZS² zero-shot video sampling for Stable Diffusion 1.x, 2.x and SDXL"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     gen = sub.add_parser("generate", help="sample a clip into a new folder")
