@@ -194,3 +194,44 @@ def test_sdxl_prompt_schedule_interpolates_the_pooled_embedding_too(tiny_sdxl_di
     assert pooled.shape == (5, 32) and cond.prompt_embeds.shape[0] == 5
     assert torch.allclose(pooled[0], first) and torch.allclose(pooled[4], last)
     assert torch.allclose(pooled[2], (first + last) / 2, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["sd2", "sdxl"])
+def test_zss_generate_with_depth_control_on_the_family(tmp_path, name, request):
+    """The CLI end to end: the family's pipeline class with its depth ControlNet, frames and video written."""
+    from zss_core.cli import main
+
+    folder = request.getfixturevalue(f"tiny_{name}_dir")
+    depth = tmp_path / "depth"
+    depth.mkdir()
+    for index, image in enumerate(control_images(3)):
+        image.save(depth / f"{index:04d}.png")
+    code = main(
+        [
+            "generate",
+            PROMPT,
+            "--model",
+            str(folder),
+            "--controlnet",
+            str(folder / "controlnet"),
+            "--control-depth",
+            str(depth),
+            "--frames",
+            "3",
+            "--size",
+            "64x64",
+            "--steps",
+            "2",
+            "--chunk",
+            "2",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "out"),
+            "--id",
+            name,
+        ]
+    )
+    assert code == 0
+    frames = sorted((tmp_path / "out" / name).glob("frame_*.png"))
+    assert len(frames) == 3 and Image.open(frames[0]).size == (64, 64)

@@ -86,7 +86,6 @@ _HINT = (
     "Choose a Stable Diffusion 1.x, 2.x or SDXL text-to-image model (e.g. stable-diffusion-v1-5/"
     "stable-diffusion-v1-5, stabilityai/stable-diffusion-2-1, stabilityai/stable-diffusion-xl-base-1.0)."
 )
-_SD1_HINT = _HINT  # the name older callers import
 _CONTROLNET_HINTS = {
     "sd1": "lllyasviel/control_v11f1p_sd15_depth",
     "sd2": "thibaud/controlnet-sd21-depth-diffusers",

@@ -1,4 +1,7 @@
-"""ZS² video sampling on diffusers Stable Diffusion (and SD + ControlNet) pipelines.
+"""ZS² video sampling on diffusers Stable Diffusion 1.x/2.x and SDXL (and their ControlNet) pipelines.
+
+What differs between the families (SDXL's pooled text and size/crop ids, its float32 VAE decoding)
+is in ``families``; this loop is the same for all of them.
 
 ZS² = dependency-noise initial latents + temporal momentum attention + the model's own scheduler.
 The denoising loop below is the one of ``StableDiffusionPipeline`` / ``StableDiffusionControlNetPipeline``
