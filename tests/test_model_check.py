@@ -242,3 +242,19 @@ def test_an_sdxl_controlnet_file_is_named_sdxl(tmp_path):
         {"add_embedding.linear_1.weight": (1280, 2816), "controlnet_cond_embedding.conv_in.weight": (16, 3, 3, 3)},
     )
     assert inspect_checkpoint(path, "controlnet_model") == "sdxl"
+
+
+def test_an_sdxl_single_file_goes_to_the_sdxl_single_file_loader(tmp_path, monkeypatch):
+    from diffusers import StableDiffusionXLControlNetPipeline, StableDiffusionXLPipeline
+
+    from zss_core.models import ModelNotFound, detect_family, pipeline_classes
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    path = fake_checkpoint(tmp_path / "sdxl.safetensors", SINGLE_FILES["sdxl"])
+    family = detect_family(str(path))
+    assert family.name == "sdxl" and family.default_size == 1024
+    assert pipeline_classes(family.name)[:2] == (StableDiffusionXLPipeline, StableDiffusionXLControlNetPipeline)
+    # Offline, diffusers' SDXL single-file loader needs stabilityai/stable-diffusion-xl-base-1.0's configs.
+    with pytest.raises(ModelNotFound, match="single-file checkpoint: loading it needs its model's configuration"):
+        load_pipeline(str(path), device="cpu")
