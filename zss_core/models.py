@@ -286,7 +286,6 @@ def _check_file(path: Path, what: str, field: str, allow_pickle: bool) -> str | 
     suffix = path.suffix.lower()
     if suffix in PICKLE_SUFFIXES:
         if allow_pickle:
-            log.warning("loading pickle checkpoint %s with weights-only unpickling", path)
             return None
         raise ModelError(
             f"{what} '{path}' is a pickle-based checkpoint ({suffix}), which can run arbitrary code when loaded.",
@@ -343,7 +342,8 @@ def _load(cls, spec: str, what: str, field: str, allow_pickle: bool = False, **k
             _check_folder(path, what, allow_pickle)
             return cls.from_pretrained(str(path), local_files_only=True, **kwargs)
         if path.is_file():
-            _check_file(path, what, field, allow_pickle)
+            if _check_file(path, what, field, allow_pickle) is None:
+                log.warning("loading pickle checkpoint %s with weights-only unpickling", path)
             return cls.from_single_file(str(path), local_files_only=_offline(), **kwargs)
         if _looks_like_path(spec):
             raise ModelNotFound(
