@@ -146,8 +146,9 @@ WORKER_FIXES = {
         ".ckpt/.pt files need Allow Legacy Pickle Checkpoints",
     ),
     "model_incompatible": (
-        "The model is not a Stable Diffusion 1.x model",
-        "ZS² needs an SD 1.x model (and an SD 1.x depth ControlNet); SDXL, SD 2 and SD 3 do not work",
+        "The model is not one ZS² can run",
+        "ZS² runs SD 1.x, SD 2.x and SDXL text-to-image models, with a depth ControlNet of the same family; "
+        "inpainting, InstructPix2Pix and SD 3 models do not work",
     ),
     "download_failed": (
         "Could not download the model",

@@ -109,7 +109,7 @@ class Properties:
     )
     model: StringProperty(
         name="Model",
-        description="Stable Diffusion 1.x model: a diffusers folder, a .safetensors file, a hub id, "
+        description="Stable Diffusion 1.x, 2.x or SDXL model: a diffusers folder, a .safetensors file, a hub id, "
         "'tiny' for the test model; empty: the built-in texture model (builtin:textures). With a server: "
         "one of the server's model names (Check Server lists them); empty: textures",
         search=_server_model_names,

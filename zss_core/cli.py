@@ -56,7 +56,9 @@ def new_job_id() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="zss", description="ZS² zero-shot video sampling for Stable Diffusion 1.x")
+    parser = argparse.ArgumentParser(
+        prog="zss", description="ZS² zero-shot video sampling for Stable Diffusion 1.x, 2.x and SDXL"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     gen = sub.add_parser("generate", help="sample a clip into a new folder")
@@ -161,8 +163,11 @@ PRESET_OPTIONS = (("steps", DEFAULT_STEPS), ("guidance", DEFAULT_GUIDANCE), ("sc
 def job_from_args(args) -> dict:
     """The job the options describe; a preset is expanded here (``presets.PresetError`` when the
     options contradict it)."""
-    if args.size is None:
-        args.size = defaults.default_size(args.model)
+    if args.size is None:  # the size the model's family was made for (512², 768² SD2-v, 1024² SDXL)
+        from .model_check import local_default_size
+
+        side = local_default_size(args.model)
+        args.size = (side, side) if side else defaults.default_size(args.model)
     explicit = [name for name, _ in PRESET_OPTIONS if getattr(args, name) is not None]
     chosen = {name: default if getattr(args, name) is None else getattr(args, name) for name, default in PRESET_OPTIONS}
     job = {

@@ -1,7 +1,10 @@
-"""Loading Stable Diffusion 1.x pipelines (and depth ControlNets) from folders, files or hub ids.
+"""Loading Stable Diffusion 1.x, 2.x and SDXL pipelines (and depth ControlNets) from folders, files or hub ids.
 
 One entry point, ``load_pipeline``, serves every kind of model source so that tests (tiny models
-saved with ``save_pretrained``) and users (real checkpoints) go through the same code. Failures are
+saved with ``save_pretrained``) and users (real checkpoints) go through the same code. The model's
+family (``model_check``: from its JSON configs or its file header, before loading) picks the pipeline
+class — ``StableDiffusionPipeline`` or ``StableDiffusionXLPipeline`` and their ControlNet variants —
+and diffusers' own ``from_pretrained`` / ``from_single_file`` of that class load it. Failures are
 raised as ``ModelError`` subclasses whose message says what went wrong and whose ``hint`` says what
 to do, so the worker and the CLI can show them as they are.
 
@@ -46,7 +49,7 @@ class ModelNotFound(ModelError):
 
 
 class ModelIncompatible(ModelError):
-    """Loads, but is not an SD1.x model (SDXL, SD2, inpainting, a LoRA, a mismatched ControlNet)."""
+    """Not a model this mode runs (inpainting, InstructPix2Pix, a LoRA, a ControlNet of another family)."""
 
     code = "model_incompatible"
 
@@ -320,15 +323,15 @@ def _looks_like_path(spec: str) -> bool:
     )
 
 
-def _check_file(path: Path, what: str, field: str, allow_pickle: bool) -> None:
-    """Refuse pickle checkpoints unless allowed, and recognise non-SD1.x files from their header."""
+def _check_file(path: Path, what: str, field: str, allow_pickle: bool) -> str | None:
+    """Refuse pickle checkpoints unless allowed; the family of a .safetensors file from its header
+    (files of an unsupported family refused). None for an allowed pickle (``detect_family`` reads it)."""
     from .model_check import ModelMismatch, inspect_checkpoint
 
     suffix = path.suffix.lower()
     if suffix in PICKLE_SUFFIXES:
         if allow_pickle:
-            log.warning("loading pickle checkpoint %s with weights-only unpickling", path)
-            return
+            return None
         raise ModelError(
             f"{what} '{path}' is a pickle-based checkpoint ({suffix}), which can run arbitrary code when loaded.",
             "Use the .safetensors version of the model, or enable 'Allow legacy pickle checkpoints' in the "
@@ -340,7 +343,7 @@ def _check_file(path: Path, what: str, field: str, allow_pickle: bool) -> None:
             "Give a diffusers model folder, a .safetensors file or a Hugging Face hub id.",
         )
     try:
-        inspect_checkpoint(path, field, unet=field == "model")
+        return inspect_checkpoint(path, field, unet=field == "model")
     except ModelMismatch as exc:
         raise ModelIncompatible(exc.message, exc.hint) from exc
     except (ValueError, OSError) as exc:
@@ -384,7 +387,8 @@ def _load(cls, spec: str, what: str, field: str, allow_pickle: bool = False, **k
             _check_folder(path, what, allow_pickle)
             return cls.from_pretrained(str(path), local_files_only=True, **kwargs)
         if path.is_file():
-            _check_file(path, what, field, allow_pickle)
+            if _check_file(path, what, field, allow_pickle) is None:
+                log.warning("loading pickle checkpoint %s with weights-only unpickling", path)
             return cls.from_single_file(str(path), local_files_only=_offline(), **kwargs)
         if _looks_like_path(spec):
             raise ModelNotFound(
@@ -439,7 +443,7 @@ def _load_error(spec: str, path: Path, what: str, field: str, exc: Exception) ->
         )
     return ModelError(
         f"{what} '{spec}' could not be loaded: {type(exc).__name__}: {_first_line(exc)}",
-        "Make sure it is a Stable Diffusion 1.x model (diffusers folder or .safetensors).",
+        "Make sure it is a Stable Diffusion 1.x, 2.x or SDXL model (diffusers folder or .safetensors).",
         field,
     )
 
@@ -487,18 +491,106 @@ class MemoryOptions:
     cpu_offload: bool = False
 
 
-def check_sd1(pipe, controlnet=None) -> None:
-    """Raise ModelIncompatible unless ``pipe`` is an SD1.x-class model and ``controlnet`` (when given,
-    else the pipeline's own, if any) was made for it."""
+def detect_family(spec: str, what: str = "Model", field: str = "model", allow_pickle: bool = False):
+    """The ``model_check.ModelFamily`` of a model, read before loading it; ModelError if unusable.
+
+    A folder: its JSON configs. A ``.safetensors`` file: its header. An allowed pickle checkpoint:
+    its tensor table (weights-only unpickling, memory-mapped). A hub id: its ``model_index.json`` and
+    UNet and scheduler configs (small JSON files, from the cache when downloads are off).
+    Families this mode does not run (inpainting, InstructPix2Pix, the SDXL refiner) are refused by name.
+    """
+    from .model_check import ModelFamily, ModelMismatch, check_family, inspect_pickle_checkpoint, read_folder_family
+
+    if spec == TINY:
+        return ModelFamily("sd1", "epsilon")
+    path = Path(spec).expanduser()
+    try:
+        if path.is_dir():
+            _check_folder(path, what, allow_pickle)
+            family = read_folder_family(path)
+        elif path.is_file():
+            name = _check_file(path, what, field, allow_pickle)
+            family = ModelFamily(name or inspect_pickle_checkpoint(path, field, unet=field == "model"))
+        elif _looks_like_path(spec):
+            raise ModelNotFound(
+                f"{what} '{spec}' does not exist.",
+                "Check the path, or give a Hugging Face hub id such as 'stable-diffusion-v1-5/stable-diffusion-v1-5'.",
+            )
+        else:
+            family = _hub_family(spec)
+        check_family(family, field, spec)
+        return family
+    except ModelMismatch as exc:
+        raise ModelIncompatible(exc.message, exc.hint, field) from exc
+    except ModelError as exc:
+        exc.field = field
+        raise
+    except Exception as exc:  # hub, JSON and torch errors come in many types
+        raise _load_error(spec, path, what, field, exc) from exc
+
+
+def _hub_family(spec: str):
+    """A hub model's family from its JSON configs alone (model_index, UNet, scheduler; no weights)."""
+    import json
+
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+    from .model_check import family_from_configs
+
+    def config(name: str, subfolder: str | None = None) -> dict | None:
+        try:
+            path = hf_hub_download(spec, name, subfolder=subfolder, local_files_only=_offline())
+        except EntryNotFoundError as exc:
+            if isinstance(exc, LocalEntryNotFoundError):  # not cached while downloads are off: said as such
+                raise
+            return None  # the repository has no such file
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+
+    index = config("model_index.json")
+    unet = config("config.json", "unet")
+    if index is None or unet is None:
+        raise ModelIncompatible(
+            f"Hub model '{spec}' has no {'model_index.json' if index is None else 'unet/config.json'}: "
+            "it is not a diffusers Stable Diffusion model.",
+            "Give the hub id of a diffusers Stable Diffusion 1.x, 2.x or SDXL model.",
+        )
+    return family_from_configs(unet, config("scheduler_config.json", "scheduler"), index)
+
+
+def pipeline_classes(family: str) -> tuple[type, type, dict[str, Any]]:
+    """(text-to-image class, its ControlNet variant, keyword arguments for both) for a family name."""
+    import diffusers
+
+    if family == "sdxl":  # no invisible watermark on ZS² frames (the stock pipeline adds one when installed)
+        return (
+            diffusers.StableDiffusionXLPipeline,
+            diffusers.StableDiffusionXLControlNetPipeline,
+            {"add_watermarker": False},
+        )
+    return (
+        diffusers.StableDiffusionPipeline,
+        diffusers.StableDiffusionControlNetPipeline,
+        {"requires_safety_checker": False},
+    )
+
+
+def check_model(pipe, controlnet=None):
+    """The loaded pipeline's ``ModelFamily``; ModelIncompatible unless this mode runs it and
+    ``controlnet`` (when given, else the pipeline's own, if any) was made for the same family."""
     from .model_check import ModelMismatch, check_controlnet_config, check_pipeline_config
 
     controlnet = controlnet if controlnet is not None else getattr(pipe, "controlnet", None)
+    encoders = [getattr(pipe, name, None) for name in ("text_encoder", "text_encoder_2")]
+    width = sum(encoder.config.hidden_size for encoder in encoders if encoder is not None)
     try:
-        check_pipeline_config(pipe.unet.config, pipe.text_encoder.config.hidden_size, pipe.vae.config.latent_channels)
+        family = check_pipeline_config(pipe.unet.config, width, pipe.vae.config.latent_channels)
         if controlnet is not None:
             check_controlnet_config(controlnet.config, pipe.unet.config)
     except ModelMismatch as exc:
         raise ModelIncompatible(exc.message, exc.hint, exc.field) from exc
+    return family
 
 
 def load_pipeline(
@@ -512,13 +604,15 @@ def load_pipeline(
     memory: MemoryOptions | None = None,
     fast: bool = False,
 ):
-    """A ready pipeline on its device: SD (text → clip) or SD + ControlNet when ``controlnet`` is given.
+    """A ready pipeline on its device: SD/SDXL (text → clip), or with a ControlNet when ``controlnet`` is given.
 
     ``model``/``controlnet``: ``"tiny"``, a diffusers folder, a ``.safetensors`` checkpoint or a hub id.
-    Pickle checkpoints (.ckpt/.pt/.bin) are refused unless ``allow_pickle``. The model is checked to be
-    SD1.x-class (``check_sd1``) before it is returned.
+    Pickle checkpoints (.ckpt/.pt/.bin) are refused unless ``allow_pickle``. The model's family
+    (``detect_family``, before loading) picks the pipeline class; the loaded parts are checked
+    (``check_model``) before they are returned. The scheduler swap keeps the model's config
+    (SD 2.x's v-prediction included).
     """
-    from diffusers import ControlNetModel, StableDiffusionControlNetPipeline, StableDiffusionPipeline
+    from diffusers import ControlNetModel
 
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
@@ -528,37 +622,34 @@ def load_pipeline(
         if controlnet not in (None, TINY):
             raise ModelError(
                 "The tiny test model only works with the tiny ControlNet.",
-                "Set the ControlNet model to 'tiny' or choose a real Stable Diffusion 1.x model.",
+                "Set the ControlNet model to 'tiny' or choose a real Stable Diffusion model.",
                 "controlnet_model",
             )
         pipe = build_tiny_pipeline(controlnet=controlnet == TINY)
-        check_sd1(pipe)
+        check_model(pipe)
         if torch_dtype != torch.float32:
             pipe.to(dtype=torch_dtype)
     else:
         if controlnet == TINY:
             raise ModelError(
                 "The tiny ControlNet only works with the tiny test model.",
-                "Choose a depth ControlNet for SD1.x, e.g. 'lllyasviel/control_v11f1p_sd15_depth'.",
+                "Choose a depth ControlNet made for the model's family, e.g. 'lllyasviel/control_v11f1p_sd15_depth'.",
                 "controlnet_model",
             )
+        family = detect_family(model, "Model", "model", allow_pickle)
+        text_class, control_class, extra = pipeline_classes(family.name)
         # `dtype` (diffusers ≥ 0.42; `torch_dtype` now warns on every load)
         common: dict[str, Any] = dict(dtype=torch_dtype, allow_pickle=allow_pickle)
-        pipe = _load(
-            StableDiffusionPipeline,
-            model,
-            "Model",
-            "model",
-            safety_checker=None,
-            requires_safety_checker=False,
-            **common,
-        )
+        safety: dict[str, Any] = {"safety_checker": None} if family.name != "sdxl" else {}
+        pipe = _load(text_class, model, "Model", "model", **safety, **extra, **common)
         cnet = None
         if controlnet:
             cnet = _load(ControlNetModel, controlnet, "ControlNet model", "controlnet_model", **common)
-        check_sd1(pipe, cnet)  # before they are joined: another model's parts may not even fit together
+        check_model(pipe, cnet)  # before they are joined: another model's parts may not even fit together
         if cnet is not None:
-            pipe = StableDiffusionControlNetPipeline(**pipe.components, controlnet=cnet, requires_safety_checker=False)
+            if family.name == "sdxl":
+                extra = {**extra, "force_zeros_for_empty_prompt": pipe.config.force_zeros_for_empty_prompt}
+            pipe = control_class(**pipe.components, controlnet=cnet, **extra)
     set_scheduler(pipe, scheduler)
     pipe.set_progress_bar_config(disable=True)
     memory = memory or MemoryOptions()

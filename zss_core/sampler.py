@@ -1,4 +1,7 @@
-"""ZS² video sampling on diffusers Stable Diffusion (and SD + ControlNet) pipelines.
+"""ZS² video sampling on diffusers Stable Diffusion 1.x/2.x and SDXL (and their ControlNet) pipelines.
+
+What differs between the families (SDXL's pooled text and size/crop ids, its float32 VAE decoding)
+is in ``families``; this loop is the same for all of them.
 
 ZS² = dependency-noise initial latents + temporal momentum attention + the model's own scheduler.
 The denoising loop below is the one of ``StableDiffusionPipeline`` / ``StableDiffusionControlNetPipeline``
@@ -32,8 +35,8 @@ from PIL import Image
 
 from . import fast, schedule
 from .attention import TemporalState, temporal_momentum_attention
+from .families import AddedConditioning, family_of, vae_precision
 from .noise import NoiseStats, make_noise
-from .prompts import encode_keys, encode_schedule
 from .step_cache import StepCachedUNet
 from .tiling import seamless_tiling
 
@@ -127,6 +130,7 @@ class Conditioning:
     # LCM-distilled UNets (time_cond_proj_dim set) take the guidance scale as an embedding (1, dim) instead
     # of classifier-free guidance, as the stock pipeline gives it; None for every other UNet.
     timestep_cond: torch.Tensor | None = None
+    added: AddedConditioning | None = None  # SDXL's pooled text and size/crop ids (families)
 
 
 def frame_chunks(frames: int, chunk: int | None) -> list[tuple[int, int]]:
@@ -157,19 +161,7 @@ def prepare(pipe, options: SamplingOptions, control_images: Sequence | None = No
     device = pipe._execution_device
     do_cfg = options.guidance > 1.0 and pipe.unet.config.time_cond_proj_dim is None
     keys = schedule.normalize_schedule(options.prompt, options.frames)
-    if len(keys) == 1:
-        (prompt_embeds,), negative_embeds = encode_keys(pipe, [keys[0][1]], device, do_cfg, options.negative_prompt)
-    else:
-        prompt_embeds, negative_embeds = encode_schedule(
-            pipe,
-            keys,
-            options.frames,
-            device,
-            options.prompt_interpolation,
-            do_cfg,
-            options.negative_prompt,
-            options.loop,
-        )
+    prompt_embeds, negative_embeds, added = family_of(pipe).encode(pipe, keys, options, device, do_cfg)
     control = None
     controlnet = getattr(pipe, "controlnet", None)
     if controlnet is not None:
@@ -182,7 +174,7 @@ def prepare(pipe, options: SamplingOptions, control_images: Sequence | None = No
         scale = torch.tensor([options.guidance - 1.0])
         timestep_cond = pipe.get_guidance_scale_embedding(scale, embedding_dim=proj_dim)
         timestep_cond = timestep_cond.to(device=device, dtype=prompt_embeds.dtype)
-    return Conditioning(prompt_embeds, negative_embeds, control, do_cfg, timestep_cond)
+    return Conditioning(prompt_embeds, negative_embeds, control, do_cfg, timestep_cond=timestep_cond, added=added)
 
 
 def latent_shape(pipe, options: SamplingOptions) -> tuple[int, int, int]:
@@ -253,6 +245,7 @@ class ChunkedDenoiser:
             embeds = cond.prompt_embeds[start:end]
         if cond.negative_embeds is not None:  # classifier-free guidance
             embeds = torch.cat([cond.negative_embeds.expand(count, -1, -1), embeds])
+        added = cond.added.for_chunk(start, end) if cond.added is not None else None
         residuals = {}
         extra: dict = {}  # an LCM-distilled UNet's guidance embedding, one row per batch entry
         if cond.timestep_cond is not None:
@@ -267,15 +260,33 @@ class ChunkedDenoiser:
                 controlnet_cond=control,
                 conditioning_scale=self.options.control_scale,
                 guess_mode=False,
+                added_cond_kwargs=added,
                 return_dict=False,
                 **extra,
             )
             residuals = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
         if self.step_cache is None:
-            pred = pipe.unet(model_input, t, encoder_hidden_states=embeds, return_dict=False, **residuals, **extra)[0]
+            pred = pipe.unet(
+                model_input,
+                t,
+                encoder_hidden_states=embeds,
+                added_cond_kwargs=added,
+                return_dict=False,
+                **residuals,
+                **extra,
+            )[0]
         else:
             key = (start, end, model_input.shape[0])  # this chunk's frames, in this batch layout
-            pred = self.step_cache(model_input, t, embeds, key=key, step_index=self.state.step, **residuals, **extra)
+            pred = self.step_cache(
+                model_input,
+                t,
+                embeds,
+                key=key,
+                step_index=self.state.step,
+                added_cond_kwargs=added,
+                **residuals,
+                **extra,
+            )
         if cond.do_cfg:
             uncond, text = pred.chunk(2)
             pred = uncond + self.options.guidance * (text - uncond)
@@ -325,8 +336,9 @@ def decode(
     for start, end in frame_chunks(options.frames, options.chunk):
         if cancelled():
             raise SamplingCancelled("cancelled while decoding")
-        with fast.large_frame_decoding(pipe.vae, options.width, options.height, large):
-            images = pipe.vae.decode(latents[start:end] / pipe.vae.config.scaling_factor, return_dict=False)[0]
+        with fast.large_frame_decoding(pipe.vae, options.width, options.height, large), vae_precision(pipe) as dtype:
+            scaled = latents[start:end].to(dtype) / pipe.vae.config.scaling_factor  # SDXL: float32 (families)
+            images = pipe.vae.decode(scaled, return_dict=False)[0]
         images = pipe.image_processor.postprocess(
             images, output_type=options.output_type, do_denormalize=[True] * (end - start)
         )
