@@ -256,3 +256,32 @@ def test_worker_job_without_lora_after_one_matches_a_cold_worker(tmp_path, lora_
     assert all(np.array_equal(a, b) for a, b in zip(frames_of(plain), frames_of(reference), strict=True))
     manifest = json.loads((tmp_path / "out" / "plain" / "job.json").read_text())
     assert manifest["loras"] == [] and manifest["job"]["loras"] is None
+
+
+def test_server_maps_lora_names_and_never_takes_a_path(tmp_path):
+    pytest.importorskip("fastapi")
+    from zss_core.server.app import ApiError, JobIntake, _client_manifest
+    from zss_core.server.config import ConfigError, ModelEntry, ServerConfig, load_loras
+    from zss_core.server.store import JobStore
+
+    models = tmp_path / "models.toml"
+    models.write_text('[models.m]\nmodel = "tiny"\n\n[loras.style]\npath = "/srv/loras/style.safetensors"\n')
+    config = ServerConfig(models=(ModelEntry("m", "tiny"),), loras=load_loras(str(models)), data=str(tmp_path))
+    intake = JobIntake(config, JobStore(str(tmp_path / "data")))
+    body = {"prompt": "a wall", "model": "m", "frames": 2, "width": 64, "height": 64}
+    job_id, job = intake.build({**body, "loras": [{"path": "style", "weight": 0.5}]}, "me")
+    assert job["loras"] == [{"path": "/srv/loras/style.safetensors", "weight": 0.5}]
+    for asked in ("/etc/passwd", "other"):
+        with pytest.raises(ApiError) as refused:
+            intake.build({**body, "loras": [{"path": asked}]}, "me")
+        assert refused.value.field == "loras[0].path" and "its LoRAs: style" in refused.value.message
+    record = intake.store.get(job_id, "me")
+    seen = _client_manifest(
+        {"job": dict(job), "loras": [{"path": "/srv/loras/style.safetensors", "weight": 0.5}]},
+        record,
+        {e.path: e.name for e in config.loras},
+    )
+    assert seen["job"]["loras"] == [{"path": "style", "weight": 0.5}] and seen["loras"][0]["path"] == "style"
+    models.write_text('[models.m]\nmodel = "tiny"\n\n[loras.style]\nfile = "x"\n')
+    with pytest.raises(ConfigError, match="needs path"):
+        load_loras(str(models))

@@ -242,9 +242,17 @@ def adapter_name(path: Path) -> str:
 # Applying
 
 
+def peft_backend() -> bool:
+    """Does diffusers have its PEFT backend here (``peft`` installed, new enough)? Without it no adapter
+    can have been loaded, and a job with LoRAs is refused naming the package."""
+    from diffusers.utils import USE_PEFT_BACKEND
+
+    return bool(USE_PEFT_BACKEND)
+
+
 def loaded_adapters(pipe) -> set[str]:
     """Every adapter loaded into any of the pipeline's models (UNet, text encoders)."""
-    if not hasattr(pipe, "get_list_adapters"):
+    if not hasattr(pipe, "get_list_adapters") or not peft_backend():
         return set()
     return {name for names in pipe.get_list_adapters().values() for name in names}
 
@@ -277,6 +285,15 @@ def apply_loras(pipe, loras: list[dict] | None) -> list[LoadedLora]:
         if present:
             pipe.disable_lora()  # every PEFT layer calls its base layer alone: bit-identical frames
         return []
+    if not peft_backend():
+        raise _error(
+            "bad_request",
+            "loras: LoRAs need the peft package (diffusers' PEFT backend), which this generator environment "
+            "does not have.",
+            "Install it into the generator environment (`pip install 'peft>=0.13'`, or repair it with "
+            "`zss setup-env DIR`), or remove the LoRAs from the job.",
+            "loras",
+        )
     _check_fast(pipe, "loras")
     files = []
     for index, lora in enumerate(loras):
