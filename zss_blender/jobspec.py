@@ -150,6 +150,17 @@ def prompt_keys(settings, frame_start):
     return sorted(keys, key=lambda k: k["frame"]) or None
 
 
+def lora_list(settings, server=False):
+    """The LoRA rows as the job's loras (None when there are none): absolute paths with // resolved, or,
+    for a server, the LoRA names as typed (the server maps its own names to files)."""
+    rows = []
+    for row in settings.loras:
+        text = row.filepath.strip()
+        path = text if server or not text else os.path.abspath(user_path(text))
+        rows.append({"path": path, "weight": row.weight})
+    return rows or None
+
+
 def build(scene, prefs, job_id, root, overrides=None):
     """The protocol job dict (plan() calls it once per job). With depth on, control is left out
     (controlnet_model is kept) until JobPlan.with_control adds the rendered maps.
@@ -189,6 +200,7 @@ def build(scene, prefs, job_id, root, overrides=None):
         "cpu_offload": prefs.cpu_offload,
         "cache_interval": settings.cache_interval,
         "fast": prefs.fast_gpu,
+        "loras": lora_list(settings, preferences.uses_server(prefs)),
     }
     if settings.use_depth:
         job["controlnet_model"] = model_reference(controlnet_setting(prefs))

@@ -1,0 +1,79 @@
+"""The panel's LoRA list (issue 15): rows become the job's loras with absolute paths (// resolved), a file
+that is not .safetensors is refused with a clear message, and Regenerate restores the list."""
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.blender
+
+
+@pytest.fixture
+def ready(zb, prefs):
+    import bpy
+
+    scene = bpy.context.scene
+    scene.zss.prompt = "a red brick wall"
+    scene.zss.frames = 4
+    scene.zss.width = scene.zss.height = 64
+    assert zb.operators.validation_problems(bpy.context) == []
+    return scene
+
+
+def test_lora_list_reaches_the_plan_with_absolute_paths(zb, ready, prefs, tmp_path):
+    import bpy
+
+    (tmp_path / "loras").mkdir()
+    style = tmp_path / "loras" / "style.safetensors"
+    style.write_bytes(b"\0" * 16)  # the add-on checks the name and existence; the generator reads it
+    other = tmp_path / "other.safetensors"
+    other.write_bytes(b"\0" * 16)
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "shot.blend"))
+    scene = bpy.context.scene
+
+    assert zb.jobspec.plan(bpy.context, prefs).job["loras"] is None  # no rows: no LoRAs
+    assert bpy.ops.zss.lora_add(filepath="//loras/style.safetensors") == {"FINISHED"}
+    assert bpy.ops.zss.lora_add(filepath=str(other)) == {"FINISHED"}
+    scene.zss.loras[1].weight = 0.4
+    plan = zb.jobspec.plan(bpy.context, prefs)
+    assert plan.job["loras"] == [
+        {"path": str(style), "weight": 1.0},
+        {"path": str(other), "weight": pytest.approx(0.4)},
+    ]
+    assert zb.operators.validation_problems(bpy.context) == []
+    assert zb.operators.checks.protocol.validate_job(plan.job) == []
+
+    scene.zss.lora_index = 0
+    assert bpy.ops.zss.lora_remove() == {"FINISHED"}
+    assert [row.filepath for row in scene.zss.loras] == [str(other)]
+
+    # Regenerate restores the clip's LoRAs from its stored job.
+    scene.zss.loras.clear()
+    holder = bpy.data.materials.new("clip")
+    holder["zss_job"] = json.dumps({**plan.job, "control_scale": None})
+    zb.operators.apply_stored(scene, holder)
+    assert [(row.filepath, round(row.weight, 3)) for row in scene.zss.loras] == [(str(style), 1.0), (str(other), 0.4)]
+
+
+def test_a_file_that_is_not_safetensors_or_missing_is_refused_clearly(zb, ready, tmp_path):
+    import bpy
+
+    pickle = tmp_path / "style.ckpt"
+    pickle.write_bytes(b"\x80\x04")
+    with pytest.raises(RuntimeError) as refused:  # background mode turns ERROR reports into RuntimeError
+        bpy.ops.zss.lora_add(filepath=str(pickle))
+    assert "style.ckpt is not a .safetensors file — LoRAs load from .safetensors only" in str(refused.value)
+    assert len(ready.zss.loras) == 0
+
+    row = ready.zss.loras.add()  # typed into the row's own field instead
+    row.filepath = str(pickle)
+    missing = ready.zss.loras.add()
+    missing.filepath = str(tmp_path / "gone.safetensors")
+    ready.zss.loras.add()
+    problems = zb.operators.validation_problems(bpy.context)
+    assert [field for field, _ in problems] == ["loras", "loras", "loras"]
+    assert "LoRA 1: style.ckpt is not a .safetensors file — LoRAs load from .safetensors only" in problems[0][1]
+    assert f"LoRA 2: {tmp_path / 'gone.safetensors'} does not exist — " in problems[1][1]
+    assert problems[2][1].startswith("LoRA 3 has no file — ")
+    with pytest.raises(RuntimeError, match=r"not a \.safetensors file"):
+        bpy.ops.zss.generate()
