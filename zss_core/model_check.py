@@ -153,7 +153,8 @@ def classify_tensors(name: str, shapes: dict[str, list[int]], field: str = "mode
     if any("lora" in n.lower() for n in names[:2000]):
         raise ModelMismatch(
             f"'{name}' is a LoRA (an add-on to a model), not a model.",
-            "Give the base Stable Diffusion 1.x model here; LoRAs are not supported yet.",
+            "Give the base Stable Diffusion 1.x model here, and the LoRA as a LoRA (job field loras, "
+            "`zss generate --lora FILE`, the panel's LoRAs list).",
             field,
         )
     if any(n.startswith("conditioner.embedders.") for n in names):
