@@ -22,9 +22,10 @@ TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 
 
-def make_lora_files(folder, seed=0):
+def make_lora_files(folder, seed=0, text_encoder=True):
     """One random LoRA (UNet and text encoder) on the tiny model, saved by diffusers' ``save_lora_weights``
     (diffusers/PEFT keys) and converted to Kohya keys by diffusers' ``convert_state_dict_to_kohya``."""
+    folder.mkdir(parents=True, exist_ok=True)
     from diffusers import StableDiffusionPipeline
     from diffusers.utils import convert_state_dict_to_kohya
     from peft import LoraConfig, inject_adapter_in_model
@@ -36,17 +37,20 @@ def make_lora_files(folder, seed=0):
         torch.manual_seed(seed)
         # init_lora_weights=False: both matrices random (PEFT's default makes B zero: a no-op LoRA)
         pipe.unet.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=TARGETS, init_lora_weights=False), "made")
-        # PEFT itself for the text encoder: transformers' add_adapter asks for a newer PEFT than this one
-        inject_adapter_in_model(
-            LoraConfig(r=4, lora_alpha=4, target_modules=TEXT_TARGETS, init_lora_weights=False),
-            pipe.text_encoder,
-            "made",
-        )
+        if text_encoder:  # PEFT itself here: transformers' add_adapter asks for a newer PEFT than this one
+            inject_adapter_in_model(
+                LoraConfig(r=4, lora_alpha=4, target_modules=TEXT_TARGETS, init_lora_weights=False),
+                pipe.text_encoder,
+                "made",
+            )
     unet_layers = get_peft_model_state_dict(pipe.unet, adapter_name="made")
-    text_layers = get_peft_model_state_dict(pipe.text_encoder, adapter_name="made")
+    text_layers = get_peft_model_state_dict(pipe.text_encoder, adapter_name="made") if text_encoder else {}
     diffusers_dir = folder / "diffusers-lora"
     StableDiffusionPipeline.save_lora_weights(
-        diffusers_dir, unet_lora_layers=unet_layers, text_encoder_lora_layers=text_layers, safe_serialization=True
+        diffusers_dir,
+        unet_lora_layers=unet_layers,
+        text_encoder_lora_layers=text_layers or None,
+        safe_serialization=True,
     )
     peft_keys = {f"unet.{k}": v for k, v in unet_layers.items()} | {
         f"text_encoder.{k}": v for k, v in text_layers.items()
@@ -117,6 +121,31 @@ def test_weights_formats_and_disabling(pipe, lora_files):
     assert loras.loaded_adapters(pipe) == {first.adapter, kohya.adapter}  # kept for the next job, not fused
     listed = pipe.get_list_adapters()  # both files reached the text encoder too (Kohya's lora_te keys)
     assert sorted(listed["unet"]) == sorted(listed["text_encoder"]) == sorted([first.adapter, kohya.adapter])
+
+
+def test_a_unet_only_lora_after_one_with_a_text_encoder_leaves_the_text_encoder_plain(pipe, lora_files, tmp_path):
+    unet_only, _ = make_lora_files(tmp_path / "unet-only", seed=7, text_encoder=False)
+    ids = pipe.tokenizer(["a brick wall"], padding="max_length", max_length=77, return_tensors="pt").input_ids
+
+    def encoded():
+        with torch.no_grad():
+            return pipe.text_encoder(ids)[0]
+
+    loras.apply_loras(pipe, None)
+    plain = encoded()
+    loras.apply_loras(pipe, [{"path": str(lora_files[0])}])
+    assert not torch.equal(encoded(), plain)
+    (applied,) = loras.apply_loras(pipe, [{"path": str(unet_only)}])
+    assert applied.adapter not in pipe.get_list_adapters()["text_encoder"]
+    assert torch.equal(encoded(), plain)  # the first LoRA's text-encoder layers are off, not left on
+
+
+def test_fused_projections_refuse_loras(lora_files):
+    fused = load_pipeline("tiny", device="cpu")
+    fused.fuse_qkv_projections()  # what --fast does on a GPU
+    with pytest.raises(JobError) as refused:
+        loras.apply_loras(fused, [{"path": str(lora_files[0])}])
+    assert refused.value.field == "fast" and "fused QKV" in refused.value.message
 
 
 def test_another_family_is_refused_before_loading_naming_both(pipe, tmp_path):
@@ -193,6 +222,7 @@ def test_missing_or_unusable_files_name_the_lora_and_leave_nothing(pipe, tmp_pat
         ([{"path": str(lora_files[0])}, {"path": str(pickle)}], "loras[1].path", ".safetensors only"),
         ([{"path": str(two)}], "loras[0].path", "several .safetensors files"),
         ([{"path": str(lora_files[0])}, {"path": str(lora_files[0].parent)}], "loras", "listed twice"),
+        ([{"path": "someone/no-such-lora"}], "loras[0].path", "downloads are off"),  # a hub id, offline
     ]
     for index, (entries, field, words) in enumerate(cases):
         job = Job.from_dict(job_dict(tmp_path, f"bad{index}", loras=entries))
