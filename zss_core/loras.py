@@ -115,8 +115,11 @@ def lora_family(shapes: dict[str, list[int]]) -> tuple[str | None, int | None]:
     return None, None
 
 
-def check_family(path: Path, unet_config, field: str) -> str | None:
-    """Refuse a LoRA made for another family (or another cross-attention width) than the model's."""
+def check_family(path: Path, unet_config, field: str, base: str | None = None) -> str | None:
+    """Refuse a LoRA made for another family (or another cross-attention width) than the model's.
+
+    ``base``: the model's family as the model check named it ("sd1", "sd2", "sdxl"); by default it is
+    read from the UNet's config (``base_family``)."""
     try:
         header = read_safetensors_header(path)
     except (ValueError, OSError) as exc:
@@ -128,7 +131,7 @@ def check_family(path: Path, unet_config, field: str) -> str | None:
         ) from exc
     shapes = {name: info.get("shape", []) for name, info in header.items()}
     family, width = lora_family(shapes)
-    base = base_family(unet_config)
+    base = base or base_family(unet_config)
     base_width = unet_config.cross_attention_dim
     if family is not None and family != base:
         raise _error(
@@ -203,7 +206,14 @@ def resolve_path(spec: str, field: str) -> Path:
                 field,
             )
         return path.resolve()
-    if _looks_like_path(spec) or path.exists():
+    if path.exists():  # a FIFO, a socket, a device: nothing to read a LoRA from
+        raise _error(
+            "model_not_found",
+            f"{field}: '{spec}' is neither a file nor a folder.",
+            "Give the LoRA's .safetensors file, or a folder holding it.",
+            field,
+        )
+    if _looks_like_path(spec):
         raise _error(
             "model_not_found",
             f"{field}: the LoRA file '{spec}' does not exist.",
@@ -273,8 +283,10 @@ def _check_fast(pipe, field: str) -> None:
         )
 
 
-def apply_loras(pipe, loras: list[dict] | None) -> list[LoadedLora]:
+def apply_loras(pipe, loras: list[dict] | None, family: str | None = None) -> list[LoadedLora]:
     """Make ``pipe`` run with exactly ``loras`` (``[{"path", "weight"}]``; None or [] → none).
+
+    ``family``: the model's family when the caller knows it from the model check (else from the UNet).
 
     Every LoRA is resolved and checked before any is loaded, so a refused job changes nothing.
     Raises ``runner.JobError`` naming ``loras[i].path`` (the base model stays loaded).
@@ -299,7 +311,8 @@ def apply_loras(pipe, loras: list[dict] | None) -> list[LoadedLora]:
     for index, lora in enumerate(loras):
         field = f"loras[{index}].path"
         path = resolve_path(lora["path"], field)
-        files.append((path, float(lora.get("weight", 1.0)), check_family(path, pipe.unet.config, field), field))
+        found = check_family(path, pipe.unet.config, field, family)
+        files.append((path, float(lora.get("weight", 1.0)), found, field))
     names = [adapter_name(path) for path, _, _, _ in files]
     if len(set(names)) != len(names):
         raise _error(
