@@ -77,3 +77,17 @@ def test_a_file_that_is_not_safetensors_or_missing_is_refused_clearly(zb, ready,
     assert problems[2][1].startswith("LoRA 3 has no file — ")
     with pytest.raises(RuntimeError, match=r"not a \.safetensors file"):
         bpy.ops.zss.generate()
+
+
+def test_with_a_server_the_rows_are_lora_names(zb, ready, prefs):
+    import bpy
+
+    prefs.generator, prefs.server_url = "SERVER", "https://gpu-box:7860"
+    try:
+        row = ready.zss.loras.add()
+        row.filepath, row.weight = "watercolor", 0.5  # a name from the server's [loras.NAME], not a file here
+        plan = zb.jobspec.plan(bpy.context, prefs)
+        assert plan.job["loras"] == [{"path": "watercolor", "weight": 0.5}]
+        assert [field for field, _ in zb.operators.validation_problems(bpy.context)] == []
+    finally:
+        prefs.generator, prefs.server_url = "LOCAL", ""
