@@ -271,9 +271,10 @@ def _check_fast(pipe, field: str) -> None:
     """Fused QKV and compiled blocks (``fast`` on a GPU) bypass or rename the layers a LoRA adapts."""
     from diffusers.models.attention_processor import Attention
 
-    fused = any(getattr(m, "fused_projections", False) for m in pipe.unet.modules() if isinstance(m, Attention))
-    compiled = any(type(m).__name__ == "OptimizedModule" for m in pipe.unet.modules())
-    if fused or compiled:
+    if any(
+        type(m).__name__ == "OptimizedModule" or (isinstance(m, Attention) and getattr(m, "fused_projections", False))
+        for m in pipe.unet.modules()
+    ):  # one walk over the modules: this runs for every job with LoRAs
         raise _error(
             "bad_request",
             f"{field}: LoRAs cannot be applied with the GPU fast paths (fused QKV projections, compiled UNet "
