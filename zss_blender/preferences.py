@@ -114,6 +114,12 @@ class Properties:
         "one of the server's model names (Check Server lists them); empty: textures",
         search=_server_model_names,
     )
+    draft_lora: StringProperty(
+        name="Draft LoRA",
+        subtype="FILE_PATH",
+        description="The LCM-LoRA the Draft preset applies: a .safetensors file or a hub id for the model's "
+        "family (e.g. latent-consistency/lcm-lora-sdv1-5); empty: the model must be an LCM model itself",
+    )
     recent_models: StringProperty(
         name="Recent Models",
         default="[]",

@@ -15,7 +15,7 @@ import re
 import secrets
 import sys
 
-from . import defaults
+from . import defaults, presets
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -74,8 +74,25 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--frames", type=int, default=8)
     gen.add_argument("--lam", type=_number_or_list, default=0.01, help="noise divergence between frames (or a list)")
     gen.add_argument("--mu", type=_number_or_list, default=0.98, help="attention momentum in [0, 1] (or a list)")
-    gen.add_argument("--steps", type=int, default=30)
-    gen.add_argument("--guidance", type=float, default=7.5)
+    gen.add_argument(
+        "--steps", type=int, default=None, help=f"denoising steps (default: {DEFAULT_STEPS}, or the preset's)"
+    )
+    gen.add_argument(
+        "--guidance", type=float, default=None, help=f"guidance scale (default: {DEFAULT_GUIDANCE:g}, or the preset's)"
+    )
+    gen.add_argument(
+        "--preset",
+        choices=presets.NAMES,
+        default="none",
+        help="draft: few steps with LCM and an LCM-LoRA (--draft-lora); turbo: 1-4 steps for Turbo models "
+        "(README: Drafts). Sets steps, guidance and scheduler; explicit values within its range are kept",
+    )
+    gen.add_argument(
+        "--draft-lora",
+        default="",
+        metavar="FILE|HUB_ID",
+        help="the LCM-LoRA the draft preset applies (e.g. latent-consistency/lcm-lora-sdv1-5)",
+    )
     gen.add_argument(
         "--size",
         type=_size,
@@ -99,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--chunk", type=int, default=None, help="frames per UNet batch (exact; bounds memory)")
     gen.add_argument("--noise", default=defaults.NOISE_MODELS[0], choices=defaults.NOISE_MODELS)
     gen.add_argument("--search", default=defaults.SEARCHES[0], choices=defaults.SEARCHES)
-    gen.add_argument("--scheduler", default=defaults.SCHEDULERS[0], choices=defaults.SCHEDULERS)
+    gen.add_argument("--scheduler", default=None, choices=defaults.SCHEDULERS, help="default: ddim, or the preset's")
     gen.add_argument("--device", default="auto")
     gen.add_argument("--dtype", default="auto")
     gen.add_argument("--fps", type=float, default=24.0)
@@ -153,11 +170,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 DEFAULT_MODEL = defaults.DEFAULT_MODEL  # kept: the name this module has always exported
+DEFAULT_STEPS, DEFAULT_GUIDANCE = 30, 7.5
+# Options a preset sets unless given on the command line: (job field = argparse dest, default without a preset).
+PRESET_OPTIONS = (("steps", DEFAULT_STEPS), ("guidance", DEFAULT_GUIDANCE), ("scheduler", defaults.SCHEDULERS[0]))
 
 
 def job_from_args(args) -> dict:
+    """The job the options describe; a preset is expanded here (``presets.PresetError`` when the
+    options contradict it)."""
     if args.size is None:
         args.size = defaults.default_size(args.model)
+    explicit = [name for name, _ in PRESET_OPTIONS if getattr(args, name) is not None]
+    chosen = {name: default if getattr(args, name) is None else getattr(args, name) for name, default in PRESET_OPTIONS}
     job = {
         "id": args.id or new_job_id(),
         "prompt": args.prompt,
@@ -165,8 +189,8 @@ def job_from_args(args) -> dict:
         "frames": args.frames,
         "width": args.size[0],
         "height": args.size[1],
-        "steps": args.steps,
-        "guidance": args.guidance,
+        "steps": chosen["steps"],
+        "guidance": chosen["guidance"],
         "seed": args.seed,
         "lam": args.lam,
         "mu": args.mu,
@@ -174,7 +198,7 @@ def job_from_args(args) -> dict:
         "search": args.search,
         "model": args.model,
         "chunk": args.chunk,
-        "scheduler": args.scheduler,
+        "scheduler": chosen["scheduler"],
         "device": args.device,
         "dtype": args.dtype,
         "output_dir": os.path.abspath(args.out),
@@ -194,7 +218,7 @@ def job_from_args(args) -> dict:
     if args.control_depth is not None:
         job["control"] = {"type": "depth", "images": _control_images(args.control_depth), "scale": args.control_scale}
         job["controlnet_model"] = args.controlnet or defaults.default_controlnet(args.model) or None
-    return job
+    return presets.expand(job, args.preset, explicit, args.draft_lora)
 
 
 def _shown(text: str) -> str:
@@ -227,7 +251,16 @@ def cmd_generate(args) -> int:
                 "job.json as UTF-8 text. Rename the folder or choose another one."
             ]
         )
-    raw = job_from_args(args)
+    try:
+        raw = job_from_args(args)
+    except presets.PresetError as exc:
+        return _fail([f"{exc.field.replace('_', '-')}: {exc.message}"])
+    if args.preset == "draft" and not args.draft_lora:
+        print(
+            f"zss: note: the draft preset without --draft-lora needs a model that is LCM-distilled already; "
+            f"otherwise it needs {presets.PRESETS['draft'].needs}",
+            file=sys.stderr,
+        )
     if args.control_depth is not None and not raw["control"]["images"]:
         return _fail([f"control-depth: no images found at '{_shown(args.control_depth)}'"])
     problems = protocol.validate_job(raw)

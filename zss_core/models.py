@@ -99,19 +99,64 @@ def _scheduler_classes():
         "pndm": diffusers.PNDMScheduler,
         "lms": diffusers.LMSDiscreteScheduler,
         "unipc": diffusers.UniPCMultistepScheduler,
+        # Few-step schedulers (drafts, zss_core/presets.py): LCM for LCM-LoRAs and LCM models, TCD for
+        # TCD/Hyper-SD LoRAs, and DDIM/Euler with trailing timesteps (distilled and Turbo models, whose
+        # first step must start at the last training timestep).
+        "lcm": diffusers.LCMScheduler,
+        "tcd": diffusers.TCDScheduler,
+        "ddim-trailing": diffusers.DDIMScheduler,
+        "euler-trailing": diffusers.EulerDiscreteScheduler,
     }
 
 
+# Config changes a scheduler name makes on top of the model's own scheduler config.
+_SCHEDULER_OVERRIDES: dict[str, dict[str, Any]] = {
+    "pndm": {"skip_prk_steps": True},
+    "ddim-trailing": {"timestep_spacing": "trailing"},
+    "euler-trailing": {"timestep_spacing": "trailing"},
+}
+# A hidden scheduler-config entry (diffusers carries entries an owner class does not take across
+# from_config): the model's own timestep spacing, kept while a "-trailing" name replaces it, so a plain
+# name afterwards gets the model's spacing back — a warm worker's next job must not inherit it. None: the
+# model's config did not set it (each class then uses its own default, as on a cold load).
+_MODEL_SPACING = "_zss_model_timestep_spacing"
+
+
+def _scheduler_config(config, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The config to build the next scheduler from: the current one with the model's own timestep
+    spacing put back unless ``overrides`` sets one (then the model's value is recorded first)."""
+    config = dict(config)
+    used_defaults = list(config.get("_use_default_values", []))
+    if "timestep_spacing" in overrides:
+        if _MODEL_SPACING not in config:
+            own = "timestep_spacing" in config and "timestep_spacing" not in used_defaults
+            config[_MODEL_SPACING] = config["timestep_spacing"] if own else None
+    elif _MODEL_SPACING in config:
+        spacing = config.pop(_MODEL_SPACING)
+        if spacing is None:
+            config.pop("timestep_spacing", None)
+            config["_use_default_values"] = [*used_defaults, "timestep_spacing"]
+        else:
+            config["timestep_spacing"] = spacing
+    return config
+
+
 def set_scheduler(pipe, name: str = "ddim") -> None:
-    """Swap the pipeline's scheduler by name, keeping the model's noise schedule (its config)."""
+    """Swap the pipeline's scheduler by name, keeping the model's noise schedule (its config).
+
+    pndm runs as PLMS, the way Stable Diffusion ships it: its Runge-Kutta warm-up fails below 4 steps
+    (a shape error) and takes 13 model calls for 4 steps (issue 12). The ``-trailing`` names set
+    ``timestep_spacing="trailing"``; the other names keep (or get back) the model's own spacing.
+    """
     classes = _scheduler_classes()
     if name not in classes:
         raise ValueError(f"scheduler must be one of {tuple(classes)}, got {name!r}")
-    # pndm runs as PLMS, the way Stable Diffusion ships it: its Runge-Kutta warm-up fails below 4
-    # steps (a shape error) and takes 13 model calls for 4 steps (issue 12).
-    plms = {"skip_prk_steps": True} if name == "pndm" else {}
-    if type(pipe.scheduler) is not classes[name] or (plms and not pipe.scheduler.config.get("skip_prk_steps")):
-        pipe.scheduler = classes[name].from_config(pipe.scheduler.config, **plms)
+    overrides = _SCHEDULER_OVERRIDES.get(name, {})
+    config = _scheduler_config(pipe.scheduler.config, overrides)
+    wanted = {**config, **overrides}
+    current = pipe.scheduler.config
+    if type(pipe.scheduler) is not classes[name] or any(current.get(k) != v for k, v in wanted.items()):
+        pipe.scheduler = classes[name].from_config(config, **overrides)
 
 
 # Schedulers that need a package the generator environment does not install (diffusers imports it lazily).

@@ -33,7 +33,7 @@ from PIL import Image
 from . import fast, schedule
 from .attention import TemporalState, temporal_momentum_attention
 from .noise import NoiseStats, make_noise
-from .prompts import encode_schedule
+from .prompts import encode_keys, encode_schedule
 from .step_cache import StepCachedUNet
 from .tiling import seamless_tiling
 
@@ -52,7 +52,8 @@ class SamplingOptions:
     """Every knob of one clip, in one value: built once (``runner`` builds it from a job) and passed on.
 
     ``prompt``: a string, or a schedule of (frame, prompt) keys (0-based frames) whose text embeddings
-    are interpolated per frame (``prompt_interpolation``: ``linear`` or ``slerp``).
+    are interpolated per frame (``prompt_interpolation``: ``linear`` or ``slerp``). Weighted (``(word:1.3)``)
+    and long prompts go through ``weighted_prompts`` (compel); plain ones through ``encode_prompt``.
     ``lam``/``mu``: a number or per-frame lists (length ``frames``, entry 0 unused, or ``frames − 1``).
     ``noise``: ``dependency`` (ZS²), ``mixed``, ``progressive`` or ``independent``; ``search`` and
     ``candidates`` tune the dependency noise. ``tma=False`` keeps the model's own attention (baselines).
@@ -123,6 +124,9 @@ class Conditioning:
     negative_embeds: torch.Tensor | None  # (1, tokens, width) under classifier-free guidance
     control: torch.Tensor | None  # (frames, 3, H, W) in [0, 1] for a ControlNet pipeline
     do_cfg: bool
+    # LCM-distilled UNets (time_cond_proj_dim set) take the guidance scale as an embedding (1, dim) instead
+    # of classifier-free guidance, as the stock pipeline gives it; None for every other UNet.
+    timestep_cond: torch.Tensor | None = None
 
 
 def frame_chunks(frames: int, chunk: int | None) -> list[tuple[int, int]]:
@@ -154,7 +158,7 @@ def prepare(pipe, options: SamplingOptions, control_images: Sequence | None = No
     do_cfg = options.guidance > 1.0 and pipe.unet.config.time_cond_proj_dim is None
     keys = schedule.normalize_schedule(options.prompt, options.frames)
     if len(keys) == 1:
-        prompt_embeds, negative_embeds = pipe.encode_prompt(keys[0][1], device, 1, do_cfg, options.negative_prompt)
+        (prompt_embeds,), negative_embeds = encode_keys(pipe, [keys[0][1]], device, do_cfg, options.negative_prompt)
     else:
         prompt_embeds, negative_embeds = encode_schedule(
             pipe,
@@ -172,7 +176,13 @@ def prepare(pipe, options: SamplingOptions, control_images: Sequence | None = No
         control = _prepare_control(
             pipe, control_images, options.frames, options.width, options.height, device, controlnet.dtype
         )
-    return Conditioning(prompt_embeds, negative_embeds, control, do_cfg)
+    timestep_cond = None
+    proj_dim = pipe.unet.config.time_cond_proj_dim
+    if proj_dim is not None:
+        scale = torch.tensor([options.guidance - 1.0])
+        timestep_cond = pipe.get_guidance_scale_embedding(scale, embedding_dim=proj_dim)
+        timestep_cond = timestep_cond.to(device=device, dtype=prompt_embeds.dtype)
+    return Conditioning(prompt_embeds, negative_embeds, control, do_cfg, timestep_cond)
 
 
 def latent_shape(pipe, options: SamplingOptions) -> tuple[int, int, int]:
@@ -244,6 +254,9 @@ class ChunkedDenoiser:
         if cond.negative_embeds is not None:  # classifier-free guidance
             embeds = torch.cat([cond.negative_embeds.expand(count, -1, -1), embeds])
         residuals = {}
+        extra: dict = {}  # an LCM-distilled UNet's guidance embedding, one row per batch entry
+        if cond.timestep_cond is not None:
+            extra["timestep_cond"] = cond.timestep_cond.expand(model_input.shape[0], -1)
         if cond.control is not None:
             control = cond.control[start:end]
             control = torch.cat([control] * groups) if cond.do_cfg else control
@@ -255,13 +268,14 @@ class ChunkedDenoiser:
                 conditioning_scale=self.options.control_scale,
                 guess_mode=False,
                 return_dict=False,
+                **extra,
             )
             residuals = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
         if self.step_cache is None:
-            pred = pipe.unet(model_input, t, encoder_hidden_states=embeds, return_dict=False, **residuals)[0]
+            pred = pipe.unet(model_input, t, encoder_hidden_states=embeds, return_dict=False, **residuals, **extra)[0]
         else:
             key = (start, end, model_input.shape[0])  # this chunk's frames, in this batch layout
-            pred = self.step_cache(model_input, t, embeds, key=key, step_index=self.state.step, **residuals)
+            pred = self.step_cache(model_input, t, embeds, key=key, step_index=self.state.step, **residuals, **extra)
         if cond.do_cfg:
             uncond, text = pred.chunk(2)
             pred = uncond + self.options.guidance * (text - uncond)

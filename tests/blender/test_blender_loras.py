@@ -31,7 +31,7 @@ def test_lora_list_reaches_the_plan_with_absolute_paths(zb, ready, prefs, tmp_pa
     bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "shot.blend"))
     scene = bpy.context.scene
 
-    assert zb.jobspec.plan(bpy.context, prefs).job["loras"] is None  # no rows: no LoRAs
+    assert "loras" not in zb.jobspec.plan(bpy.context, prefs).job  # no rows: no LoRAs
     assert bpy.ops.zss.lora_add(filepath="//loras/style.safetensors") == {"FINISHED"}
     assert bpy.ops.zss.lora_add(filepath=str(other)) == {"FINISHED"}
     scene.zss.loras[1].weight = 0.4
@@ -91,3 +91,32 @@ def test_with_a_server_the_rows_are_lora_names(zb, ready, prefs):
         assert [field for field, _ in zb.operators.validation_problems(bpy.context)] == []
     finally:
         prefs.generator, prefs.server_url = "LOCAL", ""
+
+
+def test_hub_ids_pass_and_the_draft_lora_is_listed_once(zb, ready, prefs, tmp_path):
+    """A row may hold a hub id (the generator fetches it); Regenerate of a draft clip leaves the draft LoRA
+    as a row, and the next Generate with the Draft preset still lists it once."""
+    import bpy
+
+    style = tmp_path / "style.safetensors"
+    style.write_bytes(b"\0" * 16)
+    hub = "latent-consistency/lcm-lora-sdv1-5"
+    for path, weight in ((str(style), 0.7), (hub, 1.0)):
+        row = ready.zss.loras.add()
+        row.filepath, row.weight = path, weight
+    assert zb.operators.validation_problems(bpy.context) == []
+    assert zb.jobspec.plan(bpy.context, prefs).job["loras"] == [
+        {"path": str(style), "weight": pytest.approx(0.7)},
+        {"path": hub, "weight": 1.0},
+    ]
+    prefs.draft_lora = hub
+    try:
+        ready.zss.preset = "DRAFT"
+        loras = zb.jobspec.plan(bpy.context, prefs).job["loras"]
+        assert [x["path"] for x in loras] == [str(style), hub]  # the preset's own, not the row's copy too
+        stored = zb.jobspec.plan(bpy.context, prefs).job
+        overrides = zb.operators.apply_stored(ready, {"zss_job": json.dumps(stored)})
+        assert [row.filepath for row in ready.zss.loras] == [str(style)]  # the draft LoRA stays the preset's
+        assert overrides["loras"] == stored["loras"]  # the regenerated clip gets both, as it had
+    finally:
+        prefs.draft_lora = ""
