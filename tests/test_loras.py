@@ -140,6 +140,23 @@ def test_a_unet_only_lora_after_one_with_a_text_encoder_leaves_the_text_encoder_
     assert torch.equal(encoded(), plain)  # the first LoRA's text-encoder layers are off, not left on
 
 
+def test_a_lora_on_the_depth_controlnet_pipeline(lora_files):
+    from PIL import Image
+
+    control_pipe = load_pipeline("tiny", "tiny", device="cpu")
+    depth = [Image.new("RGB", (32, 32), (60 * i, 60 * i, 60 * i)) for i in range(3)]
+    options = SamplingOptions(prompt="a brick wall", frames=3, width=32, height=32, steps=2, output_type="latent")
+
+    def run():
+        return torch.stack(list(sample(control_pipe, options, control_images=depth).frames))
+
+    base = run()
+    loras.apply_loras(control_pipe, [{"path": str(lora_files[1]), "weight": 1.0}])
+    assert not torch.equal(run(), base)
+    loras.apply_loras(control_pipe, [])
+    assert torch.equal(run(), base)
+
+
 def test_fused_projections_refuse_loras(lora_files):
     fused = load_pipeline("tiny", device="cpu")
     fused.fuse_qkv_projections()  # what --fast does on a GPU
