@@ -128,6 +128,8 @@ class JobIntake:
         record = self.store.create(new_job_id(), owner, entry.name)
         try:
             job = {**body, "id": record.id, "output_dir": record.output_dir, "model": entry.model}
+            if isinstance(body.get("loras"), list):
+                job["loras"] = self._loras(body["loras"])
             control = body.get("control")
             if isinstance(control, dict):
                 if entry.controlnet is None:
@@ -146,6 +148,24 @@ class JobIntake:
             self.store.discard(record)
             raise
         return record.id, job
+
+    def _loras(self, loras: list) -> list:
+        """LoRA names (``[loras.NAME]`` of the models file) → the server's paths; a client never names a path."""
+        mapped = []
+        for i, lora in enumerate(loras):
+            name = lora.get("path") if isinstance(lora, dict) else None
+            if not isinstance(name, str):
+                mapped.append(lora)  # validate_job names the problem
+                continue
+            entry = self.config.lora(name)
+            if entry is None:
+                names = ", ".join(m.name for m in self.config.loras) or "none (the models file has no [loras.NAME])"
+                field = f"loras[{i}].path"
+                raise ApiError(
+                    422, "model_not_found", f"{field}: {name!r} is not a LoRA of this server; its LoRAs: {names}", field
+                )
+            mapped.append({**lora, "path": entry.path})
+        return mapped
 
     @staticmethod
     def _stage(images: Any, record: JobRecord) -> Any:
@@ -237,6 +257,7 @@ def create_app(config: ServerConfig, backend: Backend | None = None) -> FastAPI:
             "models": [
                 {"name": m.name, "family": m.family, "controlnet": m.controlnet is not None} for m in config.models
             ],
+            "loras": [m.name for m in config.loras],
             "workers": work.workers(),
         }
 
@@ -299,7 +320,7 @@ def create_app(config: ServerConfig, backend: Backend | None = None) -> FastAPI:
         path = job_file(job, "job.json", "manifest")
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
-        return _client_manifest(data, job)
+        return _client_manifest(data, job, {m.path: m.name for m in config.loras})
 
     @app.post("/v1/jobs/{job_id}/cancel", status_code=202)
     async def cancel(job: OwnJob) -> dict[str, str]:
@@ -317,8 +338,8 @@ def create_app(config: ServerConfig, backend: Backend | None = None) -> FastAPI:
     return app
 
 
-def _client_manifest(data: dict[str, Any], job: JobRecord) -> dict[str, Any]:
-    """job.json with its paths relative to the job and the model by name, as a client may see it."""
+def _client_manifest(data: dict[str, Any], job: JobRecord, lora_names: dict[str, str]) -> dict[str, Any]:
+    """job.json with its paths relative to the job and the model and LoRAs by name, as a client may see it."""
     data = relative_paths(data, job.job_dir)
     inner = data.get("job")
     if isinstance(inner, dict):
@@ -326,4 +347,8 @@ def _client_manifest(data: dict[str, Any], job: JobRecord) -> dict[str, Any]:
         inner["model"] = job.model
         if inner.get("controlnet_model"):
             inner["controlnet_model"] = job.model  # the name's ControlNet
+        for lora in inner.get("loras") or []:
+            lora["path"] = lora_names.get(lora["path"], "?")
+    for applied, asked in zip(data.get("loras") or [], (inner or {}).get("loras") or []):
+        applied["path"] = asked["path"]  # the file the server resolved is the server's business
     return data
