@@ -150,8 +150,6 @@ def problems(scene, prefs):
                 ("controlnet_model", hints.message("controlnet_model", "Depth Control needs a depth ControlNet"))
             )
     found.extend(restyle_problems(scene, settings, camera_reported=any(f == "camera" for f, _ in found)))
-    if server and settings.restyle_source != "NONE":  # RemoteClient uploads control images only
-        found.append(("init", hints.message("restyle_server", "A server does not receive Restyle's source frames yet")))
     output = jobspec.output_problem(prefs)
     if output is not None:
         key, what = output

@@ -75,10 +75,6 @@ FIXES = {
         "Reading the restyle source failed",
         "Check the strip's files (or the scene's camera) and the render errors in the console, or set Restyle to None",
     ),
-    "restyle_server": (
-        "A server does not receive Restyle's source frames yet",
-        f"Set {PREFS} ▸ Generator to This Computer to restyle, or set Restyle to None",
-    ),
     "restyle_gone": (
         "The strip … this clip restyled is gone",
         "Select the strip to restyle in the Sequencer and press Generate (Restyle: Selected Strip)",

@@ -61,15 +61,15 @@ def new_job_id() -> str:
     return f"{datetime.datetime.now(datetime.timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(6)}"
 
 
-def _decode_png(text: Any, field: str) -> bytes:
+def _decode_png(text: Any, field: str, code: str = "control_image_invalid") -> bytes:
     if not isinstance(text, str):
-        raise ApiError(422, "control_image_invalid", f"{field} must be a base64 PNG string", field)
+        raise ApiError(422, code, f"{field} must be a base64 PNG string", field)
     try:
         data = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
-        raise ApiError(422, "control_image_invalid", f"{field} is not valid base64", field) from None
+        raise ApiError(422, code, f"{field} is not valid base64", field) from None
     if not data.startswith(PNG_SIGNATURE):
-        raise ApiError(422, "control_image_invalid", f"{field} is not a PNG image (send depth maps as PNG)", field)
+        raise ApiError(422, code, f"{field} is not a PNG image (send frames as PNG)", field)
     return data
 
 
@@ -137,7 +137,10 @@ class JobIntake:
                         422, "bad_request", f"control: model {entry.name!r} has no depth ControlNet", "control"
                     )
                 job["controlnet_model"] = entry.controlnet
-                job["control"] = {**control, "images": self._stage(control.get("images"), record)}
+                images = self._stage(control.get("images"), record.control_dir, "control", "control.images")
+                job["control"] = {**control, "images": images}
+            if body.get("init") is not None:  # restyle: the source frames, like the depth maps
+                job["init"] = self._stage(body["init"], record.init_dir, "init", "init", "init_image_invalid")
             problems = protocol.validate_job(job)
             if problems:
                 error = protocol.error_for_problems(None, problems)
@@ -168,16 +171,16 @@ class JobIntake:
         return mapped
 
     @staticmethod
-    def _stage(images: Any, record: JobRecord) -> Any:
-        """Write the base64 depth maps into the job's control folder; returns their server paths."""
+    def _stage(images: Any, folder: str, prefix: str, field: str, code: str = "control_image_invalid") -> Any:
+        """Write base64 PNGs (depth maps, restyle sources) into the job's folder; returns their server paths."""
         if not isinstance(images, list):
             return images  # validate_job names the problem
-        os.makedirs(record.control_dir, exist_ok=True)
+        os.makedirs(folder, exist_ok=True)
         paths = []
         for i, text in enumerate(images[: protocol.MAX_LIST]):
-            path = os.path.join(record.control_dir, f"control_{i + 1:04d}.png")
+            path = os.path.join(folder, f"{prefix}_{i + 1:04d}.png")
             with open(path, "wb") as f:
-                f.write(_decode_png(text, f"control.images[{i}]"))
+                f.write(_decode_png(text, f"{field}[{i}]", code))
             paths.append(path)
         return paths
 

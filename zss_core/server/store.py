@@ -52,6 +52,11 @@ class JobRecord:
         return os.path.join(self.folder, "control")
 
     @property
+    def init_dir(self) -> str:
+        """Restyle's source frames, as the client uploaded them."""
+        return os.path.join(self.folder, "init")
+
+    @property
     def active(self) -> bool:
         return self.state in ACTIVE
 
