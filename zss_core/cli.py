@@ -118,6 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="step caching: the full UNet every N steps, its shallow blocks on cached deep features between (1: off)",
     )
     gen.add_argument("--fast", action="store_true", help="GPU fast paths: channels-last, torch.compile, fused QKV")
+    gen.add_argument(
+        "--previews", action="store_true", help="write live previews into OUT/<job id>/previews/ (every 5 steps)"
+    )
+    gen.add_argument(
+        "--preview-every", type=int, default=None, metavar="N", help="a preview every N steps (implies --previews)"
+    )
 
     sub.add_parser("worker", help="run the generator process (JSON lines on stdin/stdout)")
     sub.add_parser("setup-env", help="create, check or repair a generator environment (see --help)", add_help=False)
@@ -169,6 +175,7 @@ def job_from_args(args) -> dict:
         "prompt_interpolation": args.prompt_interpolation,
         "cache_interval": args.cache_interval,
         "fast": args.fast,
+        "preview_every": _preview_every(args),
     }
     if args.prompt_at:
         job["prompts"] = [{"frame": _int_or_text(frame), "prompt": text} for frame, text in args.prompt_at]
@@ -176,6 +183,15 @@ def job_from_args(args) -> dict:
         job["control"] = {"type": "depth", "images": _control_images(args.control_depth), "scale": args.control_scale}
         job["controlnet_model"] = args.controlnet or defaults.default_controlnet(args.model) or None
     return job
+
+
+def _preview_every(args) -> int:
+    """The CLI writes previews only when asked: --previews (the protocol's default rate) or --preview-every N."""
+    if args.preview_every is not None:
+        return args.preview_every
+    from .protocol import PREVIEW_EVERY
+
+    return PREVIEW_EVERY if args.previews else 0
 
 
 def _shown(text: str) -> str:
@@ -234,7 +250,11 @@ def cmd_generate(args) -> int:
             scheduler=job.scheduler,
         )
         with tqdm(total=job.steps, desc="denoising", unit="step", file=sys.stderr) as bar:
-            outcome = run_job(job, pipe, JobCallbacks(progress=lambda step, total: bar.update(step - bar.n)))
+            callbacks = JobCallbacks(
+                progress=lambda step, total: bar.update(step - bar.n),
+                preview=lambda p: bar.set_postfix_str(f"preview {os.path.basename(p.path)}"),
+            )
+            outcome = run_job(job, pipe, callbacks)
     except (ModelError, JobError) as exc:
         where = f"{exc.field}: " if exc.field else ""
         return _fail([_shown(where + exc.message + (f" ({exc.hint})" if exc.hint else ""))])
