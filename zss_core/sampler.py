@@ -391,6 +391,7 @@ def sample_video(
     should_cancel: Callable[[], bool] | None = None,
     on_frame: FrameSink | None = None,
     on_stage: StageSink | None = None,
+    on_latents: LatentsSink | None = None,
     **options,
 ) -> ClipResult:
     """``sample`` with the ``SamplingOptions`` fields as keyword arguments (frames=…, steps=…, mu=…).
@@ -408,4 +409,5 @@ def sample_video(
         should_cancel=should_cancel,
         on_frame=on_frame,
         on_stage=on_stage,
+        on_latents=on_latents,
     )
