@@ -1,14 +1,20 @@
 """The live preview of the running job: the latest `preview` event's PNG, for the panel to show.
 
 The generator writes a small PNG every few denoising steps (zss_core/previews.py) and sends a `preview`
-event naming it. jobs.poll() hands each one to `show`, which loads the file into a preview collection
-(bpy.utils.previews: no datablock in the .blend, nothing left in a saved file) under one key, replacing
-the previous picture; the panel draws it with `template_icon`. Loading happens once per event, never
-while drawing, so a poll without a new preview costs nothing here. `unload` (unregister) removes the
-collection.
+event naming it. jobs.poll() hands each one to `show`, which copies the PNG's pixels into an image of a
+preview collection (bpy.utils.previews: no datablock in the .blend, nothing left in a saved file),
+replacing the previous picture; the panel draws it with `template_icon`. Loading happens once per event,
+never while drawing, so a poll without a new preview costs nothing here. `unload` (unregister) removes
+the collection.
+
+The pixels are copied rather than loaded with `collection.load(path)`: that goes through Blender's
+thumbnail cache, which writes a thumbnail of every preview into the user's ~/.cache/thumbnails and
+keys it on the file's modification time in whole seconds (a file rewritten within a second shows stale).
 """
 
+import array
 import dataclasses
+import sys
 
 import bpy
 import bpy.utils.previews
@@ -45,18 +51,34 @@ def unload():
     _collection, _shown = None, None
 
 
-def show(event):
-    """Load the PNG a `preview` event names as the panel's picture; True when it changed.
+def read_pixels(path):
+    """(width, height, RGBA floats bottom-up) of an image file, read through a temporary image datablock
+    that is removed at once. Raises RuntimeError when Blender cannot read the file."""
+    image = bpy.data.images.load(path, check_existing=False)
+    try:
+        width, height = image.size
+        pixels = array.array("f", bytes(4 * 4 * width * height))
+        image.pixels.foreach_get(pixels)
+    finally:
+        bpy.data.images.remove(image)
+    return width, height, pixels
 
-    The previous picture is released first (a collection key is loaded once); force_reload makes
-    Blender read the file again even if a picture of that path was loaded before.
-    """
+
+def show(event):
+    """Make the PNG a `preview` event names the panel's picture; True when it changed, False when there
+    is no collection (unregistered) or the file cannot be read (a later preview follows)."""
     global _shown
     if _collection is None:
         return False
-    if KEY in _collection:
-        del _collection[KEY]
-    _collection.load(KEY, event.path, "IMAGE", force_reload=True)
+    try:
+        width, height, pixels = read_pixels(event.path)
+    except RuntimeError as e:  # gone or cut short: the picture stays as it was
+        print(f"ZS²: cannot read the preview {event.path}: {e}", file=sys.stderr)
+        return False
+    preview = _collection.get(KEY) or _collection.new(KEY)
+    preview.image_size = preview.icon_size = (width, height)
+    preview.image_pixels_float.foreach_set(pixels)
+    preview.icon_pixels_float.foreach_set(pixels)
     _shown = Shown(event.id, event.step, event.steps, event.frame, event.path)
     return True
 
