@@ -79,7 +79,6 @@ def test_a_running_job_shows_its_latest_preview_and_unregister_removes_it(zb, pr
 def test_each_preview_replaces_the_picture(zb, tmp_path):
     """A new event's PNG replaces the picture, also when a file is overwritten under the same path."""
     from PIL import Image
-
     from zss_ext.zss_core import protocol
 
     def event(path, step):
