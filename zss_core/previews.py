@@ -16,8 +16,8 @@ a small RGB picture in microseconds. That map (``LatentRGB``) is
   model; done once per loaded VAE (``latent_rgb_map`` keeps it while the VAE lives).
 
 ``PreviewWriter`` is what a job uses: every ``every`` denoising steps it takes the middle frame's
-current prediction of the clean latent (``x0``, from the scheduler where it gives one, else the
-current latent), maps it to RGB and writes ``previews/step_XXXX.png`` (at most ``MAX_SIDE`` pixels on
+current prediction of the clean latent (``x0``: from the scheduler where its step gives one, else
+``predicted_x0`` from the noise prediction), maps it to RGB and writes ``previews/step_XXXX.png`` (at most ``MAX_SIDE`` pixels on
 its longest side) into the job folder. Each step's file is kept (a few kB each) so a client that
 fetches a preview later (``zss serve``) still finds the one its event names.
 """
@@ -171,6 +171,24 @@ def latent_rgb_map(vae) -> LatentRGB:
     return found
 
 
+def predicted_x0(scheduler, sample: torch.Tensor, model_output: torch.Tensor, t) -> torch.Tensor | None:
+    """The clean latents that ``model_output`` at timestep ``t`` predicts for ``sample``, for a scheduler
+    whose ``step`` does not return them (DPM-Solver++, UniPC, PNDM): the DDIM formula on its
+    ``alphas_cumprod``. None where it does not apply (a sigma-scaled scheduler, another prediction type)."""
+    alphas = getattr(scheduler, "alphas_cumprod", None)
+    if alphas is None or float(scheduler.init_noise_sigma) != 1.0:
+        return None
+    alpha = alphas[int(t)].to(device=sample.device, dtype=sample.dtype)
+    kind = scheduler.config.prediction_type
+    if kind == "epsilon":
+        return (sample - (1 - alpha) ** 0.5 * model_output) / alpha**0.5
+    if kind == "v_prediction":
+        return alpha**0.5 * sample - (1 - alpha) ** 0.5 * model_output
+    if kind == "sample":
+        return model_output
+    return None
+
+
 def preview_size(width: int, height: int, max_side: int = MAX_SIDE) -> tuple[int, int]:
     """A picture's size scaled so its longest side is ``max_side`` at most (never below 1 pixel)."""
     scale = max_side / max(width, height)
@@ -197,9 +215,9 @@ PreviewSink = Callable[[Preview], None]
 class PreviewWriter:
     """Writes a preview PNG every ``every`` steps into ``<job_dir>/previews/`` and hands each one on.
 
-    Called by the sampler after every denoising step with the clip's latents and, where the scheduler
-    gives it, its prediction of the clean latents (``x0``): the preview shows ``x0`` (the picture the
-    step is heading to), else the current latent. The picture is the middle frame at the clip's aspect
+    Called by the sampler after every denoising step with the clip's latents and its prediction of the
+    clean latents (``x0``): the preview shows ``x0`` (the picture the step is heading to), or the
+    current latent where no prediction could be had (None). The picture is the middle frame at the clip's aspect
     ratio, its longest side ``min(MAX_SIDE, the frame's)``.
     """
 

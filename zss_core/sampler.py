@@ -33,6 +33,7 @@ from PIL import Image
 from . import fast, schedule
 from .attention import TemporalState, temporal_momentum_attention
 from .noise import NoiseStats, make_noise
+from .previews import predicted_x0
 from .prompts import encode_schedule
 from .step_cache import StepCachedUNet
 from .tiling import seamless_tiling
@@ -295,9 +296,10 @@ class ChunkedDenoiser:
                         raise SamplingCancelled(f"cancelled at step {step_index + 1} of {len(timesteps)}")
                     noise_pred[start:end] = self.predict_noise(latents[start:end], t, start, end)
                 stepped = scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)
+                if on_latents is not None:  # DDIM, Euler, LCM… return their x0 prediction; multistep ones do not
+                    x0 = stepped[1] if len(stepped) > 1 else predicted_x0(scheduler, latents, noise_pred, t)
+                    on_latents(step_index + 1, len(timesteps), stepped[0], x0)
                 latents = stepped[0]
-                if on_latents is not None:  # DDIM, Euler, LCM… also return their x0 prediction; multistep ones not
-                    on_latents(step_index + 1, len(timesteps), latents, stepped[1] if len(stepped) > 1 else None)
                 if progress is not None:
                     progress(step_index + 1, len(timesteps))
         return latents
