@@ -218,7 +218,8 @@ class PreviewWriter:
     Called by the sampler after every denoising step with the clip's latents and its prediction of the
     clean latents (``x0``): the preview shows ``x0`` (the picture the step is heading to), or the
     current latent where no prediction could be had (None). The picture is the middle frame at the clip's aspect
-    ratio, its longest side ``min(MAX_SIDE, the frame's)``.
+    ratio, its longest side ``min(MAX_SIDE, the frame's)``. The VAE's map is found (or fitted) when the
+    writer is made, before sampling starts.
     """
 
     def __init__(
@@ -233,7 +234,9 @@ class PreviewWriter:
     ):
         if every < 1:
             raise ValueError(f"preview every must be ≥ 1 step, got {every} (leave the writer out for none)")
-        self.vae, self.every, self.sink = vae, every, sink
+        self.every, self.sink = every, sink
+        # Now, not at the first preview: fitting a VAE's map (once per VAE) must not stall a denoising step.
+        self.map = latent_rgb_map(vae)
         self.folder = Path(job_dir) / PREVIEW_DIR
         self.frame = frames // 2
         self.size = preview_size(width, height, min(MAX_SIDE, max(width, height)))
@@ -243,7 +246,7 @@ class PreviewWriter:
         if step % self.every:
             return
         source = x0 if x0 is not None else latents
-        image = latent_rgb_map(self.vae).to_image(source[self.frame].detach(), size=self.size)
+        image = self.map.to_image(source[self.frame].detach(), size=self.size)
         self.folder.mkdir(exist_ok=True)
         path = self.folder / f"step_{step:04d}.png"
         image.save(path, format="PNG", compress_level=1)  # fast: these are small and short-lived
