@@ -30,6 +30,10 @@ set, or ``--json``, rewritten after every section so that a timeout keeps what w
    guidance 1, so no negative batch) against the default job (30 steps, DDIM, guidance 7.5), ``--frames``
    frames at ``--size``: seconds per clip. The draft carries a rank-64 PEFT LoRA on the UNet (the layers an
    LCM-LoRA for SD 1.5 touches, random weights, not fused: what a draft LoRA costs) when peft is installed.
+6. previews (issue 15; only it with ``--previews-only``): ZS² at 512², ``--fast-frames`` frames,
+   ``--fast-steps`` steps, a live preview every 5 steps (the job default: the middle frame's x0 through
+   the SD VAE's published latent→RGB map, a ≤ 256 px PNG written to a temporary folder) against none,
+   round-robin; the ratio (target ≤ 1.03) and the previews' own time.
 
 ``--smoke`` runs the same code on the CPU with tiny configs (2 steps, 64², 4 frames) to catch bugs.
 """
@@ -439,6 +443,66 @@ def draft_section(pipe, args, report: Report) -> dict:
     return result
 
 
+def previews_section(pipe, args, report: Report) -> dict:
+    """ZS² with a live preview every 5 steps against none: seconds per clip, ratio, time per preview."""
+    import tempfile
+
+    from zss_core.previews import PreviewWriter
+    from zss_core.protocol import PREVIEW_EVERY
+    from zss_core.sampler import sample_video
+
+    device = pipe._execution_device
+    frames, steps, size = args.fast_frames, max(args.fast_steps, PREVIEW_EVERY), args.size  # ≥ 1 preview
+    base = dict(prompt=common.PROMPT, frames=frames, width=size, height=size, guidance=7.5, seed=0)
+    base.update(output_type="np", noise="dependency", lam=0.01, mu=0.98, tma=True)
+    folder = tempfile.mkdtemp(prefix="zss-gpu-previews-")
+    spent = {"seconds": 0.0, "calls": 0}
+
+    def with_previews(n_steps):
+        writer = PreviewWriter(pipe.vae, folder, PREVIEW_EVERY, frames, size, size)
+
+        def timed_writer(step, total, latents, x0):
+            if step % PREVIEW_EVERY == 0:
+                common.sync(device)  # the step's GPU work belongs to the step, not to the preview
+                start = time.perf_counter()
+                writer(step, total, latents, x0)
+                spent["seconds"] += time.perf_counter() - start
+                spent["calls"] += 1
+
+        return sample_video(pipe, steps=n_steps, on_latents=timed_writer, **base)
+
+    runners = {"off": lambda n: sample_video(pipe, steps=n, **base), f"every {PREVIEW_EVERY}": with_previews}
+    for run in runners.values():
+        run(max(2, min(3, steps)))
+    spent.update(seconds=0.0, calls=0)
+    times = common.time_interleaved(
+        {name: (lambda run=run: run(steps)) for name, run in runners.items()},
+        repeats=args.repeats,
+        warmup=0,
+        device=device,
+    )
+    med = {name: common.median(v) for name, v in times.items()}
+    ratio = med[f"every {PREVIEW_EVERY}"] / med["off"]
+    per_preview = spent["seconds"] / max(spent["calls"], 1)
+    rows = [[name, med[name], common.spread(times[name]), med[name] / med["off"]] for name in runners]
+    common.print_table(
+        ["previews", "median s", "min-max s", "x off"],
+        rows,
+        title=f"live previews: {frames} frames {size}x{size}, {steps} steps, ZS², median of {args.repeats}; "
+        f"{per_preview * 1e3:.2f} ms per preview",
+    )
+    result = {
+        "settings": {"frames": frames, "size": size, "steps": steps, "every": PREVIEW_EVERY},
+        "seconds": times,
+        "median_seconds": med,
+        "ratio": ratio,
+        "ms_per_preview": per_preview * 1e3,
+    }
+    report.add("previews", result)
+    print(f"previews every {PREVIEW_EVERY}/off = {ratio:.3f} (target <= 1.03)")
+    return result
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--smoke", action="store_true", help="tiny configs on the CPU, to check the script")
@@ -463,6 +527,7 @@ def main(argv=None) -> int:
     p.add_argument("--compile-mode", default="max-autotune-no-cudagraphs", help="torch.compile mode for --fast")
     p.add_argument("--fast-only", action="store_true", help="only the fast-paths table (section 4)")
     p.add_argument("--draft-only", action="store_true", help="only the draft-preset table (section 5)")
+    p.add_argument("--previews-only", action="store_true", help="only the live-preview table (section 6)")
     args = p.parse_args(argv)
     if args.smoke:
         args.device = "cpu" if args.device == "auto" else args.device
@@ -532,6 +597,8 @@ def main(argv=None) -> int:
     if args.draft_only:
         result = draft_section(pipe, args, report)
         print(f"draft/default = {result['draft_over_default']:.2f}")
+    if args.previews_only:
+        previews_section(pipe, args, report)
         return 0
     fast_result = fast_section(cfg, pipe, args, report, device, dtype)
     if args.fast_only:
@@ -553,6 +620,12 @@ def main(argv=None) -> int:
         report.add("draft", "skipped (time budget)")
     else:
         draft_section(pipe, args, report)
+
+    if time.monotonic() > deadline - 60:
+        print("previews section: skipped (time budget)")
+        report.add("previews", "skipped (time budget)")
+    else:
+        previews_section(pipe, args, report)
 
     ratios = speed["ratio_to_plain"]
     fmt = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731

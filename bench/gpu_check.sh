@@ -12,6 +12,7 @@
 #                                                       # --cache-interval 3 / both, 16 frames 512², 25 steps
 #   bash bench/gpu_check.sh wheels --draft-only         # only the issue-15 draft preset vs the default job,
 #                                                       # 8 frames 512² (a rank-64 LoRA when peft is there)
+#   bash bench/gpu_check.sh wheels --previews-only      # only the issue-15 table: live previews every 5 / off
 #
 # Results are printed and, if $OUT is set, written to $OUT/gpu_check.json (and the log to
 # $OUT/gpu_check.log).
@@ -83,7 +84,7 @@ fi
 # zss serve on this GPU machine over loopback (issue 13): the same job through the local worker and
 # through the server (bench/serve.py: remote overhead, then a short many-client load test). Needs
 # FastAPI + uvicorn: installed from the wheel folder when given (pip --no-index --find-links), else skipped.
-if [[ " $* " != *" --fast-only "* && " $* " != *" --smoke "* ]]; then
+if [[ " $* " != *" --fast-only "* && " $* " != *" --previews-only "* && " $* " != *" --smoke "* ]]; then
     if ! "$PYTHON" -c "import fastapi, uvicorn" >/dev/null 2>&1 && [[ -d "${WHEEL_SOURCE:-$ROOT/wheels}" ]]; then
         "$PYTHON" -m pip install --quiet --no-index --find-links "${WHEEL_SOURCE:-$ROOT/wheels}" fastapi uvicorn \
             || echo "could not install fastapi/uvicorn from ${WHEEL_SOURCE:-$ROOT/wheels}"

@@ -27,6 +27,10 @@ clip. ``--cache-only`` runs only this part.
 
 ``--lora`` runs only the LoRA timings (issue 15) on the tiny SD1 model: loading a LoRA file, switching
 between loaded LoRAs and disabling them (ms), and sampling with a LoRA on against none.
+Then live previews (issue 15): the same built-in model and clip sampled with a preview PNG every 5 steps
+(the job default: the middle frame's x0 through the fitted latent→RGB map, written into a folder) against
+none, round-robin (target: ≤ 1.03), and the previews' own time measured around each call.
+``--previews-only`` runs only this part, ``--no-previews`` skips it.
 """
 
 from __future__ import annotations
@@ -217,6 +221,83 @@ def lora_timing(args) -> dict[str, float]:
     return numbers
 
 
+def live_previews(args) -> float:
+    """Sampling time with a preview every 5 steps against none on the built-in model; returns the ratio."""
+    import tempfile
+
+    from zss_core.models import load_pipeline
+    from zss_core.previews import PreviewWriter, latent_rgb_map
+    from zss_core.protocol import PREVIEW_EVERY
+    from zss_core.sampler import sample_video
+
+    pipe = load_pipeline("builtin:textures", device=args.device, dtype=args.dtype)
+    clip = dict(frames=8, width=64, height=64, steps=20, guidance=5.0, output_type="np")
+    latent_rgb_map(pipe.vae)  # fitted once per loaded model (the warm worker's case), not per clip
+    print(
+        f"\nlive previews on builtin:textures: {clip['frames']} frames 64x64, {clip['steps']} DDIM steps, "
+        f"guidance 5, a preview every {PREVIEW_EVERY} steps"
+    )
+    spent = {"seconds": 0.0, "calls": 0}
+    folder = tempfile.mkdtemp(prefix="zss-bench-previews-")
+
+    def with_previews():
+        writer = PreviewWriter(pipe.vae, folder, PREVIEW_EVERY, clip["frames"], clip["width"], clip["height"])
+
+        def timed_writer(step, total, latents, x0):
+            start = time.perf_counter()
+            writer(step, total, latents, x0)
+            spent["seconds"] += time.perf_counter() - start
+            spent["calls"] += step % PREVIEW_EVERY == 0
+
+        sample_video(pipe, common.PROMPT, on_latents=timed_writer, **clip)
+
+    # Process CPU time beside wall time: on a CPU shared with other work (one torch thread) it is what the
+    # clip itself cost, while wall time also counts the waits for the processor.
+    cpu: dict[str, list[float]] = {}
+
+    def cpu_timed(name, fn):
+        def run():
+            start = time.process_time()
+            fn()
+            cpu.setdefault(name, []).append(time.process_time() - start)
+
+        return run
+
+    plain = {"off": lambda: sample_video(pipe, common.PROMPT, **clip), f"every {PREVIEW_EVERY}": with_previews}
+    fns = {name: cpu_timed(name, fn) for name, fn in plain.items()}
+    repeats = max(args.repeats, 5)
+    times = common.time_interleaved(fns, repeats=repeats, warmup=1, device=pipe._execution_device)
+    med = {name: common.median(values) for name, values in times.items()}
+    cpu_med = {name: common.median(values[1:]) for name, values in cpu.items()}  # without the warm-up
+    rows = [
+        [
+            name,
+            med[name],
+            common.spread(times[name]),
+            med[name] / med["off"],
+            cpu_med[name],
+            cpu_med[name] / cpu_med["off"],
+        ]
+        for name in fns
+    ]
+    common.print_table(
+        ["previews", "median s", "min-max s", "x off", "CPU s", "CPU x off"],
+        rows,
+        title=f"Live previews (median of {repeats})",
+    )
+    ratio = med[f"every {PREVIEW_EVERY}"] / med["off"]
+    per_preview = spent["seconds"] / max(spent["calls"], 1)
+    runs = repeats + 1
+    share = spent["seconds"] / runs / med["off"]
+    print(
+        f"preview cost: {per_preview * 1e3:.2f} ms per preview ({spent['calls'] // runs} per clip), "
+        f"{100 * share:.2f} % of a clip's sampling time measured around the calls"
+    )
+    cpu_ratio = cpu_med[f"every {PREVIEW_EVERY}"] / cpu_med["off"]
+    print(f"previews every {PREVIEW_EVERY}/off = {ratio:.3f} wall, {cpu_ratio:.3f} CPU time (target <= 1.03)")
+    return ratio
+
+
 def main(argv=None) -> int:
     p = common.parser(__doc__.splitlines()[0])
     p.add_argument("--frames", type=int, default=8)
@@ -227,6 +308,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-cache", action="store_true", help="skip the step-caching part")
     p.add_argument("--cache-only", action="store_true", help="only the step-caching part")
     p.add_argument("--lora", action="store_true", help="only the LoRA part: load / switch / disable ms (tiny SD1)")
+    p.add_argument("--no-previews", action="store_true", help="skip the live-preview part")
+    p.add_argument("--previews-only", action="store_true", help="only the live-preview part")
     args = p.parse_args(argv)
     if args.quick:
         args.size, args.steps = min(args.size, 64), min(args.steps, 5)
@@ -236,6 +319,10 @@ def main(argv=None) -> int:
     if args.cache_only:
         common.apply_threads(args)
         step_caching(args)
+        return 0
+    if args.previews_only:
+        common.apply_threads(args)
+        live_previews(args)
         return 0
 
     from zss_core.sampler import sample_video
@@ -354,6 +441,8 @@ def main(argv=None) -> int:
     print(f"overhead zs2/plain = {med['zs2'] / plain:.2f}")
     if not args.no_cache:
         step_caching(args)
+    if not args.no_previews:
+        live_previews(args)
     return 0
 
 

@@ -43,6 +43,7 @@ MESSAGES = [
     p.Accepted(id="a", queue_position=2),
     p.Progress(id="a", step=3, total=30, fraction=0.1, elapsed=1.5, eta=None, stage="denoise"),
     p.Frame(id="a", index=0, path="/tmp/out/a/frame_0001.png"),
+    p.Preview(id="a", step=5, steps=30, frame=4, path="/tmp/out/a/previews/step_0005.png", width=256, height=144),
     p.Heartbeat(interval=5.0, running="a", queued=1),
     p.Done(
         id="a",

@@ -8,13 +8,14 @@ import atexit
 
 import bpy
 
-from . import environment, icons, jobs, operators, panels, properties
+from . import environment, icons, jobs, live_preview, operators, panels, properties
 
 CLASSES = (*properties.CLASSES, *operators.CLASSES, *panels.CLASSES)
 
 
 def register():
     icons.load()
+    live_preview.load()
     for cls in CLASSES:
         bpy.utils.register_class(cls)
     properties.register()
@@ -30,4 +31,5 @@ def unregister():
     properties.unregister()
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)
+    live_preview.unload()
     icons.unload()

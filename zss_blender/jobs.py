@@ -24,7 +24,7 @@ import traceback
 import bpy
 
 from ..zss_core import client as generator_client
-from . import hints, importers, jobspec, preferences, tasks, timers
+from . import hints, importers, jobspec, live_preview, preferences, tasks, timers
 
 POLL_INTERVAL = 0.1  # seconds between timer calls while a job runs
 REDRAW_AREAS = {"VIEW_3D", "SEQUENCE_EDITOR", "PREFERENCES"}
@@ -385,6 +385,8 @@ def _on_job_event(running, event):
         return task.update("Waiting in the queue" if event.queue_position else "Starting")
     if kind == "progress":
         return task.update(progress_message(event), event.fraction)
+    if kind == "preview":
+        return live_preview.show(event)
     if kind == "done":
         _import(running, event)
     elif kind == "cancelled":
@@ -522,6 +524,7 @@ def _finish_job(running, done="", cancelled="", error="", hint="", result=None, 
     if _running.pop(running.plan.id, None) is None:
         return
     running.staging.remove_in_background()
+    live_preview.clear(running.plan.id)
     task = _job_task = running.task
     if error:
         task.fail(error, hint, message="Interrupted" if interrupted else "Failed")

@@ -9,7 +9,7 @@ preferences.py needs no UI (and the import graph has no cycle).
 import bpy
 
 from ..zss_core import defaults, presets
-from . import environment, icons, jobs, jobspec, preferences, restyle
+from . import environment, icons, jobs, jobspec, live_preview, preferences, restyle
 
 
 def _progress(layout, fraction, text):
@@ -125,6 +125,7 @@ def draw_zss(layout, context):
     _connection(layout)
     _queue(layout, jobs.job_tasks())
     _status(layout, task)
+    _live_preview(layout)
     if task is not None and task.status == "done":
         for note in task.result["notes"]:
             layout.label(text=note, icon="INFO")
@@ -155,6 +156,19 @@ def _restyle(layout, scene, settings):
     layout.label(text=f"Strip '{strip.name}': {count} frames from {start}", icon="SEQUENCE")
     if settings.target == "MATERIAL":
         layout.label(text=RESTYLE_STRIP_NOTE, icon="INFO")
+
+
+PREVIEW_SCALE = 8.0  # the live preview's size in the panel, in icon units
+
+
+def _live_preview(layout):
+    """The running job's latest preview (the generator's `preview` events), while it runs."""
+    shown, image = live_preview.shown(), live_preview.image()
+    if shown is None or image is None or not jobs.is_running():
+        return
+    box = layout.box()
+    box.label(text=f"Preview: frame {shown.frame + 1}, step {shown.step}/{shown.steps}", icon="IMAGE_DATA")
+    box.template_icon(icon_value=image.icon_id, scale=PREVIEW_SCALE)
 
 
 STATE_ICONS = {"pending": "TIME", "running": "PLAY", "done": "CHECKMARK", "failed": "ERROR", "cancelled": "X"}

@@ -154,6 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="a LoRA (.safetensors file, folder or hub id) and its weight (default 1.0); repeatable",
     )
     gen.add_argument("--fast", action="store_true", help="GPU fast paths: channels-last, torch.compile, fused QKV")
+    gen.add_argument(
+        "--previews", action="store_true", help="write live previews into OUT/<job id>/previews/ (every 5 steps)"
+    )
+    gen.add_argument(
+        "--preview-every", type=int, default=None, metavar="N", help="a preview every N steps (implies --previews)"
+    )
 
     sub.add_parser("worker", help="run the generator process (JSON lines on stdin/stdout)")
     sub.add_parser("setup-env", help="create, check or repair a generator environment (see --help)", add_help=False)
@@ -215,6 +221,7 @@ def job_from_args(args) -> dict:
         "prompt_interpolation": args.prompt_interpolation,
         "cache_interval": args.cache_interval,
         "fast": args.fast,
+        "preview_every": _preview_every(args),
     }
     if args.lora:
         job["loras"] = args.lora
@@ -224,6 +231,15 @@ def job_from_args(args) -> dict:
         job["control"] = {"type": "depth", "images": _control_images(args.control_depth), "scale": args.control_scale}
         job["controlnet_model"] = args.controlnet or defaults.default_controlnet(args.model) or None
     return presets.expand(job, args.preset, explicit, args.draft_lora)
+
+
+def _preview_every(args) -> int:
+    """The CLI writes previews only when asked: --previews (the protocol's default rate) or --preview-every N."""
+    if args.preview_every is not None:
+        return args.preview_every
+    from .protocol import PREVIEW_EVERY
+
+    return PREVIEW_EVERY if args.previews else 0
 
 
 def _shown(text: str) -> str:
@@ -291,7 +307,11 @@ def cmd_generate(args) -> int:
             scheduler=job.scheduler,
         )
         with tqdm(total=job.steps, desc="denoising", unit="step", file=sys.stderr) as bar:
-            outcome = run_job(job, pipe, JobCallbacks(progress=lambda step, total: bar.update(step - bar.n)))
+            callbacks = JobCallbacks(
+                progress=lambda step, total: bar.update(step - bar.n),
+                preview=lambda p: bar.set_postfix_str(f"preview {os.path.basename(p.path)}"),
+            )
+            outcome = run_job(job, pipe, callbacks)
     except (ModelError, JobError) as exc:
         where = f"{exc.field}: " if exc.field else ""
         return _fail([_shown(where + exc.message + (f" ({exc.hint})" if exc.hint else ""))])

@@ -32,6 +32,7 @@ MAX_PATH = 4096  # model, folder and image paths
 MAX_LIST = defaults.MAX_FRAMES  # any list in a job (and the frame count)
 MAX_LORAS = 8
 MAX_LORA_WEIGHT = 4.0
+PREVIEW_EVERY = 5  # the default rate of live `preview` events, in denoising steps
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 CONTROL_TYPES = ("depth",)
@@ -142,7 +143,7 @@ class Job:
     strength: float = 1.0  # restyle: how much of the denoising is redone (1: text-to-video, 0: the source)
     image_guidance: float | None = None  # instruction editing (InstructPix2Pix models): the image guidance scale
     loras: list | None = None  # [{"path": file, folder or model name, "weight": 1.0}, ...]
-    preview_every: int = 5  # a `preview` event every N denoising steps (0: none)
+    preview_every: int = PREVIEW_EVERY  # a `preview` event every N denoising steps (0: none)
 
     def prompt_schedule(self) -> list[tuple[int, str]]:
         """[(frame, prompt), …] sorted: the ``prompts`` keys, with ``prompt`` at frame 0 unless a key
@@ -644,6 +645,21 @@ class Frame(Message):
 
 
 @dataclasses.dataclass
+class Preview(Message):
+    """A live preview of a running job: a small PNG (≤ 256 px on its longest side) of frame `frame`
+    after `step` of `steps` denoising steps, sent every `preview_every` steps (zss_core/previews.py)."""
+
+    type: ClassVar[str] = "preview"
+    id: str
+    step: int
+    steps: int
+    frame: int
+    path: str
+    width: int
+    height: int
+
+
+@dataclasses.dataclass
 class Done(Message):
     type: ClassVar[str] = "done"
     id: str
@@ -706,7 +722,8 @@ class Heartbeat(Message):
 
 REQUESTS: dict[str, type[Message]] = {cls.type: cls for cls in (Generate, Cancel, Ping, Shutdown, Download)}
 EVENTS: dict[str, type[Message]] = {
-    cls.type: cls for cls in (Ready, Accepted, Progress, Frame, Done, Error, Cancelled, Pong, Downloaded, Heartbeat)
+    cls.type: cls
+    for cls in (Ready, Accepted, Progress, Frame, Preview, Done, Error, Cancelled, Pong, Downloaded, Heartbeat)
 }
 MESSAGES: dict[str, type[Message]] = {**REQUESTS, **EVENTS}
 

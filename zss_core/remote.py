@@ -49,6 +49,8 @@ from .protocol import Error, Job, Message, Ready
 __all__ = ["RemoteClient", "ServerError", "Unreachable"]
 
 LOG_LINES = 200
+PREVIEW_DIR = "previews"  # previews.PREVIEW_DIR (that module needs torch; this one runs in Blender)
+SKIPPED = object()  # _RemoteJob.localize: an event not handed out
 
 
 def is_loopback(host: str) -> bool:
@@ -331,6 +333,8 @@ class _RemoteJob:
         """The job as the server takes it: no id, folder or ControlNet path; depth maps and restyle
         sources inline (base64 PNG)."""
         body = {k: v for k, v in self.job.items() if k not in ("id", "output_dir", "controlnet_model")}
+        # Named always: the server sends previews only to clients that ask (see docs/server.md).
+        body.setdefault("preview_every", protocol.PREVIEW_EVERY)
         control = body.get("control")
         if isinstance(control, dict) and isinstance(control.get("images"), list):
             body["control"] = {**control, "images": _inline(control["images"])}
@@ -338,10 +342,12 @@ class _RemoteJob:
             body["init"] = _inline(body["init"])
         return body
 
-    def download(self, remote_path: str, name: str) -> str:
-        """GET a file of the job into the local folder (atomically); returns its local path."""
+    def download(self, remote_path: str, name: str, subfolder: str = "") -> str:
+        """GET a file of the job into the local folder (or its `subfolder`, atomically); returns its local path."""
         data = self.client.request("GET", f"/v1/jobs/{self.server_id}/{remote_path}")
-        local = os.path.join(self.folder, os.path.basename(name))
+        folder = os.path.join(self.folder, subfolder) if subfolder else self.folder
+        os.makedirs(folder, exist_ok=True)
+        local = os.path.join(folder, os.path.basename(name))
         tmp = local + ".part"
         with open(tmp, "wb") as f:
             f.write(data)
@@ -403,18 +409,28 @@ class _RemoteJob:
                 return
             for event in events or ():
                 self.after += 1
+                if event.get("type") not in protocol.EVENTS:  # a newer server's event: not for this client
+                    continue
                 local = self.retrying(self.localize, event)
                 if local is None:
                     return
+                if local is SKIPPED:
+                    continue
                 self.emit(local)
                 if event.get("type") in ENDING_EVENTS:
                     return
 
-    def localize(self, event: dict[str, Any]) -> dict[str, Any]:
-        """The event with local paths, after downloading the files it names."""
+    def localize(self, event: dict[str, Any]) -> dict[str, Any] | object:
+        """The event with local paths, after downloading the files it names (SKIPPED: a preview that is
+        gone already; a later one follows, and a missing preview must not end the job)."""
         kind = event.get("type")
         event = dict(event)
-        if kind == "frame":
+        if kind == "preview":
+            try:
+                event["path"] = self.download(f"previews/{int(event['step'])}", event["path"], PREVIEW_DIR)
+            except ServerError:
+                return SKIPPED
+        elif kind == "frame":
             index = int(event["index"])
             self.frames[index] = event["path"] = self.download(f"frames/{index}", event["path"])
         elif kind in ("done", "cancelled"):

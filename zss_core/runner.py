@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import export
 from .protocol import Job
@@ -46,13 +46,16 @@ class JobCallbacks:
     """How a running job reports back (the worker turns these into protocol events).
 
     ``stage(name, step, total)``: every stage as it starts (step 0) and advances (see the module's
-    docstring); ``progress(step, total)``: the denoising steps alone (a progress bar's view).
+    docstring); ``progress(step, total)``: the denoising steps alone (a progress bar's view);
+    ``preview(p)``: each live preview (a ``previews.Preview``) once its PNG is written, every
+    ``job.preview_every`` steps.
     """
 
     progress: Callable[[int, int], None] = lambda step, total: None
     frame: Callable[[int, str], None] = lambda index, path: None
     should_cancel: Callable[[], bool] = lambda: False
     stage: Callable[[str, int, int], None] = lambda name, step, total: None
+    preview: Callable[[Any], None] = lambda preview: None
 
 
 @dataclass
@@ -358,7 +361,7 @@ def run_job(
             _reset_peak_memory(pipe)
             try:
                 with cancel_points(pipe, callbacks.should_cancel):
-                    result = _sample(pipe, options, control, job_dir, callbacks)
+                    result = _sample(pipe, options, control, job_dir, callbacks, job.preview_every)
                 break
             except Exception as exc:
                 tried = options.chunk or job.frames
@@ -426,8 +429,10 @@ def run_job(
     return JobOutcome("done", str(job_dir), frames, video, sheet, path, seconds, {"notes": notes})
 
 
-def _sample(pipe, options: SamplingOptions, control, job_dir: Path, callbacks: JobCallbacks):
-    """The sampler with the job's callbacks: frames go to disk as they are decoded; stages are reported."""
+def _sample(pipe, options: SamplingOptions, control, job_dir: Path, callbacks: JobCallbacks, preview_every: int = 0):
+    """The sampler with the job's callbacks: frames go to disk as they are decoded; stages are reported;
+    a preview PNG every ``preview_every`` steps (0: none)."""
+    from .previews import PreviewWriter
     from .sampler import sample
 
     totals = {"encode": 1, "denoise": options.steps, "decode": options.frames}
@@ -444,6 +449,10 @@ def _sample(pipe, options: SamplingOptions, control, job_dir: Path, callbacks: J
         callbacks.frame(index, str(path))
         callbacks.stage("decode", index + 1, options.frames)
 
+    previews = None
+    if preview_every > 0:
+        size = (options.frames, options.width, options.height)
+        previews = PreviewWriter(pipe.vae, job_dir, preview_every, *size, sink=callbacks.preview)
     return sample(
         pipe,
         options,
@@ -452,6 +461,7 @@ def _sample(pipe, options: SamplingOptions, control, job_dir: Path, callbacks: J
         should_cancel=callbacks.should_cancel,
         on_frame=on_frame,
         on_stage=on_stage,
+        on_latents=previews,
     )
 
 

@@ -37,12 +37,16 @@ from . import fast, schedule
 from .attention import TemporalState, temporal_momentum_attention
 from .families import AddedConditioning, family_of, vae_precision
 from .noise import NoiseStats, make_noise
+from .previews import predicted_x0
 from .step_cache import StepCachedUNet
 from .tiling import seamless_tiling
 
 Progress = Callable[[int, int], None]
 FrameSink = Callable[[int, object], None]
 StageSink = Callable[[str], None]
+# After each denoising step: (steps done, total, the clip's latents, the scheduler's prediction of the clean
+# latents or None where the scheduler gives none). Live previews (``previews.PreviewWriter``) use it.
+LatentsSink = Callable[[int, int, torch.Tensor, torch.Tensor | None], None]
 STAGES = ("encode", "denoise", "decode")  # what ``on_stage`` is told, in this order
 
 
@@ -298,6 +302,7 @@ class ChunkedDenoiser:
         generator: torch.Generator,
         progress: Progress | None = None,
         cancelled: Callable[[], bool] = lambda: False,
+        on_latents: LatentsSink | None = None,
     ) -> torch.Tensor:
         """Denoise the initial ``latents`` (unscaled noise) into the clip's final latents."""
         pipe, scheduler = self.pipe, self.pipe.scheduler
@@ -315,7 +320,11 @@ class ChunkedDenoiser:
                     if cancelled():
                         raise SamplingCancelled(f"cancelled at step {step_index + 1} of {len(timesteps)}")
                     noise_pred[start:end] = self.predict_noise(latents[start:end], t, start, end)
-                latents = scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]
+                stepped = scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)
+                if on_latents is not None:  # DDIM, Euler, LCM… return their x0 prediction; multistep ones do not
+                    x0 = stepped[1] if len(stepped) > 1 else predicted_x0(scheduler, latents, noise_pred, t)
+                    on_latents(step_index + 1, len(timesteps), stepped[0], x0)
+                latents = stepped[0]
                 if progress is not None:
                     progress(step_index + 1, len(timesteps))
         return latents
@@ -360,6 +369,7 @@ def sample(
     should_cancel: Callable[[], bool] | None = None,
     on_frame: FrameSink | None = None,
     on_stage: StageSink | None = None,
+    on_latents: LatentsSink | None = None,
 ) -> ClipResult:
     """Sample a clip with ZS²: prepare → initial noise → chunked denoising → decode.
 
@@ -367,7 +377,8 @@ def sample(
     (frames, 4, H/8, W/8) to use instead of drawing it. ``progress(step, total)`` is called after each
     denoising step; ``should_cancel()`` is checked before every chunk; ``on_frame(index, frame)``
     receives each frame as soon as it is decoded; ``on_stage(name)`` hears each stage of ``STAGES``
-    as it starts ("decode" is skipped for latent output).
+    as it starts ("decode" is skipped for latent output); ``on_latents(step, total, latents, x0)`` sees
+    the latents after each denoising step (live previews).
     """
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -387,7 +398,7 @@ def sample(
     with seamless_tiling([pipe.unet, getattr(pipe, "controlnet", None), pipe.vae], options.tile_x, options.tile_y):
         stage("denoise")
         t0 = time.perf_counter()
-        latents = ChunkedDenoiser(pipe, options, cond).run(latents, generator, progress, cancelled)
+        latents = ChunkedDenoiser(pipe, options, cond).run(latents, generator, progress, cancelled, on_latents)
         timings["denoise_seconds"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         if options.output_type != "latent":
@@ -408,6 +419,7 @@ def sample_video(
     should_cancel: Callable[[], bool] | None = None,
     on_frame: FrameSink | None = None,
     on_stage: StageSink | None = None,
+    on_latents: LatentsSink | None = None,
     **options,
 ) -> ClipResult:
     """``sample`` with the ``SamplingOptions`` fields as keyword arguments (frames=…, steps=…, mu=…).
@@ -425,4 +437,5 @@ def sample_video(
         should_cancel=should_cancel,
         on_frame=on_frame,
         on_stage=on_stage,
+        on_latents=on_latents,
     )

@@ -13,6 +13,7 @@ and is replaced only when a job asks for another model, device or precision.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import os
 import sys
@@ -382,13 +383,16 @@ class Worker:
         def frame(index, path):
             self.events.send(protocol.Frame(id=job.id, index=index, path=path))
 
+        def preview(p):  # a previews.Preview
+            self.events.send(protocol.Preview(id=job.id, **dataclasses.asdict(p)))
+
         try:
             report("load", 0, 1)
             pipe, load_seconds = self.cache.get(job)
             if queued.cancel.is_set():
                 self.events.send(protocol.Cancelled(id=job.id, frames=[]))
                 return
-            callbacks = JobCallbacks(frame=frame, should_cancel=queued.cancel.is_set, stage=report)
+            callbacks = JobCallbacks(frame=frame, should_cancel=queued.cancel.is_set, stage=report, preview=preview)
             outcome = run_job(job, pipe, callbacks, model_load_seconds=load_seconds, free_bytes=free_gpu_bytes(pipe))
         except ModelError as exc:
             self.cache.release()

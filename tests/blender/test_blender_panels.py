@@ -77,6 +77,13 @@ class Layout:
     def separator(self, **kwargs):
         pass
 
+    def template_icon(self, icon_value=0, scale=1.0):
+        import bpy
+
+        parameters = bpy.types.UILayout.bl_rna.functions["template_icon"].parameters
+        assert {"icon_value", "scale"} <= set(parameters.keys()) and icon_value >= 0 and scale > 0
+        self.log.append(("template_icon", scale))
+
 
 def draw(zb):
     import bpy

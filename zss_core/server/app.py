@@ -130,6 +130,9 @@ class JobIntake:
             job = {**body, "id": record.id, "output_dir": record.output_dir, "model": entry.model}
             if isinstance(body.get("loras"), list):
                 job["loras"] = self._loras(body["loras"])
+            # Live previews only for a client that names the field: one that does not may not know the
+            # `preview` event (a RemoteClient before it stopped its job on an unknown event type).
+            job.setdefault("preview_every", 0)
             control = body.get("control")
             if isinstance(control, dict):
                 if entry.controlnet is None:
@@ -305,6 +308,10 @@ def create_app(config: ServerConfig, backend: Backend | None = None) -> FastAPI:
         if index < 0:
             raise ApiError(404, "unknown_job", "frame indices start at 0")
         return FileResponse(job_file(job, job.frames.get(index), f"frame {index}"), media_type="image/png")
+
+    @app.get("/v1/jobs/{job_id}/previews/{step}")
+    async def preview(step: int, job: OwnJob) -> FileResponse:
+        return FileResponse(job_file(job, job.previews.get(step), f"preview at step {step}"), media_type="image/png")
 
     def done_field(job: JobRecord, name: str) -> str | None:
         done = next((e for e in reversed(store.events_after(job, -1)) if e.get("type") == "done"), None)

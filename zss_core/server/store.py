@@ -38,6 +38,7 @@ class JobRecord:
     ended: float | None = None
     events: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     frames: dict[int, str] = dataclasses.field(default_factory=dict)  # index → path relative to job_dir
+    previews: dict[int, str] = dataclasses.field(default_factory=dict)  # step → preview PNG relative to job_dir
 
     @property
     def output_dir(self) -> str:
@@ -105,7 +106,9 @@ class JobStore:
     # ------------------------------------------------------------------ disk
 
     def _write_state(self, job: JobRecord) -> None:
-        state = {k: v for k, v in dataclasses.asdict(job).items() if k not in ("events", "frames", "folder")}
+        state = {
+            k: v for k, v in dataclasses.asdict(job).items() if k not in ("events", "frames", "previews", "folder")
+        }
         tmp = os.path.join(job.folder, "state.json.tmp")
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(state, f)
@@ -188,6 +191,8 @@ class JobStore:
         job.events.append(event)
         if event.get("type") == "frame" and isinstance(event.get("index"), int):
             job.frames[event["index"]] = event["path"]
+        elif event.get("type") == "preview" and isinstance(event.get("step"), int):
+            job.previews[event["step"]] = event["path"]
         new_state = _STATE_AFTER.get(event.get("type", ""))
         if new_state and job.active:
             job.state = new_state
