@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="sample a clip into a new folder")
     gen.add_argument("prompt")
     gen.add_argument("--negative", default="", help="negative prompt")
-    gen.add_argument("--frames", type=int, default=8)
+    gen.add_argument("--frames", type=int, default=None, help="default: 8, or the --init source's frame count")
     gen.add_argument("--lam", type=_number_or_list, default=0.01, help="noise divergence between frames (or a list)")
     gen.add_argument("--mu", type=_number_or_list, default=0.98, help="attention momentum in [0, 1] (or a list)")
     gen.add_argument("--steps", type=int, default=30)
@@ -87,6 +87,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("--control-depth", default=None, metavar="DIR|GLOB", help="one depth image per frame")
     gen.add_argument("--control-scale", type=float, default=1.0)
+    gen.add_argument(
+        "--init",
+        default=None,
+        metavar="DIR|GLOB|VIDEO",
+        help="restyle these source frames (a folder of images, a glob or a video file): one frame per frame",
+    )
+    gen.add_argument(
+        "--strength",
+        type=float,
+        default=None,
+        help=f"restyle: share of the denoising redone on the source, 0-1 (default {RESTYLE_STRENGTH} with --init)",
+    )
     gen.add_argument("--chunk", type=int, default=None, help="frames per UNet batch (exact; bounds memory)")
     gen.add_argument("--noise", default=defaults.NOISE_MODELS[0], choices=defaults.NOISE_MODELS)
     gen.add_argument("--search", default=defaults.SEARCHES[0], choices=defaults.SEARCHES)
@@ -136,16 +148,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 DEFAULT_MODEL = defaults.DEFAULT_MODEL  # kept: the name this module has always exported
+DEFAULT_FRAMES = 8
+RESTYLE_STRENGTH = 0.6  # --strength when --init is given without it: keeps the source's layout, restyles it
 
 
-def job_from_args(args) -> dict:
+def job_from_args(args, init: list[str] | None = None) -> dict:
+    """The protocol job of ``zss generate``'s arguments; ``init``: the ``--init`` source's frames."""
     if args.size is None:
         args.size = defaults.default_size(args.model)
+    frames = args.frames if args.frames is not None else len(init) if init else DEFAULT_FRAMES
     job = {
         "id": args.id or new_job_id(),
         "prompt": args.prompt,
         "negative_prompt": args.negative,
-        "frames": args.frames,
+        "frames": frames,
         "width": args.size[0],
         "height": args.size[1],
         "steps": args.steps,
@@ -175,6 +191,10 @@ def job_from_args(args) -> dict:
     if args.control_depth is not None:
         job["control"] = {"type": "depth", "images": _control_images(args.control_depth), "scale": args.control_scale}
         job["controlnet_model"] = args.controlnet or defaults.default_controlnet(args.model) or None
+    if init is not None:
+        job["init"] = init
+    if args.strength is not None or init is not None:
+        job["strength"] = args.strength if args.strength is not None else RESTYLE_STRENGTH
     return job
 
 
@@ -199,6 +219,27 @@ def _fail(lines) -> int:
 
 
 def cmd_generate(args) -> int:
+    """``zss generate``; with ``--init``, a video source's frames live in a temporary folder for the run."""
+    if args.init is None:
+        return _generate(args, None)
+    from .init_frames import InitSourceError, source_frames
+
+    try:
+        with source_frames(args.init) as init:
+            if args.frames is not None and args.frames != len(init):
+                return _fail(
+                    [
+                        f"init: the source '{_shown(args.init)}' has {len(init)} frames but --frames is "
+                        f"{args.frames}; leave --frames out (it defaults to the source's count) or give "
+                        "a source with that many frames"
+                    ]
+                )
+            return _generate(args, init)
+    except InitSourceError as exc:
+        return _fail([f"init: {_shown(str(exc))}"])
+
+
+def _generate(args, init: list[str] | None) -> int:
     from . import protocol
 
     if _not_utf8(args.out):
@@ -208,7 +249,7 @@ def cmd_generate(args) -> int:
                 "job.json as UTF-8 text. Rename the folder or choose another one."
             ]
         )
-    raw = job_from_args(args)
+    raw = job_from_args(args, init)
     if args.control_depth is not None and not raw["control"]["images"]:
         return _fail([f"control-depth: no images found at '{_shown(args.control_depth)}'"])
     problems = protocol.validate_job(raw)
@@ -220,6 +261,7 @@ def cmd_generate(args) -> int:
 
     from .export import ignore_file_size_signal
     from .models import ModelError, load_pipeline
+    from .restyle import denoise_steps
     from .runner import JobCallbacks, JobError, check_memory, run_job
 
     ignore_file_size_signal()
@@ -233,7 +275,8 @@ def cmd_generate(args) -> int:
             dtype=job.dtype,
             scheduler=job.scheduler,
         )
-        with tqdm(total=job.steps, desc="denoising", unit="step", file=sys.stderr) as bar:
+        steps = denoise_steps(job.steps, job.strength) if job.init is not None else job.steps
+        with tqdm(total=steps, desc="denoising", unit="step", file=sys.stderr) as bar:
             outcome = run_job(job, pipe, JobCallbacks(progress=lambda step, total: bar.update(step - bar.n)))
     except (ModelError, JobError) as exc:
         where = f"{exc.field}: " if exc.field else ""

@@ -66,6 +66,8 @@ class SamplingOptions:
     blocks on the reused deep features in between (1: off); ``cache_branch``: the up-path layers
     recomputed on cached steps (None: ``step_cache.DEFAULT_BRANCH``, the last one). ``fast``: the GPU fast paths of ``fast``
     that depend on the clip (tiled/sliced VAE decoding of large frames) where the device has them.
+    ``strength``: restyle (``restyle``): the share of the steps run on the source frames given as
+    ``init_images`` (1: text-to-video, the source unused; 0: the source re-encoded).
     """
 
     prompt: str | Sequence[tuple[int, str]]
@@ -93,6 +95,7 @@ class SamplingOptions:
     cache_interval: int = 1
     cache_branch: int | None = None
     fast: bool = False
+    strength: float = 1.0
 
     def __post_init__(self):
         if self.frames < 1:
@@ -101,6 +104,8 @@ class SamplingOptions:
             raise ValueError(f"cache_interval must be ≥ 1 (1: no step caching), got {self.cache_interval}")
         if self.width % 8 or self.height % 8:
             raise ValueError(f"width and height must be multiples of 8, got {self.width}×{self.height}")
+        if not 0.0 <= self.strength <= 1.0:
+            raise ValueError(f"strength must be in [0, 1], got {self.strength}")
 
     def replace(self, **changes) -> SamplingOptions:
         """A copy with some knobs changed (e.g. a smaller chunk after running out of memory)."""
@@ -273,13 +278,23 @@ class ChunkedDenoiser:
         generator: torch.Generator,
         progress: Progress | None = None,
         cancelled: Callable[[], bool] = lambda: False,
+        start_step: int = 0,
     ) -> torch.Tensor:
-        """Denoise the initial ``latents`` (unscaled noise) into the clip's final latents."""
+        """Denoise the initial ``latents`` (unscaled noise) into the clip's final latents.
+
+        ``start_step`` > 0 (restyle): ``latents`` are already noised to that step's timestep
+        (``restyle.init_latents``) and only the steps from it on run, as in diffusers' img2img.
+        """
         pipe, scheduler = self.pipe, self.pipe.scheduler
         scheduler.set_timesteps(self.options.steps, device=pipe._execution_device)
         timesteps = scheduler.timesteps
         latents = latents.to(device=pipe._execution_device, dtype=self.cond.prompt_embeds.dtype)
-        latents = latents * scheduler.init_noise_sigma
+        if start_step:
+            timesteps = timesteps[start_step * scheduler.order :]
+            if hasattr(scheduler, "set_begin_index"):
+                scheduler.set_begin_index(start_step * scheduler.order)
+        else:
+            latents = latents * scheduler.init_noise_sigma
         extra_step_kwargs = pipe.prepare_extra_step_kwargs(generator, 0.0)
         models = [pipe.unet, getattr(pipe, "controlnet", None)] if self.options.tma else []
         with temporal_momentum_attention(models, self.state):
@@ -329,6 +344,7 @@ def sample(
     options: SamplingOptions,
     *,
     control_images: Sequence | None = None,
+    init_images: Sequence | None = None,
     latents: torch.Tensor | None = None,
     progress: Progress | None = None,
     should_cancel: Callable[[], bool] | None = None,
@@ -338,11 +354,15 @@ def sample(
     """Sample a clip with ZS²: prepare → initial noise → chunked denoising → decode.
 
     ``control_images``: one per frame for a ControlNet pipeline. ``latents``: initial noise
-    (frames, 4, H/8, W/8) to use instead of drawing it. ``progress(step, total)`` is called after each
-    denoising step; ``should_cancel()`` is checked before every chunk; ``on_frame(index, frame)``
+    (frames, 4, H/8, W/8) to use instead of drawing it. ``init_images``: one source frame per frame
+    to restyle at ``options.strength`` (``restyle``: that noise is added to them). ``progress(step,
+    total)`` is called after each denoising step (the steps run); ``should_cancel()`` is checked
+    before every chunk; ``on_frame(index, frame)``
     receives each frame as soon as it is decoded; ``on_stage(name)`` hears each stage of ``STAGES``
     as it starts ("decode" is skipped for latent output).
     """
+    from . import restyle  # restyle builds on this module's stages
+
     timings: dict[str, float] = {}
     started = time.perf_counter()
     cancelled = should_cancel or (lambda: False)
@@ -359,9 +379,15 @@ def sample(
 
     # Tiling (circular padding) stays on through decoding: the VAE's convolutions must wrap too.
     with seamless_tiling([pipe.unet, getattr(pipe, "controlnet", None), pipe.vae], options.tile_x, options.tile_y):
+        first_step = 0
+        source = restyle.source_of(options, init_images)
+        if source is not None:
+            t0 = time.perf_counter()
+            latents, first_step = restyle.init_latents(pipe, options, source, latents, cancelled)
+            timings["source_seconds"] = time.perf_counter() - t0
         stage("denoise")
         t0 = time.perf_counter()
-        latents = ChunkedDenoiser(pipe, options, cond).run(latents, generator, progress, cancelled)
+        latents = ChunkedDenoiser(pipe, options, cond).run(latents, generator, progress, cancelled, first_step)
         timings["denoise_seconds"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         if options.output_type != "latent":
@@ -377,6 +403,7 @@ def sample_video(
     prompt: str | Sequence[tuple[int, str]],
     *,
     control_images: Sequence | None = None,
+    init_images: Sequence | None = None,
     latents: torch.Tensor | None = None,
     progress: Progress | None = None,
     should_cancel: Callable[[], bool] | None = None,
@@ -387,13 +414,14 @@ def sample_video(
     """``sample`` with the ``SamplingOptions`` fields as keyword arguments (frames=…, steps=…, mu=…).
 
     Frames, width, height, steps, guidance, negative_prompt, seed, lam, mu, noise, search, candidates,
-    tma, scheduler, chunk, loop, tile_x, tile_y, prompt_interpolation, control_scale and output_type
-    are those of ``SamplingOptions``; the rest are those of ``sample``.
+    tma, scheduler, chunk, loop, tile_x, tile_y, prompt_interpolation, control_scale, output_type and
+    strength are those of ``SamplingOptions``; the rest are those of ``sample``.
     """
     return sample(
         pipe,
         SamplingOptions(prompt=prompt, **options),
         control_images=control_images,
+        init_images=init_images,
         latents=latents,
         progress=progress,
         should_cancel=should_cancel,
