@@ -145,7 +145,7 @@ def main(argv=None) -> int:
     p = common.parser(__doc__.split("\n")[0], model_default="builtin:textures")
     p.add_argument("--frames", type=int, default=16)
     p.add_argument("--steps", type=int, default=25)
-    p.add_argument("--guidance", type=float, default=5.0)
+    p.add_argument("--guidance", type=float, default=7.5, help="the CLI's default")
     p.add_argument("--cases", type=int, default=len(CASES))
     args = p.parse_args(argv)
     if args.quick:
