@@ -70,7 +70,8 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
 
-    from zss_core.cli import main as zss, new_job_id
+    from zss_core.cli import main as zss
+    from zss_core.cli import new_job_id
 
     out = Path(args.out).resolve()
     source = render_source(out / "restyle-source", args.frames)
