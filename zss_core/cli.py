@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     gen = sub.add_parser("generate", help="sample a clip into a new folder")
-    gen.add_argument("prompt")
+    gen.add_argument("prompt", nargs="?", default=None, help="what to make (with --edit: leave it out)")
     gen.add_argument("--negative", default="", help="negative prompt")
     gen.add_argument("--frames", type=int, default=None, help="default: 8, or the --init source's frame count")
     gen.add_argument("--lam", type=_number_or_list, default=0.01, help="noise divergence between frames (or a list)")
@@ -92,6 +92,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="DIR|GLOB|VIDEO",
         help="restyle these source frames (a folder of images, a glob or a video file): one frame per frame",
+    )
+    gen.add_argument(
+        "--edit",
+        default=None,
+        metavar="INSTRUCTION",
+        help="instruction editing of the --init frames with an InstructPix2Pix model, e.g. 'make it snowy'",
+    )
+    gen.add_argument(
+        "--image-guidance",
+        type=float,
+        default=None,
+        help=f"with --edit: how closely the result keeps the source frames (default {EDIT_IMAGE_GUIDANCE})",
     )
     gen.add_argument(
         "--strength",
@@ -150,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
 DEFAULT_MODEL = defaults.DEFAULT_MODEL  # kept: the name this module has always exported
 DEFAULT_FRAMES = 8
 RESTYLE_STRENGTH = 0.6  # --strength when --init is given without it: keeps the source's layout, restyles it
+EDIT_IMAGE_GUIDANCE = 1.5  # --image-guidance with --edit (InstructPix2Pix's usual value)
 
 
 def job_from_args(args, init: list[str] | None = None) -> dict:
@@ -159,7 +172,7 @@ def job_from_args(args, init: list[str] | None = None) -> dict:
     frames = args.frames if args.frames is not None else len(init) if init else DEFAULT_FRAMES
     job = {
         "id": args.id or new_job_id(),
-        "prompt": args.prompt,
+        "prompt": args.edit if args.edit is not None else args.prompt,
         "negative_prompt": args.negative,
         "frames": frames,
         "width": args.size[0],
@@ -193,8 +206,11 @@ def job_from_args(args, init: list[str] | None = None) -> dict:
         job["controlnet_model"] = args.controlnet or defaults.default_controlnet(args.model) or None
     if init is not None:
         job["init"] = init
-    if args.strength is not None or init is not None:
-        job["strength"] = args.strength if args.strength is not None else RESTYLE_STRENGTH
+    editing = args.edit is not None or args.image_guidance is not None
+    if args.strength is not None or init is not None:  # an edit starts from noise unless told otherwise
+        job["strength"] = args.strength if args.strength is not None else 1.0 if editing else RESTYLE_STRENGTH
+    if editing:
+        job["image_guidance"] = args.image_guidance if args.image_guidance is not None else EDIT_IMAGE_GUIDANCE
     return job
 
 
@@ -242,6 +258,10 @@ def cmd_generate(args) -> int:
 def _generate(args, init: list[str] | None) -> int:
     from . import protocol
 
+    if (args.prompt is None) == (args.edit is None):
+        return _fail(
+            ["prompt: give a prompt, or with --edit the instruction alone (--edit 'make it snowy' --init FRAMES)"]
+        )
     if _not_utf8(args.out):
         return _fail(
             [
@@ -274,6 +294,7 @@ def _generate(args, init: list[str] | None) -> int:
             device=job.device,
             dtype=job.dtype,
             scheduler=job.scheduler,
+            edit=job.image_guidance is not None,
         )
         steps = denoise_steps(job.steps, job.strength) if job.init is not None else job.steps
         with tqdm(total=steps, desc="denoising", unit="step", file=sys.stderr) as bar:

@@ -30,10 +30,30 @@ class ModelMismatch(ValueError):
 _SD1_HINT = "Choose a Stable Diffusion 1.x model (e.g. stable-diffusion-v1-5/stable-diffusion-v1-5, Dreamlike Photoreal, Openjourney)."
 
 
-def check_pipeline_config(unet_config, text_hidden_size: int, vae_latent_channels: int) -> None:
-    """Raise ModelMismatch unless the loaded parts form an SD1.x-class text-to-image model."""
+EDIT_CHANNELS = 8  # an InstructPix2Pix-class UNet: the latents' 4 channels + the edited frame's 4
+
+
+def check_pipeline_config(unet_config, text_hidden_size: int, vae_latent_channels: int, edit: bool = False) -> None:
+    """Raise ModelMismatch unless the loaded parts form an SD1.x-class text-to-image model, or with
+    ``edit`` an SD1.x-class InstructPix2Pix (instruction editing) model; each only in its own mode."""
     width = unet_config.cross_attention_dim
     in_channels = unet_config.in_channels
+    if in_channels == EDIT_CHANNELS and not edit:
+        raise ModelMismatch(
+            f"This is an instruction-editing model (InstructPix2Pix, {EDIT_CHANNELS} UNet input channels): it "
+            "edits source frames and cannot make a clip from a prompt alone.",
+            "Use it to edit a clip: zss generate --edit 'INSTRUCTION' --init FRAMES (a job with init and "
+            "image_guidance), or choose a text-to-image Stable Diffusion 1.x model.",
+        )
+    if edit and in_channels != EDIT_CHANNELS:
+        raise ModelMismatch(
+            f"Instruction editing (--edit, image_guidance) needs an InstructPix2Pix-class model with "
+            f"{EDIT_CHANNELS} UNet input channels; this one has {in_channels}.",
+            "Choose an InstructPix2Pix model (e.g. timbrooks/instruct-pix2pix), or restyle with --init and "
+            "--strength (no --edit) with this model.",
+        )
+    if edit:
+        in_channels = vae_latent_channels  # the rest of the checks see the latents' channels
     if getattr(unet_config, "addition_embed_type", None) == "text_time" or width == 2048:
         raise ModelMismatch(
             f"This is an SDXL model (cross-attention width {width}); ZS² here needs Stable Diffusion 1.x.", _SD1_HINT

@@ -442,14 +442,16 @@ class MemoryOptions:
     cpu_offload: bool = False
 
 
-def check_sd1(pipe, controlnet=None) -> None:
+def check_sd1(pipe, controlnet=None, edit: bool = False) -> None:
     """Raise ModelIncompatible unless ``pipe`` is an SD1.x-class model and ``controlnet`` (when given,
-    else the pipeline's own, if any) was made for it."""
+    else the pipeline's own, if any) was made for it; ``edit``: an InstructPix2Pix-class model."""
     from .model_check import ModelMismatch, check_controlnet_config, check_pipeline_config
 
     controlnet = controlnet if controlnet is not None else getattr(pipe, "controlnet", None)
     try:
-        check_pipeline_config(pipe.unet.config, pipe.text_encoder.config.hidden_size, pipe.vae.config.latent_channels)
+        check_pipeline_config(
+            pipe.unet.config, pipe.text_encoder.config.hidden_size, pipe.vae.config.latent_channels, edit
+        )
         if controlnet is not None:
             check_controlnet_config(controlnet.config, pipe.unet.config)
     except ModelMismatch as exc:
@@ -466,8 +468,10 @@ def load_pipeline(
     allow_pickle: bool = False,
     memory: MemoryOptions | None = None,
     fast: bool = False,
+    edit: bool = False,
 ):
     """A ready pipeline on its device: SD (text → clip) or SD + ControlNet when ``controlnet`` is given.
+    ``edit``: instruction editing, the model must be InstructPix2Pix-class (and is refused otherwise).
 
     ``model``/``controlnet``: ``"tiny"``, a diffusers folder, a ``.safetensors`` checkpoint or a hub id.
     Pickle checkpoints (.ckpt/.pt/.bin) are refused unless ``allow_pickle``. The model is checked to be
@@ -487,7 +491,7 @@ def load_pipeline(
                 "controlnet_model",
             )
         pipe = build_tiny_pipeline(controlnet=controlnet == TINY)
-        check_sd1(pipe)
+        check_sd1(pipe, edit=edit)
         if torch_dtype != torch.float32:
             pipe.to(dtype=torch_dtype)
     else:
@@ -511,7 +515,7 @@ def load_pipeline(
         cnet = None
         if controlnet:
             cnet = _load(ControlNetModel, controlnet, "ControlNet model", "controlnet_model", **common)
-        check_sd1(pipe, cnet)  # before they are joined: another model's parts may not even fit together
+        check_sd1(pipe, cnet, edit)  # before they are joined: another model's parts may not even fit together
         if cnet is not None:
             pipe = StableDiffusionControlNetPipeline(**pipe.components, controlnet=cnet, requires_safety_checker=False)
     set_scheduler(pipe, scheduler)

@@ -61,9 +61,11 @@ def encode_frames(
     images: Sequence,
     options: SamplingOptions,
     cancelled: Callable[[], bool] = lambda: False,
+    scaled: bool = True,
 ) -> torch.Tensor:
-    """Source frames → latents (frames, C, h, w), scaled like the UNet's, ``options.chunk`` frames per
-    VAE call (the VAE is per frame, so chunking is exact); each frame is its posterior mean."""
+    """Source frames → latents (frames, C, h, w), scaled like the UNet's (``scaled``; unscaled is what
+    InstructPix2Pix conditions on), ``options.chunk`` frames per VAE call (the VAE is per frame, so
+    chunking is exact); each frame is its posterior mean."""
     if len(images) != options.frames:
         raise ValueError(f"Got {len(images)} source frames for {options.frames} frames: give exactly one per frame")
     vae = pipe.vae
@@ -76,7 +78,8 @@ def encode_frames(
             [_as_pil(im) for im in images[start:end]], height=options.height, width=options.width
         )
         pixels = pixels.to(device=device, dtype=vae.dtype)
-        out.append(vae.encode(pixels).latent_dist.mode() * vae.config.scaling_factor)
+        latents = vae.encode(pixels).latent_dist.mode()
+        out.append(latents * vae.config.scaling_factor if scaled else latents)
     return torch.cat(out)
 
 

@@ -284,6 +284,7 @@ def sampling_options(job: Job, chunk: int | None = None) -> SamplingOptions:
         cache_interval=job.cache_interval,
         fast=job.fast,
         strength=job.strength if job.init is not None else 1.0,
+        image_guidance=job.image_guidance,
     )
 
 
@@ -304,6 +305,7 @@ def measure_frame_memory(pipe, job: Job) -> int | None:
     base = torch.cuda.memory_allocated(device)
     torch.cuda.reset_peak_memory_stats(device)
     blank = [Image.new("RGB", (job.width, job.height))] * 2 if getattr(pipe, "controlnet", None) is not None else None
+    edited = [Image.new("RGB", (job.width, job.height))] * 2 if job.image_guidance is not None else None
     probe = SamplingOptions(
         prompt=job.prompt,
         frames=2,
@@ -313,8 +315,9 @@ def measure_frame_memory(pipe, job: Job) -> int | None:
         guidance=job.guidance,
         chunk=2,
         output_type="latent",
+        image_guidance=job.image_guidance,
     )
-    sample(pipe, probe, control_images=blank)
+    sample(pipe, probe, control_images=blank, init_images=edited)
     peak = torch.cuda.max_memory_allocated(device) - base
     free_memory()
     return max(1, peak // 2)

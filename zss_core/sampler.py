@@ -68,6 +68,8 @@ class SamplingOptions:
     that depend on the clip (tiled/sliced VAE decoding of large frames) where the device has them.
     ``strength``: restyle (``restyle``): the share of the steps run on the source frames given as
     ``init_images`` (1: text-to-video, the source unused; 0: the source re-encoded).
+    ``image_guidance``: instruction editing (``edit``) with an InstructPix2Pix-class model: the prompt
+    is the instruction, ``init_images`` the frames to edit, this their guidance scale (None: off).
     """
 
     prompt: str | Sequence[tuple[int, str]]
@@ -96,6 +98,7 @@ class SamplingOptions:
     cache_branch: int | None = None
     fast: bool = False
     strength: float = 1.0
+    image_guidance: float | None = None
 
     def __post_init__(self):
         if self.frames < 1:
@@ -128,6 +131,7 @@ class Conditioning:
     negative_embeds: torch.Tensor | None  # (1, tokens, width) under classifier-free guidance
     control: torch.Tensor | None  # (frames, 3, H, W) in [0, 1] for a ControlNet pipeline
     do_cfg: bool
+    image_latents: torch.Tensor | None = None  # (frames, 4, h, w) unscaled: instruction editing (``edit``)
 
 
 def frame_chunks(frames: int, chunk: int | None) -> list[tuple[int, int]]:
@@ -157,6 +161,8 @@ def prepare(pipe, options: SamplingOptions, control_images: Sequence | None = No
         set_scheduler(pipe, options.scheduler)
     device = pipe._execution_device
     do_cfg = options.guidance > 1.0 and pipe.unet.config.time_cond_proj_dim is None
+    if options.image_guidance is not None:  # InstructPix2Pix guides only with both scales (diffusers)
+        do_cfg = do_cfg and options.image_guidance >= 1.0
     keys = schedule.normalize_schedule(options.prompt, options.frames)
     if len(keys) == 1:
         prompt_embeds, negative_embeds = pipe.encode_prompt(keys[0][1], device, 1, do_cfg, options.negative_prompt)
@@ -181,9 +187,9 @@ def prepare(pipe, options: SamplingOptions, control_images: Sequence | None = No
 
 
 def latent_shape(pipe, options: SamplingOptions) -> tuple[int, int, int]:
-    """(channels, height, width) of one frame's latent."""
+    """(channels, height, width) of one frame's latent (the VAE's channels: an editing UNet takes more)."""
     factor = pipe.vae_scale_factor
-    return pipe.unet.config.in_channels, options.height // factor, options.width // factor
+    return pipe.vae.config.latent_channels, options.height // factor, options.width // factor
 
 
 def initial_noise(
@@ -228,7 +234,8 @@ class ChunkedDenoiser:
             mu = schedule.loop_mu_list(options.mu, frames) if options.loop else schedule.mu_list(options.mu, frames)
         self.state = TemporalState(mu=mu, loop=options.loop)
         self.chunks = frame_chunks(frames, options.chunk)
-        self.groups = 2 if cond.do_cfg else 1
+        editing = cond.image_latents is not None  # [text, image, uncond] (``edit``)
+        self.groups = (3 if editing else 2) if cond.do_cfg else 1
         self.step_cache = (
             StepCachedUNet(pipe.unet, options.cache_interval, options.cache_branch)
             if options.cache_interval > 1
@@ -237,6 +244,10 @@ class ChunkedDenoiser:
 
     def predict_noise(self, latent_chunk: torch.Tensor, t, start: int, end: int) -> torch.Tensor:
         """The guided noise prediction for frames ``start:end`` at timestep ``t``."""
+        if self.cond.image_latents is not None:
+            from .edit import predict_edit_noise
+
+            return predict_edit_noise(self, latent_chunk, t, start, end)
         pipe, cond, groups = self.pipe, self.cond, self.groups
         count = end - start
         self.state.start, self.state.count = start, count
@@ -262,15 +273,18 @@ class ChunkedDenoiser:
                 return_dict=False,
             )
             residuals = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
-        if self.step_cache is None:
-            pred = pipe.unet(model_input, t, encoder_hidden_states=embeds, return_dict=False, **residuals)[0]
-        else:
-            key = (start, end, model_input.shape[0])  # this chunk's frames, in this batch layout
-            pred = self.step_cache(model_input, t, embeds, key=key, step_index=self.state.step, **residuals)
+        pred = self.call_unet(model_input, t, embeds, start, end, **residuals)
         if cond.do_cfg:
             uncond, text = pred.chunk(2)
             pred = uncond + self.options.guidance * (text - uncond)
         return pred
+
+    def call_unet(self, model_input: torch.Tensor, t, embeds: torch.Tensor, start: int, end: int, **residuals):
+        """The UNet on one chunk's batch (through step caching when it is on)."""
+        if self.step_cache is None:
+            return self.pipe.unet(model_input, t, encoder_hidden_states=embeds, return_dict=False, **residuals)[0]
+        key = (start, end, model_input.shape[0])  # this chunk's frames, in this batch layout
+        return self.step_cache(model_input, t, embeds, key=key, step_index=self.state.step, **residuals)
 
     def run(
         self,
@@ -361,7 +375,7 @@ def sample(
     receives each frame as soon as it is decoded; ``on_stage(name)`` hears each stage of ``STAGES``
     as it starts ("decode" is skipped for latent output).
     """
-    from . import restyle  # restyle builds on this module's stages
+    from . import edit, restyle  # both build on this module's stages
 
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -385,6 +399,8 @@ def sample(
             t0 = time.perf_counter()
             latents, first_step = restyle.init_latents(pipe, options, source, latents, cancelled)
             timings["source_seconds"] = time.perf_counter() - t0
+        if options.image_guidance is not None or pipe.unet.config.in_channels == edit.EDIT_CHANNELS:
+            cond.image_latents = edit.image_latents(pipe, options, init_images, cancelled)
         stage("denoise")
         t0 = time.perf_counter()
         latents = ChunkedDenoiser(pipe, options, cond).run(latents, generator, progress, cancelled, first_step)
