@@ -290,6 +290,12 @@ class RemoteClient(GeneratorClient):
             out.append(event)
 
 
+def _inline(path: str) -> str:
+    """A file's bytes as base64 text, for the server (which never reads a client's paths)."""
+    with open(path, "rb") as f:
+        return base64.b64encode(f.read()).decode("ascii")
+
+
 class _RemoteJob:
     """One job's thread: submit it, follow its events, download its files, hand out local events."""
 
@@ -328,15 +334,14 @@ class _RemoteJob:
         return None
 
     def body(self) -> dict[str, Any]:
-        """The job as the server takes it: no id, folder or ControlNet path; depth maps inline."""
+        """The job as the server takes it: no id, folder or ControlNet path; depth maps and restyle
+        source frames inline (base64 PNG)."""
         body = {k: v for k, v in self.job.items() if k not in ("id", "output_dir", "controlnet_model")}
         control = body.get("control")
         if isinstance(control, dict) and isinstance(control.get("images"), list):
-            images = []
-            for path in control["images"]:
-                with open(path, "rb") as f:
-                    images.append(base64.b64encode(f.read()).decode("ascii"))
-            body["control"] = {**control, "images": images}
+            body["control"] = {**control, "images": [_inline(path) for path in control["images"]]}
+        if isinstance(body.get("init"), list):
+            body["init"] = [_inline(path) for path in body["init"]]
         return body
 
     def download(self, remote_path: str, name: str) -> str:

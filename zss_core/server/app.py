@@ -61,7 +61,7 @@ def new_job_id() -> str:
     return f"{datetime.datetime.now(datetime.timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(6)}"
 
 
-def _decode_png(text: Any, field: str) -> bytes:
+def _decode_png(text: Any, field: str, what: str = "depth maps") -> bytes:
     if not isinstance(text, str):
         raise ApiError(422, "control_image_invalid", f"{field} must be a base64 PNG string", field)
     try:
@@ -69,7 +69,7 @@ def _decode_png(text: Any, field: str) -> bytes:
     except (binascii.Error, ValueError):
         raise ApiError(422, "control_image_invalid", f"{field} is not valid base64", field) from None
     if not data.startswith(PNG_SIGNATURE):
-        raise ApiError(422, "control_image_invalid", f"{field} is not a PNG image (send depth maps as PNG)", field)
+        raise ApiError(422, "control_image_invalid", f"{field} is not a PNG image (send {what} as PNG)", field)
     return data
 
 
@@ -135,7 +135,9 @@ class JobIntake:
                         422, "bad_request", f"control: model {entry.name!r} has no depth ControlNet", "control"
                     )
                 job["controlnet_model"] = entry.controlnet
-                job["control"] = {**control, "images": self._stage(control.get("images"), record)}
+                job["control"] = {**control, "images": self._stage(control.get("images"), record.control_dir)}
+            if body.get("init") is not None:  # restyle frames: inline like depth maps, never server paths
+                job["init"] = self._stage(body["init"], record.init_dir, "init", "source frames")
             problems = protocol.validate_job(job)
             if problems:
                 error = protocol.error_for_problems(None, problems)
@@ -148,16 +150,18 @@ class JobIntake:
         return record.id, job
 
     @staticmethod
-    def _stage(images: Any, record: JobRecord) -> Any:
-        """Write the base64 depth maps into the job's control folder; returns their server paths."""
+    def _stage(images: Any, folder: str, field: str = "control.images", what: str = "depth maps") -> Any:
+        """Write the base64 PNGs of ``field`` (depth maps, restyle source frames) into ``folder``; returns
+        their server paths. A client never names a server file: it sends the images themselves."""
         if not isinstance(images, list):
             return images  # validate_job names the problem
-        os.makedirs(record.control_dir, exist_ok=True)
+        os.makedirs(folder, exist_ok=True)
+        stem = os.path.basename(folder)
         paths = []
         for i, text in enumerate(images[: protocol.MAX_LIST]):
-            path = os.path.join(record.control_dir, f"control_{i + 1:04d}.png")
+            path = os.path.join(folder, f"{stem}_{i + 1:04d}.png")
             with open(path, "wb") as f:
-                f.write(_decode_png(text, f"control.images[{i}]"))
+                f.write(_decode_png(text, f"{field}[{i}]", what))
             paths.append(path)
         return paths
 

@@ -52,6 +52,11 @@ class JobRecord:
         return os.path.join(self.folder, "control")
 
     @property
+    def init_dir(self) -> str:
+        """Where the client's restyle source frames are staged (as ``control_dir`` for depth maps)."""
+        return os.path.join(self.folder, "init")
+
+    @property
     def active(self) -> bool:
         return self.state in ACTIVE
 
