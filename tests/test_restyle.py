@@ -241,3 +241,12 @@ def test_source_frames_of_differing_sizes_are_refused(tiny_pipe, tmp_path):
     with pytest.raises(JobError) as info:
         run_job(restyle_job(tmp_path, init), tiny_pipe)
     assert info.value.field == "init[2]" and "80×64" in info.value.message and "64×64" in info.value.message
+
+
+def test_a_restyle_with_step_caching_is_exact_under_chunking(tiny_pipe):
+    """Step caching counts from the first step run (a full UNet call), so chunking stays exact."""
+    common = dict(frames=5, seed=6, init_images=source(5), strength=0.8, cache_interval=2, output_type="np")
+    whole = sample_video(tiny_pipe, PROMPT, width=64, height=64, steps=10, **common).frames
+    parts = sample_video(tiny_pipe, PROMPT, width=64, height=64, steps=10, chunk=2, **common).frames
+    uncached = sample_video(tiny_pipe, PROMPT, width=64, height=64, steps=10, **{**common, "cache_interval": 1}).frames
+    assert max_diff(whole, parts) < 1e-4 and max_diff(whole, uncached) > 1e-4
