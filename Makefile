@@ -60,7 +60,7 @@ BPY_5.3 := 5.3.0
 # bpy 5.1+ wheels exist only for CPython 3.13 (the pyenv copy when python3.13 is not on PATH).
 BPY_PYTHON_5.3 = $(or $(shell for p in python3.13 $(HOME)/.pyenv/versions/3.13*/bin/python3.13; do \
 	"$$p" -c '' 2>/dev/null && echo "$$p" && break; done),python3.13)
-BLENDER_TEST_DEPS ?= "pytest>=8" pillow numpy
+BLENDER_TEST_DEPS ?= "pytest>=8" pillow numpy av
 BV := $(if $(filter newest,$(BLENDER)),$(BLENDER_NEWEST),$(BLENDER))
 BVENV := .venv-blender-$(BV)
 BSTAMP := $(BVENV)/.bpy-$(BPY_$(BV))

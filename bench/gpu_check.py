@@ -26,6 +26,11 @@ set, or ``--json``, rewritten after every section so that a timeout keeps what w
    (compilation) is timed apart. Beside it the published one-image anchors on an A100 (SDPA ≈ 31 it/s,
    torch.compile ≈ 37, + channels-last ≈ 47, TensorRT ≈ 61).
 
+5. draft (issue 15; alone with ``--draft-only``): the draft preset (``zss_core/presets.py``: 6 steps, LCM,
+   guidance 1, so no negative batch) against the default job (30 steps, DDIM, guidance 7.5), ``--frames``
+   frames at ``--size``: seconds per clip. The draft carries a rank-64 PEFT LoRA on the UNet (the layers an
+   LCM-LoRA for SD 1.5 touches, random weights, not fused: what a draft LoRA costs) when peft is installed.
+
 ``--smoke`` runs the same code on the CPU with tiny configs (2 steps, 64², 4 frames) to catch bugs.
 """
 
@@ -378,6 +383,62 @@ def fast_section(cfg: dict, pipe, args, report: Report, device, dtype) -> dict:
     return result
 
 
+# The UNet layers an SD 1.5 LCM-LoRA adapts (latent-consistency/lcm-lora-sdv1-5 is rank 64).
+LCM_LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2"]
+LCM_LORA_TARGETS += ["conv1", "conv2", "conv_shortcut", "time_emb_proj"]
+
+
+def draft_section(pipe, args, report: Report) -> dict:
+    """The draft preset vs the default job at the same clip size: seconds per clip (adds a LoRA to ``pipe``)."""
+    import importlib.util
+
+    from zss_core import presets
+    from zss_core.sampler import sample_video
+
+    device = pipe._execution_device
+    default = {"steps": 30, "guidance": 7.5, "scheduler": "ddim"}
+    draft = presets.expand(default, "draft")
+    lora = importlib.util.find_spec("peft") is not None
+    if lora:
+        from peft import LoraConfig
+
+        pipe.unet.add_adapter(LoraConfig(r=64, lora_alpha=64, target_modules=LCM_LORA_TARGETS), adapter_name="draft")
+    base = dict(prompt=common.PROMPT, frames=args.frames, width=args.size, height=args.size, seed=0, output_type="np")
+    jobs = {"default (30 steps, ddim, guidance 7.5)": default, f"draft ({presets.PRESETS['draft'].summary()})": draft}
+
+    def run(fields, steps=None):
+        if lora:  # the draft runs with its LoRA, the default job without
+            (pipe.unet.enable_adapters if fields is draft else pipe.unet.disable_adapters)()
+        return sample_video(pipe, **base, **{**fields, "steps": steps or fields["steps"]})
+
+    for fields in jobs.values():
+        run(fields, steps=2)  # warm-up: kernels, allocator pools
+    times = common.time_interleaved(
+        {name: (lambda fields=fields: run(fields)) for name, fields in jobs.items()},
+        repeats=args.repeats,
+        warmup=0,
+        device=device,
+    )
+    med = {name: common.median(v) for name, v in times.items()}
+    full, quick = med[next(iter(jobs))], med[list(jobs)[1]]
+    common.print_table(
+        ["job", "median s", "min-max s", "x default"],
+        [[name, med[name], common.spread(times[name]), med[name] / full] for name in jobs],
+        title=f"draft preset: {args.frames} frames {args.size}x{args.size}, median of {args.repeats}"
+        + ("" if lora else " (peft missing: the draft runs without its LoRA)"),
+    )
+    if lora:
+        pipe.unet.delete_adapters("draft")
+    result = {
+        "settings": {"frames": args.frames, "size": args.size, "default": default, "draft": draft, "lora": lora},
+        "seconds": times,
+        "median_seconds": med,
+        "draft_over_default": quick / full,
+    }
+    report.add("draft", result)
+    return result
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--smoke", action="store_true", help="tiny configs on the CPU, to check the script")
@@ -401,6 +462,7 @@ def main(argv=None) -> int:
     p.add_argument("--fast-steps", type=int, default=25)
     p.add_argument("--compile-mode", default="max-autotune-no-cudagraphs", help="torch.compile mode for --fast")
     p.add_argument("--fast-only", action="store_true", help="only the fast-paths table (section 4)")
+    p.add_argument("--draft-only", action="store_true", help="only the draft-preset table (section 5)")
     args = p.parse_args(argv)
     if args.smoke:
         args.device = "cpu" if args.device == "auto" else args.device
@@ -467,6 +529,10 @@ def main(argv=None) -> int:
         },
     )
 
+    if args.draft_only:
+        result = draft_section(pipe, args, report)
+        print(f"draft/default = {result['draft_over_default']:.2f}")
+        return 0
     fast_result = fast_section(cfg, pipe, args, report, device, dtype)
     if args.fast_only:
         print(f"fast/plain = {fast_result['median_seconds']['--fast'] / fast_result['median_seconds']['plain']:.2f}")
@@ -482,6 +548,11 @@ def main(argv=None) -> int:
         report.add("controlnet_speed", "skipped (time budget)")
     else:
         speed_section(pipe, args, report, cpipe=cpipe)
+    if time.monotonic() > deadline - 60:
+        print("draft section: skipped (time budget)")
+        report.add("draft", "skipped (time budget)")
+    else:
+        draft_section(pipe, args, report)
 
     ratios = speed["ratio_to_plain"]
     fmt = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731

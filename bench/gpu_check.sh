@@ -10,6 +10,8 @@
 #   bash bench/gpu_check.sh wheels --repeats 2          # e.g.
 #   bash bench/gpu_check.sh wheels --fast-only          # only the issue-16 table: plain / --fast /
 #                                                       # --cache-interval 3 / both, 16 frames 512², 25 steps
+#   bash bench/gpu_check.sh wheels --draft-only         # only the issue-15 draft preset vs the default job,
+#                                                       # 8 frames 512² (a rank-64 LoRA when peft is there)
 #
 # Results are printed and, if $OUT is set, written to $OUT/gpu_check.json (and the log to
 # $OUT/gpu_check.log).

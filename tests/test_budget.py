@@ -108,3 +108,23 @@ def test_auto_chunk_on_the_cpu_is_the_largest_that_fits_the_estimate():
     assert budget.job_estimate(long, budget.TINY, cpu, 4, chunk + 1).total > available
     assert budget.largest_chunk(long, budget.TINY, cpu, 4, whole) is None  # it all fits: one chunk
     assert budget.largest_chunk(long, budget.TINY, cpu, 4, None) is None  # nothing known
+
+
+def test_a_single_file_is_profiled_by_its_family_and_size(tmp_path):
+    """Issue 15: an SDXL single file is not estimated as SD 1.5; its weights are the file's size."""
+    import torch
+    from safetensors.torch import save_file
+
+    sdxl = tmp_path / "sdxl.safetensors"
+    save_file(
+        {
+            "model.diffusion_model.input_blocks.0.0.weight": torch.zeros(320, 4, 3, 3),
+            "conditioner.embedders.1.model.transformer.resblocks.9.mlp.c_proj.bias": torch.zeros(1280),
+        },
+        str(sdxl),
+    )
+    profile = budget.model_profile(str(sdxl))
+    assert profile.unet_channels == budget.SDXL.unet_channels and profile.weight_bytes == sdxl.stat().st_size
+    sd1 = tmp_path / "sd1.safetensors"
+    save_file({"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(320, 4, 3, 3)}, str(sd1))
+    assert budget.model_profile(str(sd1)).unet_channels == budget.SD15.unet_channels

@@ -231,3 +231,17 @@ def test_a_control_image_that_is_not_an_image_is_refused_naming_it_and_nothing_i
     err = capsys.readouterr().err
     assert code == 2 and "control.images[0]: Control image 1" in err and "not an image" in err
     assert not (out / "bad").exists()
+
+
+def test_the_default_size_follows_the_models_family(tiny_model_dir, tiny_sd2_dir, tiny_sdxl_dir, tmp_path):
+    """Issue 15: 512² for SD 1.x, 768² for SD 2.x v-prediction, 1024² for SDXL, read before loading."""
+    from zss_core.cli import build_parser, job_from_args
+
+    def size(model):
+        job = job_from_args(build_parser().parse_args(["generate", "x", "--model", str(model)]))
+        return job["width"], job["height"]
+
+    assert size(tiny_model_dir) == (512, 512)
+    assert size(tiny_sd2_dir) == (768, 768)
+    assert size(tiny_sdxl_dir) == (1024, 1024)
+    assert size(tmp_path / "missing.safetensors") == (512, 512)  # unknown here: loading reports it

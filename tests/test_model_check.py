@@ -4,7 +4,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from zss_core.model_check import ModelMismatch, inspect_checkpoint, read_safetensors_header
+from zss_core.model_check import ModelFamily, ModelMismatch, inspect_checkpoint, read_safetensors_header
 from zss_core.models import ModelError, ModelIncompatible, build_tiny_pipeline, load_pipeline
 
 
@@ -93,7 +93,7 @@ def test_a_pickle_that_is_not_a_model_is_named_as_such(tmp_path, monkeypatch, su
     error = info.value
     assert f"'thing{suffix}' is not a Stable Diffusion checkpoint" in error.message
     assert "not a model ZS² can read" in error.message and error.field == "model"
-    assert "Stable Diffusion 1.x checkpoint" in error.hint
+    assert "Stable Diffusion 1.x, 2.x or SDXL checkpoint" in error.hint
     assert not any(word in error.message + error.hint for word in ("HF_HUB_OFFLINE", "local_files_only", "cached"))
 
 
@@ -120,9 +120,15 @@ def fake_checkpoint(path, tensors):
     "tensors, message",
     [
         ({"lora_unet_down_blocks_0_attentions_0.lora_down.weight": (4, 320)}, "LoRA"),
-        ({"conditioner.embedders.0.transformer.text_model.embeddings.position_ids": (1, 77)}, "SDXL"),
-        ({"model.diffusion_model.input_blocks.0.0.weight": (320, 9, 3, 3)}, "inpainting"),
-        ({"model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": (320, 1024)}, "2.x"),
+        ({"model.diffusion_model.input_blocks.0.0.weight": (320, 9, 3, 3)}, "is an inpainting model"),
+        ({"model.diffusion_model.input_blocks.0.0.weight": (320, 8, 3, 3)}, "is an InstructPix2Pix"),
+        (
+            {
+                "model.diffusion_model.input_blocks.0.0.weight": (384, 4, 3, 3),
+                "conditioner.embedders.0.model.transformer.resblocks.9.mlp.c_proj.bias": (1280,),
+            },
+            "is the SDXL refiner",
+        ),
     ],
 )
 def test_single_file_checkpoints_are_classified_from_their_header(tmp_path, tensors, message):
@@ -146,3 +152,109 @@ def test_sd1_single_file_header_passes(tmp_path):
         "model.diffusion_model.input_blocks.0.0.weight",
         "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight",
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# Families (issue 15)
+
+
+def test_folder_families_are_named_before_loading(tiny_model_dir, tiny_sd2_dir, tiny_sdxl_dir):
+    from zss_core.model_check import read_folder_family
+
+    assert read_folder_family(tiny_model_dir) == ModelFamily("sd1", "epsilon")
+    assert read_folder_family(tiny_sd2_dir) == ModelFamily("sd2", "v_prediction")
+    assert read_folder_family(tiny_sdxl_dir).name == "sdxl"
+    assert [read_folder_family(d).default_size for d in (tiny_model_dir, tiny_sd2_dir, tiny_sdxl_dir)] == [
+        512,
+        768,
+        1024,
+    ]
+
+
+def configs_only_copy(source, target, **unet_overrides):
+    """The folder's JSON configs (no weights) with some UNet config changed: refused before loading."""
+    import json
+    import shutil
+
+    for name in ("model_index.json", "unet/config.json", "scheduler/scheduler_config.json"):
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source / name, target / name)
+    config = json.loads((target / "unet/config.json").read_text())
+    (target / "unet/config.json").write_text(json.dumps({**config, **unet_overrides}))
+    return str(target)
+
+
+@pytest.mark.parametrize(
+    "channels, message",
+    [
+        (9, r"is an inpainting model: it fills masked areas .* Supported: Stable Diffusion 1.x, 2.x or SDXL"),
+        (8, r"is an InstructPix2Pix \(instruction editing\) model: .* text-to-video and depth do not support it"),
+    ],
+)
+def test_inpainting_and_instruct_pix2pix_sdxl_folders_are_refused_by_name(tmp_path, tiny_sdxl_dir, channels, message):
+    path = configs_only_copy(tiny_sdxl_dir, tmp_path / "variant", in_channels=channels)
+    with pytest.raises(ModelIncompatible, match=message) as info:
+        load_pipeline(path, device="cpu")  # the folder has no weights: refused from its configs alone
+    assert info.value.field == "model"
+
+
+def test_a_controlnet_of_another_family_is_refused_naming_both(tiny_model_dir, tiny_sd2_dir, tiny_sdxl_dir):
+    with pytest.raises(ModelIncompatible, match=r"made for SDXL, the model is Stable Diffusion 1\.x") as info:
+        load_pipeline(str(tiny_model_dir), str(tiny_sdxl_dir / "controlnet"), device="cpu")
+    assert info.value.field == "controlnet_model" and "control_v11f1p_sd15_depth" in info.value.hint
+    with pytest.raises(ModelIncompatible, match=r"made for Stable Diffusion 2\.x, the model is SDXL"):
+        load_pipeline(str(tiny_sdxl_dir), str(tiny_sd2_dir / "controlnet"), device="cpu")
+
+
+# The keys diffusers' single-file loader reads to tell models apart (loaders/single_file_utils.py),
+# with the real models' shapes. diffusers cannot write a checkpoint in the original layout, so these
+# headers are made here: only the tensors the classification reads, as zeros.
+UNET_IN = "model.diffusion_model.input_blocks.0.0.weight"
+V2_KEY = "model.diffusion_model.input_blocks.2.1.transformer_blocks.0.attn2.to_k.weight"
+SINGLE_FILES = {
+    "sd1": {UNET_IN: (320, 4, 3, 3), V2_KEY: (320, 768)},
+    "sd2": {UNET_IN: (320, 4, 3, 3), V2_KEY: (320, 1024)},
+    "sdxl": {
+        UNET_IN: (320, 4, 3, 3),
+        "model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn2.to_k.weight": (640, 2048),
+        "conditioner.embedders.0.transformer.text_model.embeddings.position_embedding.weight": (77, 768),
+        "conditioner.embedders.1.model.transformer.resblocks.9.mlp.c_proj.bias": (1280,),
+    },
+}
+DIFFUSERS_TYPES = {"sd1": "v1", "sd2": "v2", "sdxl": "xl_base"}
+
+
+@pytest.mark.parametrize("family", ["sd1", "sd2", "sdxl"])
+def test_single_file_families_agree_with_the_diffusers_loader(tmp_path, family):
+    from diffusers.loaders.single_file_utils import infer_diffusers_model_type
+
+    tensors = SINGLE_FILES[family]
+    path = fake_checkpoint(tmp_path / f"{family}.safetensors", tensors)
+    assert inspect_checkpoint(path, unet=True) == family
+    expected = DIFFUSERS_TYPES[family]
+    assert infer_diffusers_model_type({k: torch.zeros(s) for k, s in tensors.items()}) == expected
+    assert ModelFamily(family).default_size == {"sd1": 512, "sd2": 768, "sdxl": 1024}[family]
+
+
+def test_an_sdxl_controlnet_file_is_named_sdxl(tmp_path):
+    path = fake_checkpoint(
+        tmp_path / "cn.safetensors",
+        {"add_embedding.linear_1.weight": (1280, 2816), "controlnet_cond_embedding.conv_in.weight": (16, 3, 3, 3)},
+    )
+    assert inspect_checkpoint(path, "controlnet_model") == "sdxl"
+
+
+def test_an_sdxl_single_file_goes_to_the_sdxl_single_file_loader(tmp_path, monkeypatch):
+    from diffusers import StableDiffusionXLControlNetPipeline, StableDiffusionXLPipeline
+
+    from zss_core.models import ModelNotFound, detect_family, pipeline_classes
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    path = fake_checkpoint(tmp_path / "sdxl.safetensors", SINGLE_FILES["sdxl"])
+    family = detect_family(str(path))
+    assert family.name == "sdxl" and family.default_size == 1024
+    assert pipeline_classes(family.name)[:2] == (StableDiffusionXLPipeline, StableDiffusionXLControlNetPipeline)
+    # Offline, diffusers' SDXL single-file loader needs stabilityai/stable-diffusion-xl-base-1.0's configs.
+    with pytest.raises(ModelNotFound, match="single-file checkpoint: loading it needs its model's configuration"):
+        load_pipeline(str(path), device="cpu")

@@ -250,3 +250,21 @@ def test_a_restyle_with_step_caching_is_exact_under_chunking(tiny_pipe):
     parts = sample_video(tiny_pipe, PROMPT, width=64, height=64, steps=10, chunk=2, **common).frames
     uncached = sample_video(tiny_pipe, PROMPT, width=64, height=64, steps=10, **{**common, "cache_interval": 1}).frames
     assert max_diff(whole, parts) < 1e-4 and max_diff(whole, uncached) > 1e-4
+
+
+@pytest.fixture(scope="module")
+def tiny_sdxl_pipe(tiny_sdxl_dir):
+    from zss_core.models import load_pipeline
+
+    return load_pipeline(str(tiny_sdxl_dir), device="cpu")
+
+
+def test_an_sdxl_restyle_is_exact_under_chunking_and_text_to_video_at_strength_one(tiny_sdxl_pipe):
+    """SDXL's added conditioning is per chunk; restyle changes only the start, so the same holds."""
+    common = dict(frames=4, seed=2, output_type="np", **SIZE)
+    plain = sample_video(tiny_sdxl_pipe, PROMPT, **common).frames
+    full = sample_video(tiny_sdxl_pipe, PROMPT, init_images=source(4), strength=1.0, **common).frames
+    assert all(np.array_equal(a, b) for a, b in zip(plain, full))
+    whole = sample_video(tiny_sdxl_pipe, PROMPT, init_images=source(4), strength=0.5, **common).frames
+    parts = sample_video(tiny_sdxl_pipe, PROMPT, init_images=source(4), strength=0.5, chunk=3, **common).frames
+    assert max_diff(whole, parts) < 1e-4 and max_diff(whole, plain) > 1e-3

@@ -153,7 +153,7 @@ def test_cancel_stops_and_restores(tiny_pipe):
     assert not any(isinstance(p, TemporalMomentumAttnProcessor) for p in tiny_pipe.unet.attn_processors.values())
 
 
-@pytest.mark.parametrize("scheduler", ["euler", "dpmpp", "euler_a"])
+@pytest.mark.parametrize("scheduler", ["euler", "dpmpp", "euler_a", "lcm", "tcd", "ddim-trailing", "euler-trailing"])
 def test_other_schedulers_keep_chunking_exact(scheduler):
     from zss_core.models import load_pipeline
 

@@ -9,7 +9,7 @@ already covers the same field.
 import os
 
 from ..zss_core import defaults, protocol
-from . import hints, jobspec, preferences
+from . import hints, jobspec, preferences, restyle
 
 SNIPPET = 30  # characters of a prompt quoted in a message
 
@@ -83,6 +83,31 @@ def prompt_key_problems(settings, frame_start, count):
     return found
 
 
+def restyle_problems(scene, settings, camera_reported=False):
+    """What stops the Restyle source from being read: no usable strip, no camera, depth with a strip."""
+    if settings.restyle_source == "STRIP":
+        found = []
+        what = restyle.strip_problem(scene)
+        if what:
+            found.append(("restyle_source", hints.message("restyle_strip", what)))
+        if settings.use_depth:
+            found.append(
+                (
+                    "use_depth",
+                    hints.message("restyle_depth", "Depth Control renders the 3D scene, not the selected strip"),
+                )
+            )
+        return found
+    if settings.restyle_source == "SCENE" and scene.camera is None and not camera_reported:
+        return [
+            (
+                "camera",
+                hints.message("restyle_camera", "Restyle from Scene Render needs a camera, but the scene has none"),
+            )
+        ]
+    return []
+
+
 def problems(scene, prefs):
     """The add-on's own checks of scene.zss and the preferences."""
     settings = scene.zss
@@ -100,6 +125,9 @@ def problems(scene, prefs):
             found.append(
                 ("controlnet_model", hints.message("controlnet_model", "Depth Control needs a depth ControlNet"))
             )
+    found.extend(restyle_problems(scene, settings, camera_reported=any(f == "camera" for f, _ in found)))
+    if server and settings.restyle_source != "NONE":  # RemoteClient uploads control images only
+        found.append(("init", hints.message("restyle_server", "A server does not receive Restyle's source frames yet")))
     output = jobspec.output_problem(prefs)
     if output is not None:
         key, what = output

@@ -23,6 +23,9 @@ BLEND_RELATIVE_PATH = (
     else set()
 )
 
+# Colour management's white balance (4.3+): a temporary render with neutral colours turns it off.
+HAS_WHITE_BALANCE = "use_white_balance" in bpy.types.ColorManagedViewSettings.bl_rna.properties
+
 
 def top_level_strips(editor):
     """The sequencer's top-level strips (4.4 renamed `sequences` to `strips`; 5.0 removed `sequences`)."""

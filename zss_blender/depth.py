@@ -33,15 +33,19 @@ class DepthError(RuntimeError):
     """Rendering depth failed; the message says what to do."""
 
 
-class _Overrides:
+class Overrides:
     """Set attributes and put the first-seen values back, in the order they were first set.
+
+    Shared by every temporary render (depth maps here, restyle sources in restyle.py); `after` names the
+    render in the error raised when a value cannot be put back.
 
     Restoring in setting order matters where image_settings has a media_type (compat.HAS_MEDIA_TYPE):
     it decides which file_format values are allowed, so the media type must be restored before the format.
     """
 
-    def __init__(self):
+    def __init__(self, after="rendering depth"):
         self._saved = {}
+        self._after = after
 
     def remember(self, obj, *attrs):
         """Record current values before changing any of them (settings that reset each other)."""
@@ -65,7 +69,7 @@ class _Overrides:
         self._saved.clear()
         if failed:
             raise DepthError(
-                "Could not restore some render settings after rendering depth ("
+                f"Could not restore some render settings after {self._after} ("
                 + "; ".join(failed)
                 + ") — check Render and Output properties"
             )
@@ -85,7 +89,7 @@ def _depth_material():
     return mat
 
 
-def _set_image_format(ov, settings, media_type, file_format, color_mode, color_depth):
+def set_image_format(ov, settings, media_type, file_format, color_mode, color_depth):
     # Changing the format resets the colour depth and mode: remember all of them first.
     ov.remember(
         settings,
@@ -137,7 +141,7 @@ def _configure_render(ov, scene, view_layer, width, height, material):
         ov.set(render, attr, value)
     ov.set(view_layer, "material_override", material)
     ov.set(view_layer, "samples", 0)  # a per-view-layer sample override would otherwise win
-    _set_image_format(ov, render.image_settings, "IMAGE", "OPEN_EXR", "RGBA", "32")
+    set_image_format(ov, render.image_settings, "IMAGE", "OPEN_EXR", "RGBA", "32")
     ov.set(render.image_settings, "exr_codec", "NONE")  # temporary files: faster uncompressed
 
 
@@ -188,7 +192,7 @@ def render_depth_maps(scene, view_layer, frame_start, count, width, height, out_
         raise DepthError("The scene has no active camera — add one (or set Scene ▸ Camera) to use Depth Control")
     os.makedirs(out_dir, exist_ok=True)
     frame_before, subframe_before = scene.frame_current, scene.frame_subframe
-    ov = _Overrides()
+    ov = Overrides()
     material = _depth_material()
     png_image = None
     raw_paths = []
@@ -221,7 +225,7 @@ def render_depth_maps(scene, view_layer, frame_start, count, width, height, out_
                 "scene or turn off Depth Control"
             )
 
-        _set_image_format(ov, scene.render.image_settings, "IMAGE", "PNG", "BW", "16")
+        set_image_format(ov, scene.render.image_settings, "IMAGE", "PNG", "BW", "16")
         png_image = bpy.data.images.new(".zss_depth_png", width, height, alpha=False, float_buffer=True)
         png_image.colorspace_settings.name = "Non-Color"  # written as-is, no view transform
         rgba = np.ones((height, width, 4), dtype=np.float32)

@@ -49,6 +49,32 @@ FIXES = {
     "prompt_key_duplicate": ("Prompt keys N and M are both at frame F", "Give each key its own frame, or remove one"),
     "job": ("The job is invalid: …", f"Fix the named setting in the ZS² panel or {PREFS}"),
     "depth": ("Rendering depth maps failed", "Fix the scene (camera, Cycles available) or turn Depth Control off"),
+    "restyle_strip": (
+        "Restyle is set to Selected Strip but no strip is selected / the active strip … is not an image "
+        "sequence or a movie / … is inside a meta strip",
+        "Click an image-sequence or movie strip in the Sequencer (outside meta strips) to make it active, or "
+        "set Restyle to Scene Render or None",
+    ),
+    "restyle_camera": (
+        "Restyle from Scene Render needs a camera, but the scene has none",
+        "Add a camera and make it active (Ctrl Numpad 0), or set Restyle to Selected Strip or None",
+    ),
+    "restyle_depth": (
+        "Depth Control renders the 3D scene, not the selected strip",
+        "Turn Depth Control off to restyle a strip, or set Restyle to Scene Render",
+    ),
+    "restyle": (
+        "Reading the restyle source failed",
+        "Check the strip's files (or the scene's camera) and the render errors in the console, or set Restyle to None",
+    ),
+    "restyle_server": (
+        "A server does not receive Restyle's source frames yet",
+        f"Set {PREFS} ▸ Generator to This Computer to restyle, or set Restyle to None",
+    ),
+    "restyle_gone": (
+        "The strip … this clip restyled is gone",
+        "Select the strip to restyle in the Sequencer and press Generate (Restyle: Selected Strip)",
+    ),
     "generator_missing": (
         "The generator Python … cannot run the generator: missing torch, …",
         f"Press Set Up Generator in {PREFS} (it installs what is missing), or point Generator "
@@ -120,8 +146,9 @@ WORKER_FIXES = {
         ".ckpt/.pt files need Allow Legacy Pickle Checkpoints",
     ),
     "model_incompatible": (
-        "The model is not a Stable Diffusion 1.x model",
-        "ZS² needs an SD 1.x model (and an SD 1.x depth ControlNet); SDXL, SD 2 and SD 3 do not work",
+        "The model is not one ZS² can run",
+        "ZS² runs SD 1.x, SD 2.x and SDXL text-to-image models, with a depth ControlNet of the same family; "
+        "inpainting, InstructPix2Pix and SD 3 models do not work",
     ),
     "download_failed": (
         "Could not download the model",

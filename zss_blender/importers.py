@@ -55,7 +55,7 @@ def tile_setting(job):
 
 def job_params(job, job_dir, frame_start):
     """The custom properties stored on every imported datablock."""
-    record = {k: v for k, v in job.items() if k != "control"}
+    record = {k: v for k, v in job.items() if k not in ("control", "init")}  # staging files, gone after the job
     control = job.get("control")
     record["control_scale"] = control["scale"] if control else None
     return {
@@ -374,16 +374,30 @@ def _new_strip(strips, frames, video, name, channel, start, use_movie):
     return strip
 
 
-def place_strip(scene, frames, video, job, job_dir, frame_start, use_movie=False, *, placement=None, replace=None):
+def restyle_params(source, strip_name=""):
+    """The custom properties of a restyled clip: its source (SCENE / STRIP) and the strip it restyled."""
+    return {"zss_restyle_source": source, "zss_restyle_strip": strip_name}
+
+
+def place_strip(
+    scene, frames, video, job, job_dir, frame_start, use_movie=False, *, placement=None, replace=None, above=None
+):
     """Image strip of all frames (or movie strip from the MP4); returns a StripImport.
 
     placement 'PLATES' (None = Scene.zss.strip_placement) puts it into scene's plates scene (see
     plates.py) under a Scene strip of scene, so F12 in scene still renders 3D; 'SCENE' into scene's own
     sequencer. A plates scene given as scene stands for its 3D scene. The strip goes on the lowest free channel at frame_start — or, with replace naming a strip
     of that sequencer (Regenerate, Vary Seed), takes that strip's channel and start in its place.
+    above names a strip of scene's own sequencer that the clip restyled: the clip goes into that
+    sequencer on the lowest free channel above it, at frame_start (the source's start), whatever the
+    placement.
     """
-    scene = plates.owner_scene(scene)  # given the plates scene itself: its 3D scene
-    placement = placement or _setting(scene, "strip_placement", "PLATES")
+    source = compat.top_level_strips(scene.sequence_editor).get(above) if above and scene.sequence_editor else None
+    if source is not None:
+        placement = "SCENE"  # next to its source, in the scene that holds it
+    else:
+        scene = plates.owner_scene(scene)  # given the plates scene itself: its 3D scene
+        placement = placement or _setting(scene, "strip_placement", "PLATES")
     target = plates.plates_scene(scene) if placement == "PLATES" else scene
     editor = target.sequence_editor or target.sequence_editor_create()
     strips = compat.top_level_strips(editor)
@@ -395,7 +409,8 @@ def place_strip(scene, frames, video, job, job_dir, frame_start, use_movie=False
     else:
         scene_strip = plates.find_scene_strip(target, scene) if placement == "PLATES" else None
         start, was_active = frame_start, False
-        channel = free_channel([s for s in strips if s != scene_strip], start, job["frames"])
+        lowest = source.channel + 1 if source is not None else 1
+        channel = free_channel([s for s in strips if s != scene_strip], start, job["frames"], lowest=lowest)
     notes = ()
     if placement == "PLATES":
         plates.scene_strip_above(target, scene, channel)
@@ -408,8 +423,10 @@ def place_strip(scene, frames, video, job, job_dir, frame_start, use_movie=False
     return StripImport(strip, target, notes)
 
 
-def import_strip(scene, frames, video, job, job_dir, frame_start, use_movie=False, *, placement=None, replace=None):
-    """place_strip's strip (see there for placement and replace)."""
+def import_strip(
+    scene, frames, video, job, job_dir, frame_start, use_movie=False, *, placement=None, replace=None, above=None
+):
+    """place_strip's strip (see there for placement, replace and above)."""
     return place_strip(
-        scene, frames, video, job, job_dir, frame_start, use_movie, placement=placement, replace=replace
+        scene, frames, video, job, job_dir, frame_start, use_movie, placement=placement, replace=replace, above=above
     ).strip

@@ -470,8 +470,11 @@ def _import_clip(plan, scene, done, job_dir):
     targets = plan.targets
     collection = bpy.data.collections.get(targets.collection_name) or scene.collection
     notes = []
+    restyled = {}
+    if targets.restyle_source != "NONE":
+        restyled = importers.restyle_params(targets.restyle_source, targets.source_strip)
     if targets.target in ("MATERIAL", "BOTH"):
-        importers.import_material(
+        material, image, _objects = importers.import_material(
             scene,
             collection,
             done.frames,
@@ -484,6 +487,8 @@ def _import_clip(plan, scene, done, job_dir):
             camera=bpy.data.objects.get(targets.camera_name) if targets.camera_name else None,
             replace=targets.replace.material or None,
         )
+        for block in (material, image):
+            importers.store_params(block, restyled)
     if targets.target in ("STRIP", "BOTH"):
         placed = importers.place_strip(
             scene,
@@ -495,7 +500,9 @@ def _import_clip(plan, scene, done, job_dir):
             targets.use_movie,
             placement=targets.strip_placement,
             replace=targets.replace.strip or None,
+            above=targets.source_strip or None,
         )
+        importers.store_params(placed.strip, restyled)
         notes.extend(placed.notes)
     return notes
 

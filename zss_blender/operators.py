@@ -15,6 +15,7 @@ import time
 import bpy
 
 from ..zss_core import client as generator_client
+from ..zss_core import defaults, presets
 from . import (
     checks,
     compat,
@@ -25,6 +26,7 @@ from . import (
     jobs,
     jobspec,
     preferences,
+    restyle,
     staging,
 )
 
@@ -106,9 +108,14 @@ def start_generation(context, operator, overrides=None, replace=None, scene=None
 
 
 def _send(operator, prefs, scene, view_layer, plan):
-    """Render the plan's depth maps into its own staging folder and send it; None when sent, else the
-    operator's {'CANCELLED'} after reporting why."""
+    """Write the plan's restyle source frames and depth maps into its own staging folder and send it;
+    None when sent, else the operator's {'CANCELLED'} after reporting why."""
     with staging.folder(plan) as folder:
+        if plan.restyle is not None:
+            try:
+                plan = plan.with_init(restyle.read_source(scene, view_layer, plan.restyle))
+            except (restyle.RestyleError, depth.DepthError, RuntimeError, OSError) as e:
+                return _refuse(operator, [hints.message("restyle", f"Reading the restyle source failed: {e}")])
         if plan.depth is not None:
             try:
                 images, _near_far = depth.render_depth_maps(
@@ -123,6 +130,7 @@ def _send(operator, prefs, scene, view_layer, plan):
             except (depth.DepthError, RuntimeError, OSError) as e:  # bpy.ops.render raises RuntimeError
                 return _refuse(operator, [hints.message("depth", f"Rendering depth maps failed: {e}")])
             plan = plan.with_control(images)
+        if plan.depth is not None or plan.restyle is not None:  # the job now names the written files
             late = checks.job_problems(plan.job, covered=checks.server_fields(prefs))
             if late:
                 return _refuse(operator, [message for _field, message in late])
@@ -599,6 +607,7 @@ def apply_stored(scene, source, seed=None):
     """Copy a stored clip's settings into scene.zss; returns the job overrides that pin the exact
     per-frame λ/μ and models it was made with."""
     job = json.loads(source["zss_job"])
+    _apply_restyle(scene, source, job)  # first: a missing source strip changes nothing else
     settings = scene.zss
     settings.prompt = job["prompt"]
     settings.negative_prompt = job.get("negative_prompt", "")
@@ -626,7 +635,33 @@ def apply_stored(scene, source, seed=None):
     overrides = {"lam": job["lam"], "mu": job["mu"], "model": job["model"]}
     if job.get("controlnet_model"):
         overrides["controlnet_model"] = job["controlnet_model"]
+    # A preset was expanded into the stored job: the panel shows it again (so the next Generate is alike), and
+    # the clip's scheduler and LoRAs are pinned (they replace what the preset and the preferences would give).
+    settings.preset = presets.matching(job).upper()
+    overrides["scheduler"] = job.get("scheduler", defaults.SCHEDULERS[0])
+    if job.get("loras"):
+        overrides["loras"] = job["loras"]
     return overrides
+
+
+def _apply_restyle(scene, source, job):
+    """A restyled clip's source and strength back into scene.zss; a strip source becomes the active strip
+    again (the one Generate restyles). Raises LookupError, changing nothing, when that strip is gone."""
+    kind = source.get("zss_restyle_source", "NONE")  # NONE for clips made before Restyle existed
+    strip = None
+    if kind == "STRIP":
+        name = source.get("zss_restyle_strip", "")
+        editor = scene.sequence_editor
+        strip = compat.top_level_strips(editor).get(name) if editor is not None and name else None
+        if strip is None:
+            raise LookupError(
+                hints.message("restyle_gone", f"The strip '{name}' this clip restyled is gone from '{scene.name}'")
+            )
+        editor.active_strip = strip
+    settings = scene.zss
+    settings.restyle_source = kind
+    if kind != "NONE":
+        settings.strength = float(job.get("strength", settings.strength))
 
 
 class _StoredClipOperator:
@@ -646,7 +681,10 @@ class _StoredClipOperator:
             self.report({"ERROR"}, hints.message("no_clip", "No ZS² clip is selected"))
             return {"CANCELLED"}
         scene = bpy.data.scenes.get(source.get("zss_scene", "")) or context.scene  # a plate's 3D scene
-        overrides = apply_stored(scene, source, seed=self.new_seed(source.get("zss_seed", 0)))
+        try:
+            overrides = apply_stored(scene, source, seed=self.new_seed(source.get("zss_seed", 0)))
+        except LookupError as e:  # a restyled strip that is gone
+            return _refuse(self, [str(e)])
         return start_generation(context, self, overrides=overrides, replace=replace_target(source), scene=scene)
 
 

@@ -8,8 +8,8 @@ preferences.py needs no UI (and the import graph has no cycle).
 
 import bpy
 
-from ..zss_core import defaults
-from . import environment, icons, jobs, jobspec, preferences
+from ..zss_core import defaults, presets
+from . import environment, icons, jobs, jobspec, preferences, restyle
 
 
 def _progress(layout, fraction, text):
@@ -43,6 +43,14 @@ def _resolved(layout, scene, settings):
     layout.label(text=f"{count} frames from {frame_start}, {width}×{height}", icon="INFO")
 
 
+def _draft_lora(context):
+    """The Draft LoRA preference ("" when unset or the add-on's preferences are not there)."""
+    try:
+        return preferences.get(context).draft_lora.strip()
+    except LookupError:
+        return ""
+
+
 def draw_zss(layout, context):
     """The whole ZS² UI: prompt, settings, generate/cancel, progress, last error, output."""
     scene = context.scene
@@ -63,11 +71,20 @@ def draw_zss(layout, context):
     col.prop(settings, "width")
     col.prop(settings, "height")
     _resolved(layout, scene, settings)
+    _restyle(layout, scene, settings)
 
     col = layout.column(align=True)
     col.use_property_split = True
-    col.prop(settings, "steps")
-    col.prop(settings, "guidance")
+    col.prop(settings, "preset")
+    preset = presets.PRESETS.get(settings.preset.lower())
+    if preset is not None:
+        col.label(text=f"{preset.label}: {preset.summary()}", icon="INFO")
+        if preset.lora and not _draft_lora(context):
+            col.label(text="No Draft LoRA set (Preferences): the model must be an LCM model", icon="ERROR")
+    sub = col.column(align=True)
+    sub.active = preset is None  # the preset replaces them
+    sub.prop(settings, "steps")
+    sub.prop(settings, "guidance")
     row = col.row(align=True)
     row.prop(settings, "seed")
     row.operator("zss.randomize_seed", text="", icon="FILE_REFRESH")
@@ -111,6 +128,32 @@ def draw_zss(layout, context):
         for note in task.result["notes"]:
             layout.label(text=note, icon="INFO")
     layout.operator("zss.open_output", icon="FILE_FOLDER")
+
+
+RESTYLE_STRIP_NOTE = "Import As Strip or Both puts the result above the source strip"
+
+
+def _restyle(layout, scene, settings):
+    """Restyle source and strength; for a strip source, which strip (or why none can be used)."""
+    col = layout.column(align=True)
+    col.use_property_split = True
+    col.prop(settings, "restyle_source")
+    if settings.restyle_source == "NONE":
+        return
+    col.prop(settings, "strength", slider=True)
+    if settings.restyle_source != "STRIP":
+        return
+    problem = restyle.strip_problem(scene)
+    if problem:
+        alert = layout.column()
+        alert.alert = True
+        alert.label(text=problem, icon="ERROR")
+        return
+    strip = restyle.source_strip(scene)
+    start, count = restyle.strip_range(strip)
+    layout.label(text=f"Strip '{strip.name}': {count} frames from {start}", icon="SEQUENCE")
+    if settings.target == "MATERIAL":
+        layout.label(text=RESTYLE_STRIP_NOTE, icon="INFO")
 
 
 STATE_ICONS = {"pending": "TIME", "running": "PLAY", "done": "CHECKMARK", "failed": "ERROR", "cancelled": "X"}
@@ -322,6 +365,7 @@ def _model(layout, prefs):
             else "Empty: this model has no built-in depth ControlNet; set one for Depth Control",
             icon="INFO",
         )
+    box.prop(prefs, "draft_lora")
     box.prop(prefs, "allow_pickle")
 
 

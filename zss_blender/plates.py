@@ -33,11 +33,11 @@ _FOLLOWED_RENDER = (
 _FOLLOWED_VIEW = ("view_transform", "look", "exposure", "gamma")
 
 
-def free_channel(strips, frame_start, length, max_channel=128):
-    """The lowest channel with nothing overlapping [frame_start, frame_start + length)."""
+def free_channel(strips, frame_start, length, max_channel=128, lowest=1):
+    """The lowest channel from `lowest` on with nothing overlapping [frame_start, frame_start + length)."""
     frame_end = frame_start + length
     busy = {s.channel for s in strips if s.frame_final_start < frame_end and s.frame_final_end > frame_start}
-    for channel in range(1, max_channel + 1):
+    for channel in range(lowest, max_channel + 1):
         if channel not in busy:
             return channel
     raise RuntimeError(

@@ -109,10 +109,16 @@ class Properties:
     )
     model: StringProperty(
         name="Model",
-        description="Stable Diffusion 1.x model: a diffusers folder, a .safetensors file, a hub id, "
+        description="Stable Diffusion 1.x, 2.x or SDXL model: a diffusers folder, a .safetensors file, a hub id, "
         "'tiny' for the test model; empty: the built-in texture model (builtin:textures). With a server: "
         "one of the server's model names (Check Server lists them); empty: textures",
         search=_server_model_names,
+    )
+    draft_lora: StringProperty(
+        name="Draft LoRA",
+        subtype="FILE_PATH",
+        description="The LCM-LoRA the Draft preset applies: a .safetensors file or a hub id for the model's "
+        "family (e.g. latent-consistency/lcm-lora-sdv1-5); empty: the model must be an LCM model itself",
     )
     recent_models: StringProperty(
         name="Recent Models",

@@ -9,6 +9,8 @@ Both are resolved when a job is built (jobspec.py), so the job always gets the a
 The prompt schedule (prompt travel) is a list of (scene frame, prompt) rows; an empty list means the
 single prompt. Rows hold scene frames so they stay put when the clip range changes; jobspec turns them
 into 0-based clip indices.
+Restyle (restyle_source, strength) turns a job into video-to-video: the source frames are written when
+the job is sent and travel as the job's init; a Selected Strip source gives the clip its range.
 Runtime state (progress, errors, the running job) is not stored here: it lives in jobs.py's tasks, so a
 saved .blend never holds a stale "running" job.
 """
@@ -23,7 +25,8 @@ from bpy.props import (
     StringProperty,
 )
 
-from ..zss_core import defaults
+from ..zss_core import defaults, presets
+from . import restyle
 
 _NOISE_DESCRIPTIONS = {
     "dependency": "ZS² dependency noise: each frame's noise depends on the previous one",
@@ -49,6 +52,12 @@ TILE_ITEMS = (
 INTERPOLATION_ITEMS = (
     ("LINEAR", "Linear", "Blend the prompt embeddings linearly between keys"),
     ("SLERP", "Spherical", "Blend along the sphere between keys (keeps the embedding's length)"),
+)
+
+# Scene.zss.preset: NONE, or a preset of zss_core/presets.py (expanded into job fields by jobspec.build).
+PRESET_ITEMS = (
+    ("NONE", "None", "Steps, guidance and scheduler as set here"),
+    *((p.name.upper(), p.label, f"{p.summary()}; needs {p.needs}") for p in presets.PRESETS.values()),
 )
 
 CHUNK_AUTO = -1  # Scene.zss.chunk: -1 = "auto", 0 = all frames at once, N = N frames per batch
@@ -96,6 +105,13 @@ class ZSSSceneSettings(bpy.types.PropertyGroup):
         max=defaults.MAX_SIZE,
         subtype="PIXEL",
         description="Clip height, a multiple of 8; 0 follows the render resolution",
+    )
+    preset: EnumProperty(
+        name="Preset",
+        items=PRESET_ITEMS,
+        default="NONE",
+        description="Draft: a rough clip in a few steps (LCM and the Draft LoRA of the preferences); Turbo: "
+        "1 step for Turbo models. Replaces Steps and Guidance when the job is built",
     )
     steps: IntProperty(name="Steps", default=30, min=1, max=defaults.MAX_STEPS, description="Denoising steps")
     guidance: FloatProperty(
@@ -174,6 +190,22 @@ class ZSSSceneSettings(bpy.types.PropertyGroup):
         items=INTERPOLATION_ITEMS,
         default="LINEAR",
         description="How prompts are blended between schedule keys",
+    )
+    restyle_source: EnumProperty(
+        name="Restyle",
+        items=restyle.SOURCE_ITEMS,
+        default="NONE",
+        description="Video to video: restyle existing frames into a coherent clip instead of generating "
+        "from noise (the result gets the source's length and start)",
+    )
+    strength: FloatProperty(
+        name="Strength",
+        default=0.6,
+        min=0.0,
+        max=1.0,
+        subtype="FACTOR",
+        description="How much of the source is redone: 0 keeps it, 1 ignores it (text to video); "
+        "0.4–0.8 restyles while keeping its shapes and motion",
     )
     target: EnumProperty(
         name="Import As", items=TARGET_ITEMS, default="MATERIAL", description="Where the finished clip goes"

@@ -1,4 +1,5 @@
-"""The staging folder of one job: where its depth maps are rendered before the worker copies them.
+"""The staging folder of one job: where its depth maps and restyle source frames are written before the
+worker copies them.
 
 One context manager owns it on every path. Leaving the `with` block removes the folder (an error,
 a refused job, an exception) unless the job took it over with hand_over(); then jobs.py removes it
@@ -62,7 +63,7 @@ def wait_idle(timeout=10.0):
 
 
 class Folder:
-    """A job's staging folder (or nothing, for a plan without depth frames)."""
+    """A job's staging folder (or nothing, for a plan without depth maps or source frames)."""
 
     def __init__(self, path):
         self.path = path
@@ -105,4 +106,4 @@ class Folder:
 
 def folder(plan):
     """`with staging.folder(plan) as folder:` — the plan's staging folder, removed on every path."""
-    return Folder(plan.depth.folder if plan.depth is not None else "")
+    return Folder(plan.staging_folder)

@@ -46,6 +46,8 @@ class ModelProfile:
 
 
 SD15 = ModelProfile((320, 640, 1280, 1280), (True, True, True, False), 8, 2, (128, 256, 512, 512), 8, 2_200_000_000)
+# SDXL base (stabilityai/stable-diffusion-xl-base-1.0's configs, fp16 weights): for single files.
+SDXL = ModelProfile((320, 640, 1280), (False, True, True), 20, 2, (128, 256, 512, 512), 8, 6_900_000_000)
 TINY = ModelProfile((32, 64), (False, True), 8, 1, (16, 16, 16, 16), 8, 10_000_000)
 
 
@@ -85,6 +87,8 @@ def model_profile(model: str) -> ModelProfile:
         folder = builtin_path(model) if is_builtin(model) else Path(model).expanduser()
     except (KeyError, FileNotFoundError):
         return SD15
+    if folder.is_file() and folder.suffix.lower() == ".safetensors":
+        return _single_file_profile(folder)
     unet = _read_json(folder / "unet" / "config.json") if folder.is_dir() else None
     if unet is None:
         return SD15
@@ -92,11 +96,25 @@ def model_profile(model: str) -> ModelProfile:
     return profile_from_configs(unet, _read_json(folder / "vae" / "config.json"), weights)
 
 
+def _single_file_profile(path: Path) -> ModelProfile:
+    """A single file's family's shapes (its header, ``model_check``) with the file's size as weights."""
+    from dataclasses import replace
+
+    from .model_check import ModelMismatch, read_safetensors_header, tensor_family
+
+    try:
+        header = read_safetensors_header(path)
+        family = tensor_family(path.name, {name: info["shape"] for name, info in header.items()}).name
+    except (ModelMismatch, OSError, ValueError):  # not a readable model: loading it says why
+        return SD15
+    return replace(SDXL if family == "sdxl" else SD15, weight_bytes=path.stat().st_size)
+
+
 def profile_from_pipe(pipe) -> ModelProfile:
     """The profile of a loaded pipeline (its weights counted from its parameters)."""
     weights = sum(
         p.numel() * p.element_size()
-        for name in ("unet", "vae", "text_encoder", "controlnet")
+        for name in ("unet", "vae", "text_encoder", "text_encoder_2", "controlnet")  # SDXL has two text encoders
         if getattr(pipe, name, None) is not None
         for p in getattr(pipe, name).parameters()
     )

@@ -14,7 +14,7 @@ import os
 import secrets
 import sys
 
-from . import defaults
+from . import defaults, presets
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -56,7 +56,9 @@ def new_job_id() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="zss", description="ZS² zero-shot video sampling for Stable Diffusion 1.x")
+    parser = argparse.ArgumentParser(
+        prog="zss", description="ZS² zero-shot video sampling for Stable Diffusion 1.x, 2.x and SDXL"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     gen = sub.add_parser("generate", help="sample a clip into a new folder")
@@ -65,8 +67,25 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--frames", type=int, default=None, help="default: 8, or the --init source's frame count")
     gen.add_argument("--lam", type=_number_or_list, default=0.01, help="noise divergence between frames (or a list)")
     gen.add_argument("--mu", type=_number_or_list, default=0.98, help="attention momentum in [0, 1] (or a list)")
-    gen.add_argument("--steps", type=int, default=30)
-    gen.add_argument("--guidance", type=float, default=7.5)
+    gen.add_argument(
+        "--steps", type=int, default=None, help=f"denoising steps (default: {DEFAULT_STEPS}, or the preset's)"
+    )
+    gen.add_argument(
+        "--guidance", type=float, default=None, help=f"guidance scale (default: {DEFAULT_GUIDANCE:g}, or the preset's)"
+    )
+    gen.add_argument(
+        "--preset",
+        choices=presets.NAMES,
+        default="none",
+        help="draft: few steps with LCM and an LCM-LoRA (--draft-lora); turbo: 1-4 steps for Turbo models "
+        "(README: Drafts). Sets steps, guidance and scheduler; explicit values within its range are kept",
+    )
+    gen.add_argument(
+        "--draft-lora",
+        default="",
+        metavar="FILE|HUB_ID",
+        help="the LCM-LoRA the draft preset applies (e.g. latent-consistency/lcm-lora-sdv1-5)",
+    )
     gen.add_argument(
         "--size",
         type=_size,
@@ -114,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--chunk", type=int, default=None, help="frames per UNet batch (exact; bounds memory)")
     gen.add_argument("--noise", default=defaults.NOISE_MODELS[0], choices=defaults.NOISE_MODELS)
     gen.add_argument("--search", default=defaults.SEARCHES[0], choices=defaults.SEARCHES)
-    gen.add_argument("--scheduler", default=defaults.SCHEDULERS[0], choices=defaults.SCHEDULERS)
+    gen.add_argument("--scheduler", default=None, choices=defaults.SCHEDULERS, help="default: ddim, or the preset's")
     gen.add_argument("--device", default="auto")
     gen.add_argument("--dtype", default="auto")
     gen.add_argument("--fps", type=float, default=24.0)
@@ -160,15 +179,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 DEFAULT_MODEL = defaults.DEFAULT_MODEL  # kept: the name this module has always exported
+DEFAULT_STEPS, DEFAULT_GUIDANCE = 30, 7.5
+# Options a preset sets unless given on the command line: (job field = argparse dest, default without a preset).
+PRESET_OPTIONS = (("steps", DEFAULT_STEPS), ("guidance", DEFAULT_GUIDANCE), ("scheduler", defaults.SCHEDULERS[0]))
 DEFAULT_FRAMES = 8
 RESTYLE_STRENGTH = 0.6  # --strength when --init is given without it: keeps the source's layout, restyles it
 EDIT_IMAGE_GUIDANCE = 1.5  # --image-guidance with --edit (InstructPix2Pix's usual value)
 
 
 def job_from_args(args, init: list[str] | None = None) -> dict:
-    """The protocol job of ``zss generate``'s arguments; ``init``: the ``--init`` source's frames."""
-    if args.size is None:
-        args.size = defaults.default_size(args.model)
+    """The job the options describe; a preset is expanded here (``presets.PresetError`` when the
+    options contradict it). ``init``: the ``--init`` source's frames."""
+    if args.size is None:  # the size the model's family was made for (512², 768² SD2-v, 1024² SDXL)
+        from .model_check import local_default_size
+
+        side = local_default_size(args.model)
+        args.size = (side, side) if side else defaults.default_size(args.model)
+    explicit = [name for name, _ in PRESET_OPTIONS if getattr(args, name) is not None]
+    chosen = {name: default if getattr(args, name) is None else getattr(args, name) for name, default in PRESET_OPTIONS}
     frames = args.frames if args.frames is not None else len(init) if init else DEFAULT_FRAMES
     job = {
         "id": args.id or new_job_id(),
@@ -177,8 +205,8 @@ def job_from_args(args, init: list[str] | None = None) -> dict:
         "frames": frames,
         "width": args.size[0],
         "height": args.size[1],
-        "steps": args.steps,
-        "guidance": args.guidance,
+        "steps": chosen["steps"],
+        "guidance": chosen["guidance"],
         "seed": args.seed,
         "lam": args.lam,
         "mu": args.mu,
@@ -186,7 +214,7 @@ def job_from_args(args, init: list[str] | None = None) -> dict:
         "search": args.search,
         "model": args.model,
         "chunk": args.chunk,
-        "scheduler": args.scheduler,
+        "scheduler": chosen["scheduler"],
         "device": args.device,
         "dtype": args.dtype,
         "output_dir": os.path.abspath(args.out),
@@ -211,7 +239,7 @@ def job_from_args(args, init: list[str] | None = None) -> dict:
         job["strength"] = args.strength if args.strength is not None else 1.0 if editing else RESTYLE_STRENGTH
     if editing:
         job["image_guidance"] = args.image_guidance if args.image_guidance is not None else EDIT_IMAGE_GUIDANCE
-    return job
+    return presets.expand(job, args.preset, explicit, args.draft_lora)
 
 
 def _shown(text: str) -> str:
@@ -269,7 +297,16 @@ def _generate(args, init: list[str] | None) -> int:
                 "job.json as UTF-8 text. Rename the folder or choose another one."
             ]
         )
-    raw = job_from_args(args, init)
+    try:
+        raw = job_from_args(args, init)
+    except presets.PresetError as exc:
+        return _fail([f"{exc.field.replace('_', '-')}: {exc.message}"])
+    if args.preset == "draft" and not args.draft_lora:
+        print(
+            f"zss: note: the draft preset without --draft-lora needs a model that is LCM-distilled already; "
+            f"otherwise it needs {presets.PRESETS['draft'].needs}",
+            file=sys.stderr,
+        )
     if args.control_depth is not None and not raw["control"]["images"]:
         return _fail([f"control-depth: no images found at '{_shown(args.control_depth)}'"])
     problems = protocol.validate_job(raw)

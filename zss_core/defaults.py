@@ -25,7 +25,22 @@ NOISE_MODELS = ("dependency", "mixed", "progressive", "independent")
 # paper's search, "closest" the paper's random search with exact α (biased, the pre-issue-16 default).
 SEARCHES = ("exact", "paper", "closest")
 # Schedulers a job can name (zss_core.models maps them to diffusers classes).
-SCHEDULERS = ("ddim", "euler", "euler_a", "dpmpp", "pndm", "lms", "unipc")
+SCHEDULERS = (
+    "ddim",
+    "euler",
+    "euler_a",
+    "dpmpp",
+    "pndm",
+    "lms",
+    "unipc",
+    "lcm",
+    "tcd",
+    "ddim-trailing",
+    "euler-trailing",
+)
+# LCM and TCD pick their steps from a 50-step schedule (diffusers' original_inference_steps): no more.
+FEW_STEP_SCHEDULERS = ("lcm", "tcd")
+FEW_STEP_MAX_STEPS = 50
 # How prompt-travel embeddings are blended between keys (zss_core.prompts).
 PROMPT_INTERPOLATIONS = ("linear", "slerp")
 

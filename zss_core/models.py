@@ -1,7 +1,10 @@
-"""Loading Stable Diffusion 1.x pipelines (and depth ControlNets) from folders, files or hub ids.
+"""Loading Stable Diffusion 1.x, 2.x and SDXL pipelines (and depth ControlNets) from folders, files or hub ids.
 
 One entry point, ``load_pipeline``, serves every kind of model source so that tests (tiny models
-saved with ``save_pretrained``) and users (real checkpoints) go through the same code. Failures are
+saved with ``save_pretrained``) and users (real checkpoints) go through the same code. The model's
+family (``model_check``: from its JSON configs or its file header, before loading) picks the pipeline
+class — ``StableDiffusionPipeline`` or ``StableDiffusionXLPipeline`` and their ControlNet variants —
+and diffusers' own ``from_pretrained`` / ``from_single_file`` of that class load it. Failures are
 raised as ``ModelError`` subclasses whose message says what went wrong and whose ``hint`` says what
 to do, so the worker and the CLI can show them as they are.
 
@@ -46,7 +49,7 @@ class ModelNotFound(ModelError):
 
 
 class ModelIncompatible(ModelError):
-    """Loads, but is not an SD1.x model (SDXL, SD2, inpainting, a LoRA, a mismatched ControlNet)."""
+    """Not a model this mode runs (inpainting, InstructPix2Pix, a LoRA, a ControlNet of another family)."""
 
     code = "model_incompatible"
 
@@ -99,19 +102,64 @@ def _scheduler_classes():
         "pndm": diffusers.PNDMScheduler,
         "lms": diffusers.LMSDiscreteScheduler,
         "unipc": diffusers.UniPCMultistepScheduler,
+        # Few-step schedulers (drafts, zss_core/presets.py): LCM for LCM-LoRAs and LCM models, TCD for
+        # TCD/Hyper-SD LoRAs, and DDIM/Euler with trailing timesteps (distilled and Turbo models, whose
+        # first step must start at the last training timestep).
+        "lcm": diffusers.LCMScheduler,
+        "tcd": diffusers.TCDScheduler,
+        "ddim-trailing": diffusers.DDIMScheduler,
+        "euler-trailing": diffusers.EulerDiscreteScheduler,
     }
 
 
+# Config changes a scheduler name makes on top of the model's own scheduler config.
+_SCHEDULER_OVERRIDES: dict[str, dict[str, Any]] = {
+    "pndm": {"skip_prk_steps": True},
+    "ddim-trailing": {"timestep_spacing": "trailing"},
+    "euler-trailing": {"timestep_spacing": "trailing"},
+}
+# A hidden scheduler-config entry (diffusers carries entries an owner class does not take across
+# from_config): the model's own timestep spacing, kept while a "-trailing" name replaces it, so a plain
+# name afterwards gets the model's spacing back — a warm worker's next job must not inherit it. None: the
+# model's config did not set it (each class then uses its own default, as on a cold load).
+_MODEL_SPACING = "_zss_model_timestep_spacing"
+
+
+def _scheduler_config(config, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The config to build the next scheduler from: the current one with the model's own timestep
+    spacing put back unless ``overrides`` sets one (then the model's value is recorded first)."""
+    config = dict(config)
+    used_defaults = list(config.get("_use_default_values", []))
+    if "timestep_spacing" in overrides:
+        if _MODEL_SPACING not in config:
+            own = "timestep_spacing" in config and "timestep_spacing" not in used_defaults
+            config[_MODEL_SPACING] = config["timestep_spacing"] if own else None
+    elif _MODEL_SPACING in config:
+        spacing = config.pop(_MODEL_SPACING)
+        if spacing is None:
+            config.pop("timestep_spacing", None)
+            config["_use_default_values"] = [*used_defaults, "timestep_spacing"]
+        else:
+            config["timestep_spacing"] = spacing
+    return config
+
+
 def set_scheduler(pipe, name: str = "ddim") -> None:
-    """Swap the pipeline's scheduler by name, keeping the model's noise schedule (its config)."""
+    """Swap the pipeline's scheduler by name, keeping the model's noise schedule (its config).
+
+    pndm runs as PLMS, the way Stable Diffusion ships it: its Runge-Kutta warm-up fails below 4 steps
+    (a shape error) and takes 13 model calls for 4 steps (issue 12). The ``-trailing`` names set
+    ``timestep_spacing="trailing"``; the other names keep (or get back) the model's own spacing.
+    """
     classes = _scheduler_classes()
     if name not in classes:
         raise ValueError(f"scheduler must be one of {tuple(classes)}, got {name!r}")
-    # pndm runs as PLMS, the way Stable Diffusion ships it: its Runge-Kutta warm-up fails below 4
-    # steps (a shape error) and takes 13 model calls for 4 steps (issue 12).
-    plms = {"skip_prk_steps": True} if name == "pndm" else {}
-    if type(pipe.scheduler) is not classes[name] or (plms and not pipe.scheduler.config.get("skip_prk_steps")):
-        pipe.scheduler = classes[name].from_config(pipe.scheduler.config, **plms)
+    overrides = _SCHEDULER_OVERRIDES.get(name, {})
+    config = _scheduler_config(pipe.scheduler.config, overrides)
+    wanted = {**config, **overrides}
+    current = pipe.scheduler.config
+    if type(pipe.scheduler) is not classes[name] or any(current.get(k) != v for k, v in wanted.items()):
+        pipe.scheduler = classes[name].from_config(config, **overrides)
 
 
 # Schedulers that need a package the generator environment does not install (diffusers imports it lazily).
@@ -275,15 +323,15 @@ def _looks_like_path(spec: str) -> bool:
     )
 
 
-def _check_file(path: Path, what: str, field: str, allow_pickle: bool) -> None:
-    """Refuse pickle checkpoints unless allowed, and recognise non-SD1.x files from their header."""
+def _check_file(path: Path, what: str, field: str, allow_pickle: bool) -> str | None:
+    """Refuse pickle checkpoints unless allowed; the family of a .safetensors file from its header
+    (files of an unsupported family refused). None for an allowed pickle (``detect_family`` reads it)."""
     from .model_check import ModelMismatch, inspect_checkpoint
 
     suffix = path.suffix.lower()
     if suffix in PICKLE_SUFFIXES:
         if allow_pickle:
-            log.warning("loading pickle checkpoint %s with weights-only unpickling", path)
-            return
+            return None
         raise ModelError(
             f"{what} '{path}' is a pickle-based checkpoint ({suffix}), which can run arbitrary code when loaded.",
             "Use the .safetensors version of the model, or enable 'Allow legacy pickle checkpoints' in the "
@@ -295,7 +343,7 @@ def _check_file(path: Path, what: str, field: str, allow_pickle: bool) -> None:
             "Give a diffusers model folder, a .safetensors file or a Hugging Face hub id.",
         )
     try:
-        inspect_checkpoint(path, field, unet=field == "model")
+        return inspect_checkpoint(path, field, unet=field == "model")
     except ModelMismatch as exc:
         raise ModelIncompatible(exc.message, exc.hint) from exc
     except (ValueError, OSError) as exc:
@@ -339,7 +387,8 @@ def _load(cls, spec: str, what: str, field: str, allow_pickle: bool = False, **k
             _check_folder(path, what, allow_pickle)
             return cls.from_pretrained(str(path), local_files_only=True, **kwargs)
         if path.is_file():
-            _check_file(path, what, field, allow_pickle)
+            if _check_file(path, what, field, allow_pickle) is None:
+                log.warning("loading pickle checkpoint %s with weights-only unpickling", path)
             return cls.from_single_file(str(path), local_files_only=_offline(), **kwargs)
         if _looks_like_path(spec):
             raise ModelNotFound(
@@ -394,7 +443,7 @@ def _load_error(spec: str, path: Path, what: str, field: str, exc: Exception) ->
         )
     return ModelError(
         f"{what} '{spec}' could not be loaded: {type(exc).__name__}: {_first_line(exc)}",
-        "Make sure it is a Stable Diffusion 1.x model (diffusers folder or .safetensors).",
+        "Make sure it is a Stable Diffusion 1.x, 2.x or SDXL model (diffusers folder or .safetensors).",
         field,
     )
 
@@ -442,20 +491,107 @@ class MemoryOptions:
     cpu_offload: bool = False
 
 
-def check_sd1(pipe, controlnet=None, edit: bool = False) -> None:
-    """Raise ModelIncompatible unless ``pipe`` is an SD1.x-class model and ``controlnet`` (when given,
-    else the pipeline's own, if any) was made for it; ``edit``: an InstructPix2Pix-class model."""
+def detect_family(spec: str, what: str = "Model", field: str = "model", allow_pickle: bool = False, edit: bool = False):
+    """The ``model_check.ModelFamily`` of a model, read before loading it; ModelError if unusable.
+
+    A folder: its JSON configs. A ``.safetensors`` file: its header. An allowed pickle checkpoint:
+    its tensor table (weights-only unpickling, memory-mapped). A hub id: its ``model_index.json`` and
+    UNet and scheduler configs (small JSON files, from the cache when downloads are off).
+    Families this mode does not run (inpainting, InstructPix2Pix, the SDXL refiner) are refused by name.
+    """
+    from .model_check import ModelFamily, ModelMismatch, check_family, inspect_pickle_checkpoint, read_folder_family
+
+    if spec == TINY:
+        return ModelFamily("sd1", "epsilon")
+    path = Path(spec).expanduser()
+    try:
+        if path.is_dir():
+            _check_folder(path, what, allow_pickle)
+            family = read_folder_family(path)
+        elif path.is_file():
+            name = _check_file(path, what, field, allow_pickle)
+            family = ModelFamily(name or inspect_pickle_checkpoint(path, field, unet=field == "model"))
+        elif _looks_like_path(spec):
+            raise ModelNotFound(
+                f"{what} '{spec}' does not exist.",
+                "Check the path, or give a Hugging Face hub id such as 'stable-diffusion-v1-5/stable-diffusion-v1-5'.",
+            )
+        else:
+            family = _hub_family(spec)
+        check_family(family, field, spec, edit)
+        return family
+    except ModelMismatch as exc:
+        raise ModelIncompatible(exc.message, exc.hint, field) from exc
+    except ModelError as exc:
+        exc.field = field
+        raise
+    except Exception as exc:  # hub, JSON and torch errors come in many types
+        raise _load_error(spec, path, what, field, exc) from exc
+
+
+def _hub_family(spec: str):
+    """A hub model's family from its JSON configs alone (model_index, UNet, scheduler; no weights)."""
+    import json
+
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+    from .model_check import family_from_configs
+
+    def config(name: str, subfolder: str | None = None) -> dict | None:
+        try:
+            path = hf_hub_download(spec, name, subfolder=subfolder, local_files_only=_offline())
+        except EntryNotFoundError as exc:
+            if isinstance(exc, LocalEntryNotFoundError):  # not cached while downloads are off: said as such
+                raise
+            return None  # the repository has no such file
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+
+    index = config("model_index.json")
+    unet = config("config.json", "unet")
+    if index is None or unet is None:
+        raise ModelIncompatible(
+            f"Hub model '{spec}' has no {'model_index.json' if index is None else 'unet/config.json'}: "
+            "it is not a diffusers Stable Diffusion model.",
+            "Give the hub id of a diffusers Stable Diffusion 1.x, 2.x or SDXL model.",
+        )
+    return family_from_configs(unet, config("scheduler_config.json", "scheduler"), index)
+
+
+def pipeline_classes(family: str) -> tuple[type, type, dict[str, Any]]:
+    """(text-to-image class, its ControlNet variant, keyword arguments for both) for a family name."""
+    import diffusers
+
+    if family == "sdxl":  # no invisible watermark on ZS² frames (the stock pipeline adds one when installed)
+        return (
+            diffusers.StableDiffusionXLPipeline,
+            diffusers.StableDiffusionXLControlNetPipeline,
+            {"add_watermarker": False},
+        )
+    return (
+        diffusers.StableDiffusionPipeline,
+        diffusers.StableDiffusionControlNetPipeline,
+        {"requires_safety_checker": False},
+    )
+
+
+def check_model(pipe, controlnet=None, edit: bool = False):
+    """The loaded pipeline's ``ModelFamily``; ModelIncompatible unless this mode runs it and
+    ``controlnet`` (when given, else the pipeline's own, if any) was made for the same family.
+    ``edit``: instruction editing, which runs InstructPix2Pix models and only them."""
     from .model_check import ModelMismatch, check_controlnet_config, check_pipeline_config
 
     controlnet = controlnet if controlnet is not None else getattr(pipe, "controlnet", None)
+    encoders = [getattr(pipe, name, None) for name in ("text_encoder", "text_encoder_2")]
+    width = sum(encoder.config.hidden_size for encoder in encoders if encoder is not None)
     try:
-        check_pipeline_config(
-            pipe.unet.config, pipe.text_encoder.config.hidden_size, pipe.vae.config.latent_channels, edit
-        )
+        family = check_pipeline_config(pipe.unet.config, width, pipe.vae.config.latent_channels, edit)
         if controlnet is not None:
             check_controlnet_config(controlnet.config, pipe.unet.config)
     except ModelMismatch as exc:
         raise ModelIncompatible(exc.message, exc.hint, exc.field) from exc
+    return family
 
 
 def load_pipeline(
@@ -470,14 +606,16 @@ def load_pipeline(
     fast: bool = False,
     edit: bool = False,
 ):
-    """A ready pipeline on its device: SD (text → clip) or SD + ControlNet when ``controlnet`` is given.
-    ``edit``: instruction editing, the model must be InstructPix2Pix-class (and is refused otherwise).
+    """A ready pipeline on its device: SD/SDXL (text → clip), or with a ControlNet when ``controlnet`` is given.
 
     ``model``/``controlnet``: ``"tiny"``, a diffusers folder, a ``.safetensors`` checkpoint or a hub id.
-    Pickle checkpoints (.ckpt/.pt/.bin) are refused unless ``allow_pickle``. The model is checked to be
-    SD1.x-class (``check_sd1``) before it is returned.
+    Pickle checkpoints (.ckpt/.pt/.bin) are refused unless ``allow_pickle``. The model's family
+    (``detect_family``, before loading) picks the pipeline class; the loaded parts are checked
+    (``check_model``) before they are returned. The scheduler swap keeps the model's config
+    (SD 2.x's v-prediction included). ``edit``: instruction editing — the model must be an
+    InstructPix2Pix model (loaded as an SD pipeline), and such a model is refused without it.
     """
-    from diffusers import ControlNetModel, StableDiffusionControlNetPipeline, StableDiffusionPipeline
+    from diffusers import ControlNetModel
 
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
@@ -487,37 +625,34 @@ def load_pipeline(
         if controlnet not in (None, TINY):
             raise ModelError(
                 "The tiny test model only works with the tiny ControlNet.",
-                "Set the ControlNet model to 'tiny' or choose a real Stable Diffusion 1.x model.",
+                "Set the ControlNet model to 'tiny' or choose a real Stable Diffusion model.",
                 "controlnet_model",
             )
         pipe = build_tiny_pipeline(controlnet=controlnet == TINY)
-        check_sd1(pipe, edit=edit)
+        check_model(pipe, edit=edit)
         if torch_dtype != torch.float32:
             pipe.to(dtype=torch_dtype)
     else:
         if controlnet == TINY:
             raise ModelError(
                 "The tiny ControlNet only works with the tiny test model.",
-                "Choose a depth ControlNet for SD1.x, e.g. 'lllyasviel/control_v11f1p_sd15_depth'.",
+                "Choose a depth ControlNet made for the model's family, e.g. 'lllyasviel/control_v11f1p_sd15_depth'.",
                 "controlnet_model",
             )
+        family = detect_family(model, "Model", "model", allow_pickle, edit)
+        text_class, control_class, extra = pipeline_classes(family.name)
         # `dtype` (diffusers ≥ 0.42; `torch_dtype` now warns on every load)
         common: dict[str, Any] = dict(dtype=torch_dtype, allow_pickle=allow_pickle)
-        pipe = _load(
-            StableDiffusionPipeline,
-            model,
-            "Model",
-            "model",
-            safety_checker=None,
-            requires_safety_checker=False,
-            **common,
-        )
+        safety: dict[str, Any] = {"safety_checker": None} if family.name != "sdxl" else {}
+        pipe = _load(text_class, model, "Model", "model", **safety, **extra, **common)
         cnet = None
         if controlnet:
             cnet = _load(ControlNetModel, controlnet, "ControlNet model", "controlnet_model", **common)
-        check_sd1(pipe, cnet, edit)  # before they are joined: another model's parts may not even fit together
+        check_model(pipe, cnet, edit)  # before they are joined: another model's parts may not even fit together
         if cnet is not None:
-            pipe = StableDiffusionControlNetPipeline(**pipe.components, controlnet=cnet, requires_safety_checker=False)
+            if family.name == "sdxl":
+                extra = {**extra, "force_zeros_for_empty_prompt": pipe.config.force_zeros_for_empty_prompt}
+            pipe = control_class(**pipe.components, controlnet=cnet, **extra)
     set_scheduler(pipe, scheduler)
     pipe.set_progress_bar_config(disable=True)
     memory = memory or MemoryOptions()

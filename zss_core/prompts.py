@@ -6,6 +6,9 @@ dissimilar prompts). Which keys each frame blends, and by how much, is ``schedul
 frames before the first key or after the last hold that key's embedding, except in a loop, where
 they travel from the last key back to the first. A single prompt is the special case of one key,
 and the sampler then takes its old path untouched.
+
+Prompts with weights (``(word:1.3)``) or over 77 tokens are encoded by ``weighted_prompts`` (compel),
+every key and the negative prompt together, padded to one length so the keys can be interpolated.
 """
 
 from __future__ import annotations
@@ -14,10 +17,11 @@ from collections.abc import Sequence
 
 import torch
 
+from . import weighted_prompts
 from .defaults import PROMPT_INTERPOLATIONS as INTERPOLATIONS
 from .schedule import normalize_schedule, prompt_blend
 
-__all__ = ["INTERPOLATIONS", "encode_schedule", "interpolate_keys", "normalize_schedule", "slerp"]
+__all__ = ["INTERPOLATIONS", "encode_keys", "encode_schedule", "interpolate_keys", "normalize_schedule", "slerp"]
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
@@ -51,6 +55,25 @@ def interpolate_keys(
     return torch.stack(out)
 
 
+def encode_keys(
+    pipe, texts: Sequence[str], device, do_cfg: bool = True, negative_prompt: str = ""
+) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+    """(one (1, tokens, d) embedding per text, the negative embedding (1, tokens, d) or None).
+
+    Plain prompts go through the pipeline's own ``encode_prompt``, as they always have; when any text
+    (or the negative prompt, under guidance) has weights or is over 77 tokens, all of them go through
+    ``weighted_prompts.encode`` together, so they come out with one length.
+    """
+    if weighted_prompts.needs_compel(pipe.tokenizer, [*texts, negative_prompt if do_cfg else ""]):
+        encoded = weighted_prompts.encode(pipe, texts, negative_prompt, do_cfg, device)
+        return encoded.prompts, encoded.negative
+    positives, negative = [], None
+    for text in texts:
+        positive, negative = pipe.encode_prompt(text, device, 1, do_cfg, negative_prompt)
+        positives.append(positive)
+    return positives, negative
+
+
 def encode_schedule(
     pipe,
     schedule: Sequence[tuple[int, str]],
@@ -61,9 +84,8 @@ def encode_schedule(
     negative_prompt: str = "",
     loop: bool = False,
 ):
-    """(per-frame prompt embeddings (frames, 77, d), negative embedding (1, 77, d) or None)."""
-    keys, negative = [], None
-    for frame, text in schedule:
-        positive, negative = pipe.encode_prompt(text, device, 1, do_cfg, negative_prompt)
-        keys.append((frame, positive[0]))
+    """(per-frame prompt embeddings (frames, tokens, d), negative embedding (1, tokens, d) or None);
+    tokens is 77, or a multiple of it for long prompts."""
+    positives, negative = encode_keys(pipe, [text for _, text in schedule], device, do_cfg, negative_prompt)
+    keys = [(frame, positive[0]) for (frame, _), positive in zip(schedule, positives)]
     return interpolate_keys(keys, frames, mode, loop), negative

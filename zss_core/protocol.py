@@ -478,6 +478,11 @@ def validate_job(d: Any) -> list[Problem]:
     ck.choice("search", _value(d, "search"), SEARCHES)
     ck.integer("candidates", _value(d, "candidates"), 1, 1000)
     ck.choice("scheduler", _value(d, "scheduler"), SCHEDULERS)
+    steps, scheduler = _value(d, "steps"), _value(d, "scheduler")
+    if scheduler in defaults.FEW_STEP_SCHEDULERS and _is_int(steps) and steps > defaults.FEW_STEP_MAX_STEPS:
+        ck.add(
+            "steps", f"steps must be at most {defaults.FEW_STEP_MAX_STEPS} with the {scheduler} scheduler, got {steps}"
+        )
     ck.choice("dtype", _value(d, "dtype"), DTYPES)
     device = _value(d, "device")
     if not isinstance(device, str) or not _DEVICE_PATTERN.fullmatch(device):

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .families import vae_precision
 from .sampler import SamplingCancelled, SamplingOptions, frame_chunks
 
 
@@ -77,8 +78,8 @@ def encode_frames(
         pixels = pipe.image_processor.preprocess(
             [_as_pil(im) for im in images[start:end]], height=options.height, width=options.width
         )
-        pixels = pixels.to(device=device, dtype=vae.dtype)
-        latents = vae.encode(pixels).latent_dist.mode()
+        with vae_precision(pipe) as dtype:  # an SDXL VAE that overflows in float16 encodes in float32
+            latents = vae.encode(pixels.to(device=device, dtype=dtype)).latent_dist.mode()
         out.append(latents * vae.config.scaling_factor if scaled else latents)
     return torch.cat(out)
 

@@ -1,4 +1,7 @@
-"""ZS² video sampling on diffusers Stable Diffusion (and SD + ControlNet) pipelines.
+"""ZS² video sampling on diffusers Stable Diffusion 1.x/2.x and SDXL (and their ControlNet) pipelines.
+
+What differs between the families (SDXL's pooled text and size/crop ids, its float32 VAE decoding)
+is in ``families``; this loop is the same for all of them.
 
 ZS² = dependency-noise initial latents + temporal momentum attention + the model's own scheduler.
 The denoising loop below is the one of ``StableDiffusionPipeline`` / ``StableDiffusionControlNetPipeline``
@@ -32,8 +35,8 @@ from PIL import Image
 
 from . import fast, schedule
 from .attention import TemporalState, temporal_momentum_attention
+from .families import AddedConditioning, family_of, vae_precision
 from .noise import NoiseStats, make_noise
-from .prompts import encode_schedule
 from .step_cache import StepCachedUNet
 from .tiling import seamless_tiling
 
@@ -52,7 +55,8 @@ class SamplingOptions:
     """Every knob of one clip, in one value: built once (``runner`` builds it from a job) and passed on.
 
     ``prompt``: a string, or a schedule of (frame, prompt) keys (0-based frames) whose text embeddings
-    are interpolated per frame (``prompt_interpolation``: ``linear`` or ``slerp``).
+    are interpolated per frame (``prompt_interpolation``: ``linear`` or ``slerp``). Weighted (``(word:1.3)``)
+    and long prompts go through ``weighted_prompts`` (compel); plain ones through ``encode_prompt``.
     ``lam``/``mu``: a number or per-frame lists (length ``frames``, entry 0 unused, or ``frames − 1``).
     ``noise``: ``dependency`` (ZS²), ``mixed``, ``progressive`` or ``independent``; ``search`` and
     ``candidates`` tune the dependency noise. ``tma=False`` keeps the model's own attention (baselines).
@@ -131,6 +135,10 @@ class Conditioning:
     negative_embeds: torch.Tensor | None  # (1, tokens, width) under classifier-free guidance
     control: torch.Tensor | None  # (frames, 3, H, W) in [0, 1] for a ControlNet pipeline
     do_cfg: bool
+    # LCM-distilled UNets (time_cond_proj_dim set) take the guidance scale as an embedding (1, dim) instead
+    # of classifier-free guidance, as the stock pipeline gives it; None for every other UNet.
+    timestep_cond: torch.Tensor | None = None
+    added: AddedConditioning | None = None  # SDXL's pooled text and size/crop ids (families)
     image_latents: torch.Tensor | None = None  # (frames, 4, h, w) unscaled: instruction editing (``edit``)
 
 
@@ -164,26 +172,20 @@ def prepare(pipe, options: SamplingOptions, control_images: Sequence | None = No
     if options.image_guidance is not None:  # InstructPix2Pix guides only with both scales (diffusers)
         do_cfg = do_cfg and options.image_guidance >= 1.0
     keys = schedule.normalize_schedule(options.prompt, options.frames)
-    if len(keys) == 1:
-        prompt_embeds, negative_embeds = pipe.encode_prompt(keys[0][1], device, 1, do_cfg, options.negative_prompt)
-    else:
-        prompt_embeds, negative_embeds = encode_schedule(
-            pipe,
-            keys,
-            options.frames,
-            device,
-            options.prompt_interpolation,
-            do_cfg,
-            options.negative_prompt,
-            options.loop,
-        )
+    prompt_embeds, negative_embeds, added = family_of(pipe).encode(pipe, keys, options, device, do_cfg)
     control = None
     controlnet = getattr(pipe, "controlnet", None)
     if controlnet is not None:
         control = _prepare_control(
             pipe, control_images, options.frames, options.width, options.height, device, controlnet.dtype
         )
-    return Conditioning(prompt_embeds, negative_embeds, control, do_cfg)
+    timestep_cond = None
+    proj_dim = pipe.unet.config.time_cond_proj_dim
+    if proj_dim is not None:
+        scale = torch.tensor([options.guidance - 1.0])
+        timestep_cond = pipe.get_guidance_scale_embedding(scale, embedding_dim=proj_dim)
+        timestep_cond = timestep_cond.to(device=device, dtype=prompt_embeds.dtype)
+    return Conditioning(prompt_embeds, negative_embeds, control, do_cfg, timestep_cond=timestep_cond, added=added)
 
 
 def latent_shape(pipe, options: SamplingOptions) -> tuple[int, int, int]:
@@ -259,7 +261,11 @@ class ChunkedDenoiser:
             embeds = cond.prompt_embeds[start:end]
         if cond.negative_embeds is not None:  # classifier-free guidance
             embeds = torch.cat([cond.negative_embeds.expand(count, -1, -1), embeds])
+        added = cond.added.for_chunk(start, end) if cond.added is not None else None
         residuals = {}
+        extra: dict = {}  # an LCM-distilled UNet's guidance embedding, one row per batch entry
+        if cond.timestep_cond is not None:
+            extra["timestep_cond"] = cond.timestep_cond.expand(model_input.shape[0], -1)
         if cond.control is not None:
             control = cond.control[start:end]
             control = torch.cat([control] * groups) if cond.do_cfg else control
@@ -270,21 +276,24 @@ class ChunkedDenoiser:
                 controlnet_cond=control,
                 conditioning_scale=self.options.control_scale,
                 guess_mode=False,
+                added_cond_kwargs=added,
                 return_dict=False,
+                **extra,
             )
             residuals = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
-        pred = self.call_unet(model_input, t, embeds, start, end, **residuals)
+        pred = self.call_unet(model_input, t, embeds, start, end, added_cond_kwargs=added, **residuals, **extra)
         if cond.do_cfg:
             uncond, text = pred.chunk(2)
             pred = uncond + self.options.guidance * (text - uncond)
         return pred
 
-    def call_unet(self, model_input: torch.Tensor, t, embeds: torch.Tensor, start: int, end: int, **residuals):
-        """The UNet on one chunk's batch (through step caching when it is on)."""
+    def call_unet(self, model_input: torch.Tensor, t, embeds: torch.Tensor, start: int, end: int, **kwargs):
+        """The UNet on one chunk's batch (through step caching when it is on); ``kwargs``: ControlNet
+        residuals, SDXL's ``added_cond_kwargs``, an LCM UNet's ``timestep_cond``."""
         if self.step_cache is None:
-            return self.pipe.unet(model_input, t, encoder_hidden_states=embeds, return_dict=False, **residuals)[0]
+            return self.pipe.unet(model_input, t, encoder_hidden_states=embeds, return_dict=False, **kwargs)[0]
         key = (start, end, model_input.shape[0])  # this chunk's frames, in this batch layout
-        return self.step_cache(model_input, t, embeds, key=key, step_index=self.state.step, **residuals)
+        return self.step_cache(model_input, t, embeds, key=key, step_index=self.state.step, **kwargs)
 
     def run(
         self,
@@ -340,8 +349,9 @@ def decode(
     for start, end in frame_chunks(options.frames, options.chunk):
         if cancelled():
             raise SamplingCancelled("cancelled while decoding")
-        with fast.large_frame_decoding(pipe.vae, options.width, options.height, large):
-            images = pipe.vae.decode(latents[start:end] / pipe.vae.config.scaling_factor, return_dict=False)[0]
+        with fast.large_frame_decoding(pipe.vae, options.width, options.height, large), vae_precision(pipe) as dtype:
+            scaled = latents[start:end].to(dtype) / pipe.vae.config.scaling_factor  # SDXL: float32 (families)
+            images = pipe.vae.decode(scaled, return_dict=False)[0]
         images = pipe.image_processor.postprocess(
             images, output_type=options.output_type, do_denormalize=[True] * (end - start)
         )

@@ -41,7 +41,6 @@ class StepCachedUNet:
             for name, present in (
                 ("class embeddings", config.class_embed_type is not None),
                 ("image-hint embeddings", config.addition_embed_type == "image_hint"),
-                ("timestep conditioning", config.time_cond_proj_dim is not None),
                 ("GLIGEN", getattr(unet, "position_net", None) is not None),
                 ("FreeU", any(getattr(block, "s1", None) for block in unet.up_blocks)),
             )
@@ -77,6 +76,7 @@ class StepCachedUNet:
         down_block_additional_residuals: Sequence[torch.Tensor] | None = None,
         mid_block_additional_residual: torch.Tensor | None = None,
         added_cond_kwargs: dict | None = None,
+        timestep_cond: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The UNet's noise prediction for ``sample``; ``key`` names the batch (its frames and layout).
 
@@ -87,7 +87,9 @@ class StepCachedUNet:
         if hook is not None:  # accelerate's model offload brings the UNet to its device before a forward
             hook.pre_forward(self.unet)
         cached = None if self.is_full_step(step_index) else self.features.get(key)
-        temb, encoder_hidden_states = self._embed(sample, timestep, encoder_hidden_states, added_cond_kwargs)
+        temb, encoder_hidden_states = self._embed(
+            sample, timestep, encoder_hidden_states, added_cond_kwargs, timestep_cond
+        )
         context = dict(temb=temb, encoder_hidden_states=encoder_hidden_states)
         hidden, skips = self._down(sample, context, None if cached is None else self.branch)
         if down_block_additional_residuals is not None:  # ControlNet: one residual per skip connection
@@ -105,9 +107,9 @@ class StepCachedUNet:
 
     # The pieces of UNet2DConditionModel.forward (diffusers ≥ 0.30), in its order.
 
-    def _embed(self, sample, timestep, encoder_hidden_states, added_cond_kwargs):
+    def _embed(self, sample, timestep, encoder_hidden_states, added_cond_kwargs, timestep_cond=None):
         unet = self.unet
-        temb = unet.time_embedding(unet.get_time_embed(sample=sample, timestep=timestep), None)
+        temb = unet.time_embedding(unet.get_time_embed(sample=sample, timestep=timestep), timestep_cond)
         aug = unet.get_aug_embed(
             emb=temb, encoder_hidden_states=encoder_hidden_states, added_cond_kwargs=added_cond_kwargs
         )
