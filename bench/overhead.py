@@ -24,6 +24,9 @@ frames, 20 DDIM steps, guidance 5): wall time at ``cache_interval`` 3 against no
 coherence (MAD and DIS-flow warp error of bench/quality.py) and the built-in classifier's colour
 adherence, each within 5 % of uncached, plus the mean absolute pixel difference (0–255) to the uncached
 clip. ``--cache-only`` runs only this part.
+
+``--lora`` runs only the LoRA timings (issue 15) on the tiny SD1 model: loading a LoRA file, switching
+between loaded LoRAs and disabling them (ms), and sampling with a LoRA on against none.
 """
 
 from __future__ import annotations
@@ -145,6 +148,75 @@ def step_caching(args) -> dict[str, float]:
     return ratios
 
 
+def _random_lora(pipe, path, seed: int) -> None:
+    """A LoRA for the tiny model with random (non-zero) weights, saved by diffusers' save_lora_weights."""
+    import torch
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        config = LoraConfig(
+            r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"], init_lora_weights=False
+        )
+        pipe.unet.add_adapter(config, "bench_made")
+    layers = get_peft_model_state_dict(pipe.unet, adapter_name="bench_made")
+    pipe.unet.delete_adapters("bench_made")
+    type(pipe).save_lora_weights(path, unet_lora_layers=layers, safe_serialization=True)
+
+
+def lora_timing(args) -> dict[str, float]:
+    """LoRAs (issue 15) on the tiny SD1 model: first load of a file (diffusers' load_lora_weights as a named
+    adapter), switching between loaded ones, disabling them for a job without LoRAs (each ms, median of
+    ``--repeats``), and the sampling time with one LoRA on against none."""
+    import statistics
+    import tempfile
+    from pathlib import Path
+
+    from zss_core.loras import apply_loras
+    from zss_core.models import load_pipeline
+    from zss_core.sampler import sample_video
+
+    common.apply_threads(args)
+    pipe = load_pipeline("tiny", device=args.device, dtype=args.dtype)
+    folder = Path(tempfile.mkdtemp(prefix="zss-bench-loras-"))
+    repeats = max(2, args.repeats)
+    files = []
+    for index in range(repeats + 1):
+        _random_lora(pipe, folder / f"lora{index}", seed=index)
+        files.append([{"path": str(folder / f"lora{index}"), "weight": 1.0}])
+
+    def timed(loras) -> float:
+        start = time.perf_counter()
+        apply_loras(pipe, loras)
+        return (time.perf_counter() - start) * 1000
+
+    load = [timed(entry) for entry in files]  # each file is new to the pipeline: loaded once
+    switch = [timed(files[i % 2]) for i in range(2 * repeats)]  # both already loaded: set_adapters only
+    disable = []
+    for i in range(repeats):
+        apply_loras(pipe, files[i % 2])
+        disable.append(timed(None))
+    clip = dict(prompt=common.PROMPT, frames=args.frames, width=64, height=64, steps=5, seed=0, output_type="latent")
+    seconds = {"none": [], "lora": []}
+    for _ in range(repeats + 1):  # the first round warms up
+        for name, loras in (("none", None), ("lora", files[0])):
+            apply_loras(pipe, loras)
+            seconds[name].append(sample_video(pipe, **clip).timings["denoise_seconds"])
+    numbers = {
+        "load_ms": statistics.median(load),
+        "switch_ms": statistics.median(switch),
+        "disable_ms": statistics.median(disable),
+        "sampling_ratio": statistics.median(seconds["lora"][1:]) / statistics.median(seconds["none"][1:]),
+    }
+    print(
+        f"lora (tiny SD1, {pipe._execution_device}): load {numbers['load_ms']:.1f} ms, switch {numbers['switch_ms']:.2f} ms, "
+        f"disable {numbers['disable_ms']:.2f} ms (median of {repeats})"
+    )
+    print(f"lora sampling with/without = {numbers['sampling_ratio']:.2f} ({args.frames} frames 64x64, 5 steps)")
+    return numbers
+
+
 def main(argv=None) -> int:
     p = common.parser(__doc__.splitlines()[0])
     p.add_argument("--frames", type=int, default=8)
@@ -154,9 +226,13 @@ def main(argv=None) -> int:
     p.add_argument("--no-t2vz", action="store_true", help="skip Text2Video-Zero")
     p.add_argument("--no-cache", action="store_true", help="skip the step-caching part")
     p.add_argument("--cache-only", action="store_true", help="only the step-caching part")
+    p.add_argument("--lora", action="store_true", help="only the LoRA part: load / switch / disable ms (tiny SD1)")
     args = p.parse_args(argv)
     if args.quick:
         args.size, args.steps = min(args.size, 64), min(args.steps, 5)
+    if args.lora:
+        lora_timing(args)
+        return 0
     if args.cache_only:
         common.apply_threads(args)
         step_caching(args)

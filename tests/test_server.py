@@ -193,9 +193,10 @@ def test_a_chunked_body_over_the_limit_is_refused(server):
             "control.images[0]",
         ),
         ({"control": {"type": "depth", "images": ["%%%", "%%%"]}}, 422, "control_image_invalid", "control.images[0]"),
+        ({"init": ["bm90IGEgcG5n", "bm90IGEgcG5n"], "strength": 0.5}, 422, "init_image_invalid", "init[0]"),
+        ({"init": "frames/", "strength": 0.5}, 422, "bad_request", "init"),
         ({"model": "plain", "control": {"type": "depth", "images": []}}, 422, "bad_request", "control"),
-        ({"init": ["bm90IGEgcG5n", "bm90IGEgcG5n"], "strength": 0.5}, 422, "control_image_invalid", "init[0]"),
-        ({"init": ["/etc/passwd", "/etc/passwd"], "strength": 0.5}, 422, "control_image_invalid", "init[0]"),
+        ({"init": ["/etc/passwd", "/etc/passwd"], "strength": 0.5}, 422, "init_image_invalid", "init[0]"),
     ],
 )
 def test_limits_and_bad_jobs_name_the_field(server, change, status, code, field):

@@ -83,6 +83,30 @@ def prompt_key_problems(settings, frame_start, count):
     return found
 
 
+def lora_problems(settings, server=False):
+    """LoRA rows that cannot be sent: no file, a missing file, or not a .safetensors file (a folder holding
+    one is fine). With a server the rows are LoRA names, which the server checks."""
+    found = []
+    for number, row in enumerate(settings.loras, start=1):
+        text = row.filepath.strip()
+        if not text:
+            found.append(("loras", hints.message("lora_missing", f"LoRA {number} has no file")))
+            continue
+        if server or jobspec.is_hub_id(text):  # the server's LoRA name, or a hub id the generator fetches
+            continue
+        path = jobspec.user_path(text)
+        if not os.path.exists(path):
+            found.append(("loras", hints.message("lora_missing", f"LoRA {number}: {path} does not exist")))
+        elif not os.path.isdir(path) and not path.lower().endswith(".safetensors"):
+            found.append(
+                (
+                    "loras",
+                    hints.message("lora_file", f"LoRA {number}: {os.path.basename(path)} is not a .safetensors file"),
+                )
+            )
+    return found
+
+
 def restyle_problems(scene, settings, camera_reported=False):
     """What stops the Restyle source from being read: no usable strip, no camera, depth with a strip."""
     if settings.restyle_source == "STRIP":
@@ -126,8 +150,6 @@ def problems(scene, prefs):
                 ("controlnet_model", hints.message("controlnet_model", "Depth Control needs a depth ControlNet"))
             )
     found.extend(restyle_problems(scene, settings, camera_reported=any(f == "camera" for f, _ in found)))
-    if server and settings.restyle_source != "NONE":  # RemoteClient uploads control images only
-        found.append(("init", hints.message("restyle_server", "A server does not receive Restyle's source frames yet")))
     output = jobspec.output_problem(prefs)
     if output is not None:
         key, what = output
@@ -152,6 +174,7 @@ def problems(scene, prefs):
                 )
             )
     found.extend(prompt_key_problems(settings, frame_start, count))
+    found.extend(lora_problems(settings, server))
     return found
 
 

@@ -47,6 +47,14 @@ FIXES = {
     ),
     "prompt_key_empty": ("Prompt key N (frame F) has an empty prompt", "Type a prompt for it or remove the key"),
     "prompt_key_duplicate": ("Prompt keys N and M are both at frame F", "Give each key its own frame, or remove one"),
+    "lora_missing": (
+        "LoRA N has no file / LoRA N: … does not exist",
+        "Choose the file again in the ZS² panel's LoRAs list, or remove the row",
+    ),
+    "lora_file": (
+        "LoRA N: … is not a .safetensors file",
+        "LoRAs load from .safetensors only: choose the LoRA's .safetensors file",
+    ),
     "job": ("The job is invalid: …", f"Fix the named setting in the ZS² panel or {PREFS}"),
     "depth": ("Rendering depth maps failed", "Fix the scene (camera, Cycles available) or turn Depth Control off"),
     "restyle_strip": (
@@ -66,10 +74,6 @@ FIXES = {
     "restyle": (
         "Reading the restyle source failed",
         "Check the strip's files (or the scene's camera) and the render errors in the console, or set Restyle to None",
-    ),
-    "restyle_server": (
-        "A server does not receive Restyle's source frames yet",
-        f"Set {PREFS} ▸ Generator to This Computer to restyle, or set Restyle to None",
     ),
     "restyle_gone": (
         "The strip … this clip restyled is gone",

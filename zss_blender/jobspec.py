@@ -8,6 +8,7 @@ that plan (depth images are added with JobPlan.with_control, which builds a new 
 
 import dataclasses
 import os
+import re
 import secrets
 import time
 
@@ -161,6 +162,35 @@ def prompt_keys(settings, frame_start):
     return sorted(keys, key=lambda k: k["frame"]) or None
 
 
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+def is_hub_id(text):
+    """'owner/name' that is no file or folder here and no .safetensors name: a Hugging Face hub id, which
+    the generator takes from its cache (or downloads)."""
+    return (
+        bool(HUB_ID.fullmatch(text))
+        and not text.lower().endswith(".safetensors")
+        and not os.path.exists(user_path(text))
+    )
+
+
+def lora_list(settings, server=False, skip=""):
+    """The LoRA rows as the job's loras (None when there are none): absolute paths with // resolved, hub
+    ids as they are, or, for a server, the LoRA names as typed (the server maps its own names to files).
+
+    skip: the preset's draft LoRA, which presets.expand appends itself (a row with it, as Regenerate of a
+    draft clip leaves, would list it twice)."""
+    rows = []
+    for row in settings.loras:
+        text = row.filepath.strip()
+        path = text if server or not text or is_hub_id(text) else os.path.abspath(user_path(text))
+        if skip and path == skip:
+            continue
+        rows.append({"path": path, "weight": row.weight})
+    return rows or None
+
+
 def build(scene, prefs, job_id, root, overrides=None):
     """The protocol job dict (plan() calls it once per job). With depth on, control is left out
     (controlnet_model is kept) until JobPlan.with_control adds the rendered maps.
@@ -201,6 +231,9 @@ def build(scene, prefs, job_id, root, overrides=None):
         "cache_interval": settings.cache_interval,
         "fast": prefs.fast_gpu,
     }
+    loras = lora_list(settings, preferences.uses_server(prefs), skip=draft_lora_setting(settings, prefs))
+    if loras:  # left out without rows: the protocol's default (none), as before LoRAs existed
+        job["loras"] = loras
     if settings.use_depth:
         job["controlnet_model"] = model_reference(controlnet_setting(prefs))
     job = presets.expand(job, settings.preset.lower(), draft_lora=draft_lora_setting(settings, prefs))

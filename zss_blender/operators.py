@@ -501,6 +501,57 @@ class ZSS_OT_prompt_key_remove(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class ZSS_OT_lora_add(bpy.types.Operator):
+    """Add a LoRA (.safetensors) to the clip: a style or character on top of the model, weight 1"""
+
+    bl_idname = "zss.lora_add"
+    bl_label = "Add LoRA"
+    bl_options = {"REGISTER", "UNDO"}
+
+    filepath: bpy.props.StringProperty(
+        name="LoRA File", subtype="FILE_PATH", options={"SKIP_SAVE", *compat.BLEND_RELATIVE_PATH}
+    )
+    filter_glob: bpy.props.StringProperty(default="*.safetensors", options={"HIDDEN"})  # the file browser's filter
+
+    def invoke(self, context, event):
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context):
+        settings = context.scene.zss
+        path = self.filepath.strip()
+        if path and not os.path.isdir(jobspec.user_path(path)) and not path.lower().endswith(".safetensors"):
+            self.report(
+                {"ERROR"}, hints.message("lora_file", f"LoRA: {os.path.basename(path)} is not a .safetensors file")
+            )
+            return {"CANCELLED"}
+        row = settings.loras.add()
+        row.filepath = path
+        settings.lora_index = len(settings.loras) - 1
+        return {"FINISHED"}
+
+
+class ZSS_OT_lora_remove(bpy.types.Operator):
+    """Remove the selected LoRA from the clip"""
+
+    bl_idname = "zss.lora_remove"
+    bl_label = "Remove LoRA"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        return 0 <= context.scene.zss.lora_index < len(context.scene.zss.loras)
+
+    def execute(self, context):
+        settings = context.scene.zss
+        index = settings.lora_index
+        if not 0 <= index < len(settings.loras):
+            return {"CANCELLED"}
+        settings.loras.remove(index)
+        settings.lora_index = max(0, min(index, len(settings.loras) - 1))
+        return {"FINISHED"}
+
+
 class ZSS_OT_prompt_key_move(bpy.types.Operator):
     """Move the selected prompt key up or down in the list (its frame decides when it plays)"""
 
@@ -603,6 +654,15 @@ def replace_target(source):
     return jobspec.Replace(material=material, strip=strip)
 
 
+def _style_loras(job):
+    """A stored job's LoRAs as the panel's rows: without the draft LoRA, which a preset that takes one
+    appended last (presets.expand) and adds again from the preferences. The clip itself is regenerated
+    with every LoRA it had (apply_stored pins them)."""
+    loras = list(job.get("loras") or ())
+    preset = presets.PRESETS.get(presets.matching(job))
+    return loras[:-1] if preset is not None and preset.lora and loras else loras
+
+
 def apply_stored(scene, source, seed=None):
     """Copy a stored clip's settings into scene.zss; returns the job overrides that pin the exact
     per-frame λ/μ and models it was made with."""
@@ -629,6 +689,11 @@ def apply_stored(scene, source, seed=None):
         row.frame = settings.frame_start + int(key["frame"])
         row.prompt = key["prompt"]
     settings.prompt_key_index = 0
+    settings.loras.clear()
+    for lora in _style_loras(job):
+        row = settings.loras.add()
+        row.filepath, row.weight = lora["path"], float(lora.get("weight", 1.0))
+    settings.lora_index = 0
     settings.use_depth = job.get("control_scale") is not None
     if settings.use_depth:
         settings.control_scale = job["control_scale"]
@@ -726,4 +791,6 @@ CLASSES = (
     ZSS_OT_prompt_key_add,
     ZSS_OT_prompt_key_remove,
     ZSS_OT_prompt_key_move,
+    ZSS_OT_lora_add,
+    ZSS_OT_lora_remove,
 )

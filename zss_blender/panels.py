@@ -97,6 +97,7 @@ def draw_zss(layout, context):
         col.label(text="Chunk: Auto (what fits the GPU)", icon="INFO")
 
     _loop_tile_schedule(layout, settings)
+    _loras(layout, settings)
 
     col = layout.column(align=True)
     col.use_property_split = True
@@ -222,6 +223,28 @@ def _loop_tile_schedule(layout, settings):
         col = body.column()
         col.use_property_split = True
         col.prop(settings, "prompt_interpolation")
+
+
+def _loras(layout, settings):
+    body = _section(layout, "zss_loras", "LoRAs", default_closed=not len(settings.loras))
+    if body is None:
+        return
+    row = body.row()
+    row.template_list("ZSS_UL_loras", "", settings, "loras", settings, "lora_index", rows=2)
+    side = row.column(align=True)
+    side.operator("zss.lora_add", text="", icon="ADD")
+    side.operator("zss.lora_remove", text="", icon="REMOVE")
+
+
+class ZSS_UL_loras(bpy.types.UIList):
+    """LoRA rows: file, weight."""
+
+    bl_idname = "ZSS_UL_loras"
+
+    def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index=0):
+        row = layout.split(factor=0.7, align=True)
+        row.prop(item, "filepath", text="")
+        row.prop(item, "weight", text="")
 
 
 class ZSS_UL_prompt_keys(bpy.types.UIList):
@@ -422,4 +445,4 @@ class ZSS_PT_sequencer(_ZSSPanel, bpy.types.Panel):
     bl_space_type = "SEQUENCE_EDITOR"
 
 
-CLASSES = (ZSSPreferences, ZSS_UL_prompt_keys, ZSS_MT_recent_models, ZSS_PT_main, ZSS_PT_sequencer)
+CLASSES = (ZSSPreferences, ZSS_UL_prompt_keys, ZSS_UL_loras, ZSS_MT_recent_models, ZSS_PT_main, ZSS_PT_sequencer)

@@ -26,7 +26,7 @@ from bpy.props import (
 )
 
 from ..zss_core import defaults, presets
-from . import restyle
+from . import compat, restyle
 
 _NOISE_DESCRIPTIONS = {
     "dependency": "ZS² dependency noise: each frame's noise depends on the previous one",
@@ -70,6 +70,26 @@ class ZSSPromptKey(bpy.types.PropertyGroup):
         name="Frame", default=1, description="Scene frame where this prompt is reached (inside the clip's range)"
     )
     prompt: StringProperty(name="Prompt", description="What the clip shows at this frame")
+
+
+class ZSSLora(bpy.types.PropertyGroup):
+    """One LoRA of the clip: its .safetensors file and how strongly it applies."""
+
+    filepath: StringProperty(
+        name="LoRA",
+        subtype="FILE_PATH",
+        options=compat.BLEND_RELATIVE_PATH,  # //-relative to the .blend; the job gets the absolute path
+        description="The LoRA's .safetensors file (made for the model's family); with a server, its LoRA name",
+    )
+    weight: FloatProperty(
+        name="Weight",
+        default=1.0,
+        min=-4.0,
+        max=4.0,
+        soft_min=0.0,
+        soft_max=1.5,
+        description="How strongly the LoRA applies (0: not at all, 1: as trained)",
+    )
 
 
 class ZSSSceneSettings(bpy.types.PropertyGroup):
@@ -185,6 +205,12 @@ class ZSSSceneSettings(bpy.types.PropertyGroup):
         "the Prompt above for the whole clip",
     )
     prompt_key_index: IntProperty(name="Active Prompt Key", default=0, min=0)
+    loras: CollectionProperty(
+        type=ZSSLora,
+        name="LoRAs",
+        description="LoRAs applied to the model for this clip (a style, a character); never baked into it",
+    )
+    lora_index: IntProperty(name="Active LoRA", default=0, min=0)
     prompt_interpolation: EnumProperty(
         name="Blend",
         items=INTERPOLATION_ITEMS,
@@ -247,7 +273,7 @@ class ZSSSceneSettings(bpy.types.PropertyGroup):
     )
 
 
-CLASSES = (ZSSPromptKey, ZSSSceneSettings)
+CLASSES = (ZSSPromptKey, ZSSLora, ZSSSceneSettings)
 
 
 def register():

@@ -11,6 +11,7 @@ import argparse
 import datetime
 import glob
 import os
+import re
 import secrets
 import sys
 
@@ -48,6 +49,14 @@ def _int_or_text(text: str):
         return int(text)
     except ValueError:
         return text
+
+
+def _lora(text: str) -> dict:
+    """``FILE[:WEIGHT]`` → ``{"path", "weight"}``; a colon counts only before a number (``C:\\x`` is a path)."""
+    path, colon, weight = text.rpartition(":")
+    if colon and path and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)", weight.strip()):
+        return {"path": path, "weight": float(weight)}
+    return {"path": text, "weight": 1.0}
 
 
 def new_job_id() -> str:
@@ -160,6 +169,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="step caching: the full UNet every N steps, its shallow blocks on cached deep features between (1: off)",
     )
+    gen.add_argument(
+        "--lora",
+        type=_lora,
+        action="append",
+        default=[],
+        metavar="FILE[:WEIGHT]",
+        help="a LoRA (.safetensors file, folder or hub id) and its weight (default 1.0); repeatable",
+    )
     gen.add_argument("--fast", action="store_true", help="GPU fast paths: channels-last, torch.compile, fused QKV")
 
     sub.add_parser("worker", help="run the generator process (JSON lines on stdin/stdout)")
@@ -227,6 +244,8 @@ def job_from_args(args, init: list[str] | None = None) -> dict:
         "cache_interval": args.cache_interval,
         "fast": args.fast,
     }
+    if args.lora:
+        job["loras"] = args.lora
     if args.prompt_at:
         job["prompts"] = [{"frame": _int_or_text(frame), "prompt": text} for frame, text in args.prompt_at]
     if args.control_depth is not None:

@@ -326,7 +326,8 @@ def tensor_family(name: str, shapes: Mapping[str, list[int]], field: str = "mode
     if any("lora" in n.lower() for n in names[:2000]):
         raise ModelMismatch(
             f"'{name}' is a LoRA (an add-on to a model), not a model.",
-            f"Give the base {SUPPORTED_TEXT} model here.",
+            f"Give the base {SUPPORTED_TEXT} model here, and the LoRA as a LoRA (job field loras, "
+            "`zss generate --lora FILE`, the panel's LoRAs list).",
             field,
         )
     if unet and not any(n.startswith(UNET_PREFIX) for n in names):

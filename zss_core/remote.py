@@ -290,12 +290,6 @@ class RemoteClient(GeneratorClient):
             out.append(event)
 
 
-def _inline(path: str) -> str:
-    """A file's bytes as base64 text, for the server (which never reads a client's paths)."""
-    with open(path, "rb") as f:
-        return base64.b64encode(f.read()).decode("ascii")
-
-
 class _RemoteJob:
     """One job's thread: submit it, follow its events, download its files, hand out local events."""
 
@@ -335,13 +329,13 @@ class _RemoteJob:
 
     def body(self) -> dict[str, Any]:
         """The job as the server takes it: no id, folder or ControlNet path; depth maps and restyle
-        source frames inline (base64 PNG)."""
+        sources inline (base64 PNG)."""
         body = {k: v for k, v in self.job.items() if k not in ("id", "output_dir", "controlnet_model")}
         control = body.get("control")
         if isinstance(control, dict) and isinstance(control.get("images"), list):
-            body["control"] = {**control, "images": [_inline(path) for path in control["images"]]}
+            body["control"] = {**control, "images": _inline(control["images"])}
         if isinstance(body.get("init"), list):
-            body["init"] = [_inline(path) for path in body["init"]]
+            body["init"] = _inline(body["init"])
         return body
 
     def download(self, remote_path: str, name: str) -> str:
@@ -446,9 +440,20 @@ class _RemoteJob:
             if self.job.get("control") is not None:
                 inner["control"] = self.job["control"]
                 inner["controlnet_model"] = self.job.get("controlnet_model")
+            if self.job.get("init") is not None:
+                inner["init"] = self.job["init"]
         path = os.path.join(self.folder, "job.json")
         tmp = path + ".part"
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(manifest, f, indent=2)
         os.replace(tmp, path)
         return path
+
+
+def _inline(paths: list[str]) -> list[str]:
+    """Local PNG files as base64 strings, for a job body."""
+    encoded = []
+    for path in paths:
+        with open(path, "rb") as f:
+            encoded.append(base64.b64encode(f.read()).decode("ascii"))
+    return encoded

@@ -350,6 +350,7 @@ def run_job(
 
     ``chunk="auto"`` picks the largest chunk that fits ``free_bytes`` (measured per frame on CUDA).
     An out-of-memory error is retried once with half the chunk; the manifest records what was tried.
+    The job's LoRAs (none: disabled) are put on ``pipe`` first (``loras.apply_loras``).
     """
     from dataclasses import replace
 
@@ -362,6 +363,9 @@ def run_job(
     device = pipe._execution_device
     profile, dtype_bytes = replace(budget.profile_from_pipe(pipe), weight_bytes=0), pipe.unet.dtype.itemsize
     estimated = check_memory(job, profile, device, dtype_bytes)
+    from .loras import apply_loras
+
+    loras = apply_loras(pipe, job.loras)  # before the folder: a refused LoRA leaves nothing behind
     job_dir = create_job_dir(job)
     manifest = Manifest(
         job,
@@ -369,6 +373,7 @@ def run_job(
         device=str(pipe._execution_device),
         dtype=str(pipe.unet.dtype).replace("torch.", ""),
         model_load_seconds=model_load_seconds,
+        loras=[lora.to_dict() for lora in loras],
     )
     try:
         control = load_control_images(job, job_dir, callbacks.should_cancel)

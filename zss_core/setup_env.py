@@ -35,6 +35,7 @@ REQUIREMENTS = {
     "numpy": "numpy",
     "imageio_ffmpeg": "imageio-ffmpeg>=0.5",
     "tqdm": "tqdm",
+    "peft": "peft>=0.13",  # LoRAs: diffusers' load_lora_weights runs on its PEFT backend (issue 15)
 }
 MARKER = "zss-environment.json"
 CUDA_INDEX = "https://download.pytorch.org/whl/cu124"

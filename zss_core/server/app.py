@@ -61,15 +61,15 @@ def new_job_id() -> str:
     return f"{datetime.datetime.now(datetime.timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(6)}"
 
 
-def _decode_png(text: Any, field: str, what: str = "depth maps") -> bytes:
+def _decode_png(text: Any, field: str, code: str = "control_image_invalid") -> bytes:
     if not isinstance(text, str):
-        raise ApiError(422, "control_image_invalid", f"{field} must be a base64 PNG string", field)
+        raise ApiError(422, code, f"{field} must be a base64 PNG string", field)
     try:
         data = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
-        raise ApiError(422, "control_image_invalid", f"{field} is not valid base64", field) from None
+        raise ApiError(422, code, f"{field} is not valid base64", field) from None
     if not data.startswith(PNG_SIGNATURE):
-        raise ApiError(422, "control_image_invalid", f"{field} is not a PNG image (send {what} as PNG)", field)
+        raise ApiError(422, code, f"{field} is not a PNG image (send frames as PNG)", field)
     return data
 
 
@@ -128,6 +128,8 @@ class JobIntake:
         record = self.store.create(new_job_id(), owner, entry.name)
         try:
             job = {**body, "id": record.id, "output_dir": record.output_dir, "model": entry.model}
+            if isinstance(body.get("loras"), list):
+                job["loras"] = self._loras(body["loras"])
             control = body.get("control")
             if isinstance(control, dict):
                 if entry.controlnet is None:
@@ -135,9 +137,10 @@ class JobIntake:
                         422, "bad_request", f"control: model {entry.name!r} has no depth ControlNet", "control"
                     )
                 job["controlnet_model"] = entry.controlnet
-                job["control"] = {**control, "images": self._stage(control.get("images"), record.control_dir)}
-            if body.get("init") is not None:  # restyle frames: inline like depth maps, never server paths
-                job["init"] = self._stage(body["init"], record.init_dir, "init", "source frames")
+                images = self._stage(control.get("images"), record.control_dir, "control", "control.images")
+                job["control"] = {**control, "images": images}
+            if body.get("init") is not None:  # restyle: the source frames, like the depth maps
+                job["init"] = self._stage(body["init"], record.init_dir, "init", "init", "init_image_invalid")
             problems = protocol.validate_job(job)
             if problems:
                 error = protocol.error_for_problems(None, problems)
@@ -149,19 +152,35 @@ class JobIntake:
             raise
         return record.id, job
 
+    def _loras(self, loras: list) -> list:
+        """LoRA names (``[loras.NAME]`` of the models file) → the server's paths; a client never names a path."""
+        mapped = []
+        for i, lora in enumerate(loras):
+            name = lora.get("path") if isinstance(lora, dict) else None
+            if not isinstance(name, str):
+                mapped.append(lora)  # validate_job names the problem
+                continue
+            entry = self.config.lora(name)
+            if entry is None:
+                names = ", ".join(m.name for m in self.config.loras) or "none (the models file has no [loras.NAME])"
+                field = f"loras[{i}].path"
+                raise ApiError(
+                    422, "model_not_found", f"{field}: {name!r} is not a LoRA of this server; its LoRAs: {names}", field
+                )
+            mapped.append({**lora, "path": entry.path})
+        return mapped
+
     @staticmethod
-    def _stage(images: Any, folder: str, field: str = "control.images", what: str = "depth maps") -> Any:
-        """Write the base64 PNGs of ``field`` (depth maps, restyle source frames) into ``folder``; returns
-        their server paths. A client never names a server file: it sends the images themselves."""
+    def _stage(images: Any, folder: str, prefix: str, field: str, code: str = "control_image_invalid") -> Any:
+        """Write base64 PNGs (depth maps, restyle sources) into the job's folder; returns their server paths."""
         if not isinstance(images, list):
             return images  # validate_job names the problem
         os.makedirs(folder, exist_ok=True)
-        stem = os.path.basename(folder)
         paths = []
         for i, text in enumerate(images[: protocol.MAX_LIST]):
-            path = os.path.join(folder, f"{stem}_{i + 1:04d}.png")
+            path = os.path.join(folder, f"{prefix}_{i + 1:04d}.png")
             with open(path, "wb") as f:
-                f.write(_decode_png(text, f"{field}[{i}]", what))
+                f.write(_decode_png(text, f"{field}[{i}]", code))
             paths.append(path)
         return paths
 
@@ -241,6 +260,7 @@ def create_app(config: ServerConfig, backend: Backend | None = None) -> FastAPI:
             "models": [
                 {"name": m.name, "family": m.family, "controlnet": m.controlnet is not None} for m in config.models
             ],
+            "loras": [m.name for m in config.loras],
             "workers": work.workers(),
         }
 
@@ -303,7 +323,7 @@ def create_app(config: ServerConfig, backend: Backend | None = None) -> FastAPI:
         path = job_file(job, "job.json", "manifest")
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
-        return _client_manifest(data, job)
+        return _client_manifest(data, job, {m.path: m.name for m in config.loras})
 
     @app.post("/v1/jobs/{job_id}/cancel", status_code=202)
     async def cancel(job: OwnJob) -> dict[str, str]:
@@ -321,8 +341,8 @@ def create_app(config: ServerConfig, backend: Backend | None = None) -> FastAPI:
     return app
 
 
-def _client_manifest(data: dict[str, Any], job: JobRecord) -> dict[str, Any]:
-    """job.json with its paths relative to the job and the model by name, as a client may see it."""
+def _client_manifest(data: dict[str, Any], job: JobRecord, lora_names: dict[str, str]) -> dict[str, Any]:
+    """job.json with its paths relative to the job and the model and LoRAs by name, as a client may see it."""
     data = relative_paths(data, job.job_dir)
     inner = data.get("job")
     if isinstance(inner, dict):
@@ -330,4 +350,8 @@ def _client_manifest(data: dict[str, Any], job: JobRecord) -> dict[str, Any]:
         inner["model"] = job.model
         if inner.get("controlnet_model"):
             inner["controlnet_model"] = job.model  # the name's ControlNet
+        for lora in inner.get("loras") or []:
+            lora["path"] = lora_names.get(lora["path"], "?")
+    for applied, asked in zip(data.get("loras") or [], (inner or {}).get("loras") or []):
+        applied["path"] = asked["path"]  # the file the server resolved is the server's business
     return data

@@ -29,11 +29,20 @@ class ModelEntry:
 
 
 @dataclasses.dataclass(frozen=True)
+class LoraEntry:
+    """A LoRA a client may ask for by name (``loras[i].path``): the server's file, folder or hub id."""
+
+    name: str
+    path: str
+
+
+@dataclasses.dataclass(frozen=True)
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     token_file: str | None = None
     models: tuple[ModelEntry, ...] = ()
+    loras: tuple[LoraEntry, ...] = ()  # [loras.NAME] tables of the models file
     workers: int = 1
     gpus: tuple[str, ...] = ()  # CUDA_VISIBLE_DEVICES of each worker; empty: `workers` CPU workers
     tls_cert: str | None = None
@@ -48,6 +57,9 @@ class ServerConfig:
 
     def model(self, name: str) -> ModelEntry | None:
         return next((m for m in self.models if m.name == name), None)
+
+    def lora(self, name: str) -> LoraEntry | None:
+        return next((m for m in self.loras if m.name == name), None)
 
 
 def builtin_models() -> tuple[ModelEntry, ...]:
@@ -80,6 +92,25 @@ def load_models(path: str) -> tuple[ModelEntry, ...]:
         if controlnet is not None and (not isinstance(controlnet, str) or not controlnet):
             raise ConfigError(f"{where}: controlnet must be a non-empty string (or left out)")
         entries.append(ModelEntry(name, table["model"], controlnet))
+    return tuple(entries)
+
+
+def load_loras(path: str) -> tuple[LoraEntry, ...]:
+    """`[loras.NAME]` tables with `path = "..."` (a LoRA .safetensors file, a folder or a hub id); optional.
+    Clients name these LoRAs; a server never loads a path a client sends."""
+    with open(path, "rb") as f:  # load_models has read and checked this file already
+        tables = tomllib.load(f).get("loras", {})
+    if not isinstance(tables, dict):
+        raise ConfigError(f'{path}: loras must be tables like [loras.style] with path = "/path/to/lora.safetensors"')
+    entries = []
+    for name, table in tables.items():
+        where = f"{path}: [loras.{name}]"
+        if not isinstance(table, dict) or not isinstance(table.get("path"), str) or not table["path"]:
+            raise ConfigError(f'{where} needs path = "<LoRA .safetensors file, folder or hub id>"')
+        unknown = sorted(set(table) - {"path"})
+        if unknown:
+            raise ConfigError(f"{where} has unknown keys {', '.join(unknown)}; allowed: path")
+        entries.append(LoraEntry(name, table["path"]))
     return tuple(entries)
 
 
@@ -141,6 +172,7 @@ def config_from_options(
         port=port,
         token_file=token_file,
         models=load_models(models) if models else builtin_models(),
+        loras=load_loras(models) if models else (),
         workers=count,
         gpus=tuple(gpus),
         tls_cert=tls_cert,

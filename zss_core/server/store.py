@@ -53,7 +53,7 @@ class JobRecord:
 
     @property
     def init_dir(self) -> str:
-        """Where the client's restyle source frames are staged (as ``control_dir`` for depth maps)."""
+        """Restyle's source frames, as the client uploaded them."""
         return os.path.join(self.folder, "init")
 
     @property
