@@ -15,7 +15,7 @@ SIZE ?= 64x64
 STEPS ?= 25
 OUT ?= demo-out
 
-.PHONY: demo test lint test-blender test-matrix bench zip venv clean train-textures
+.PHONY: demo demo-restyle test lint test-blender test-matrix bench zip venv clean train-textures
 
 venv: $(VENV)/.installed
 
@@ -28,6 +28,11 @@ $(VENV)/.installed: pyproject.toml
 
 demo: venv
 	$(PY) -m zss_core.cli generate "$(PROMPT)" --model $(MODEL) --frames $(FRAMES) --size $(SIZE) --steps $(STEPS) --out $(OUT)
+
+# Restyle an animation (issue 17), offline: a moving texture rendered here, restyled by
+# `zss generate --init … --strength 0.6`, and a before/after sheet $(OUT)/restyle_before_after.png.
+demo-restyle: venv
+	$(PY) tools/demo_restyle.py --out $(OUT) --steps $(STEPS)
 
 test: venv lint
 	$(PY) -m pytest -q tests

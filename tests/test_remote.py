@@ -175,3 +175,28 @@ def test_plain_http_only_on_loopback():
     for bad in ("gpu-box:7860", "ftp://gpu-box", "https://"):
         with pytest.raises(ValueError, match="https://host:port"):
             RemoteClient(bad, "t")
+
+
+def test_a_restyle_job_sends_its_source_frames(server, tmp_path):
+    """Issue 17: the add-on's local source frames reach the server inline (it never reads client paths)."""
+    depth = write_depth(tmp_path / "depth", 2)
+    source = write_depth(tmp_path / "source", 2)
+    remote = RemoteClient(server.url, server.tokens[0], cafile=server.cert, poll_wait=5)
+    remote.wait_ready(timeout=30)
+    remote.submit(addon_job("restyle-1", tmp_path / "remote", depth, init=source, strength=0.5))
+    events, _ = run_to_end(remote, "restyle-1")
+    assert events[-1].type == "done", events[-1]
+    assert [e.total for e in events if e.type == "progress" and e.stage == "denoise"][-1] == 1  # int(2 × 0.5)
+    manifest = json.loads((tmp_path / "remote" / "restyle-1" / "job.json").read_text())
+    assert manifest["job"]["strength"] == 0.5 and len(manifest["job"]["init"]) == 2
+
+
+def test_an_unreadable_source_frame_is_named_before_anything_is_sent(server, tmp_path):
+    depth = write_depth(tmp_path / "depth", 2)
+    source = [depth[0], str(tmp_path / "gone.png")]
+    remote = RemoteClient(server.url, server.tokens[0], cafile=server.cert, poll_wait=5)
+    remote.wait_ready(timeout=30)
+    remote.submit(addon_job("restyle-2", tmp_path / "remote", depth, init=source, strength=0.5))
+    events, _ = run_to_end(remote, "restyle-2", timeout=30)
+    error = events[-1]
+    assert error.type == "error" and error.field == "init" and "source frame" in error.message, error

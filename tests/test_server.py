@@ -196,12 +196,26 @@ def test_a_chunked_body_over_the_limit_is_refused(server):
         ({"init": ["bm90IGEgcG5n", "bm90IGEgcG5n"], "strength": 0.5}, 422, "init_image_invalid", "init[0]"),
         ({"init": "frames/", "strength": 0.5}, 422, "bad_request", "init"),
         ({"model": "plain", "control": {"type": "depth", "images": []}}, 422, "bad_request", "control"),
+        ({"init": ["/etc/passwd", "/etc/passwd"], "strength": 0.5}, 422, "init_image_invalid", "init[0]"),
     ],
 )
 def test_limits_and_bad_jobs_name_the_field(server, change, status, code, field):
     got, answer = server.call("POST", "/v1/jobs", token=server.tokens[0], body=small_job(**change))
     assert got == status, answer
     assert answer["error"]["code"] == code and answer["error"]["field"] == field, answer
+
+
+def test_a_restyle_sends_its_source_frames_inline(server, tmp_path):
+    """Issue 17: restyle source frames travel as base64 PNG like depth maps; a server path is never read."""
+    frames = [base64.b64encode(Path(p).read_bytes()).decode() for p in write_depth(tmp_path, 2)]
+    token = server.tokens[0]
+    status, answer = server.call("POST", "/v1/jobs", token=token, body=small_job(init=frames, strength=0.5))
+    assert status == 201, answer
+    events = server.wait_end(answer["id"], token)
+    assert events[-1]["type"] == "done", events[-1]
+    status, manifest = server.call("GET", f"/v1/jobs/{answer['id']}/manifest", token=token)
+    assert status == 200 and manifest["job"]["strength"] == 0.5
+    assert manifest["job"]["init"] == ["init/init_0001.png", "init/init_0002.png"]  # the job folder's copies
 
 
 @pytest.mark.parametrize("raw", [b"{not json", b"", b"[1, 2]", b'"text"', b"\xff\xfe"])

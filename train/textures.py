@@ -227,6 +227,30 @@ def render(rng, family: int | None = None, colour: int | None = None, fillers: b
     return rgb, height, text, f, c
 
 
+def drifting_clip(seed: int, family: str, colour: str, frames: int, speed=(1.5, 1.0), zoom: float = 1.75):
+    """A moving source clip: one texture of ``family``/``colour`` (seeded), enlarged by ``zoom`` and seen
+    through a 64×64 window that drifts ``speed`` pixels (x, y) a frame (sub-pixel, bicubic).
+
+    For restyle benchmarks and demos (issue 17): the motion is a known translation, so a coherent
+    restyle must move with it. Returns float32 RGB frames (64, 64, 3) in [0, 1].
+    """
+    rng = np.random.default_rng(seed)
+    rgb = render(rng, FAMILIES.index(family), COLOURS.index(colour))[0]
+    big = cv2.resize(rgb, (round(SIZE * zoom), round(SIZE * zoom)), interpolation=cv2.INTER_CUBIC)
+    room = big.shape[0] - SIZE
+    travel = (frames - 1) * max(abs(speed[0]), abs(speed[1]), 1e-6)
+    if travel > room:
+        raise ValueError(f"{frames} frames at {speed} px/frame travel {travel:.0f} px; the texture has {room}")
+    out = []
+    for i in range(frames):
+        dx = speed[0] * i if speed[0] >= 0 else room + speed[0] * i
+        dy = speed[1] * i if speed[1] >= 0 else room + speed[1] * i
+        shift = np.float32([[1, 0, -dx], [0, 1, -dy]])
+        window = cv2.warpAffine(big, shift, (SIZE, SIZE), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+        out.append(np.clip(window, 0, 1))
+    return out
+
+
 def make_batch(seed: int, n: int, fillers: bool = False):
     """n samples from one seed: images (n, 64, 64, 3), heights (n, 64, 64), captions, families, colours."""
     rng = np.random.default_rng(seed)

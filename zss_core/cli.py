@@ -71,9 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     gen = sub.add_parser("generate", help="sample a clip into a new folder")
-    gen.add_argument("prompt")
+    gen.add_argument("prompt", nargs="?", default=None, help="what to make (with --edit: leave it out)")
     gen.add_argument("--negative", default="", help="negative prompt")
-    gen.add_argument("--frames", type=int, default=8)
+    gen.add_argument("--frames", type=int, default=None, help="default: 8, or the --init source's frame count")
     gen.add_argument("--lam", type=_number_or_list, default=0.01, help="noise divergence between frames (or a list)")
     gen.add_argument("--mu", type=_number_or_list, default=0.98, help="attention momentum in [0, 1] (or a list)")
     gen.add_argument(
@@ -115,6 +115,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("--control-depth", default=None, metavar="DIR|GLOB", help="one depth image per frame")
     gen.add_argument("--control-scale", type=float, default=1.0)
+    gen.add_argument(
+        "--init",
+        default=None,
+        metavar="DIR|GLOB|VIDEO",
+        help="restyle these source frames (a folder of images, a glob or a video file): one frame per frame",
+    )
+    gen.add_argument(
+        "--edit",
+        default=None,
+        metavar="INSTRUCTION",
+        help="instruction editing of the --init frames with an InstructPix2Pix model, e.g. 'make it snowy'",
+    )
+    gen.add_argument(
+        "--image-guidance",
+        type=float,
+        default=None,
+        help=f"with --edit: how closely the result keeps the source frames (default {EDIT_IMAGE_GUIDANCE})",
+    )
+    gen.add_argument(
+        "--strength",
+        type=float,
+        default=None,
+        help=f"restyle: share of the denoising redone on the source, 0-1 (default {RESTYLE_STRENGTH} with --init)",
+    )
     gen.add_argument("--chunk", type=int, default=None, help="frames per UNet batch (exact; bounds memory)")
     gen.add_argument("--noise", default=defaults.NOISE_MODELS[0], choices=defaults.NOISE_MODELS)
     gen.add_argument("--search", default=defaults.SEARCHES[0], choices=defaults.SEARCHES)
@@ -181,11 +205,14 @@ DEFAULT_MODEL = defaults.DEFAULT_MODEL  # kept: the name this module has always 
 DEFAULT_STEPS, DEFAULT_GUIDANCE = 30, 7.5
 # Options a preset sets unless given on the command line: (job field = argparse dest, default without a preset).
 PRESET_OPTIONS = (("steps", DEFAULT_STEPS), ("guidance", DEFAULT_GUIDANCE), ("scheduler", defaults.SCHEDULERS[0]))
+DEFAULT_FRAMES = 8
+RESTYLE_STRENGTH = 0.6  # --strength when --init is given without it: keeps the source's layout, restyles it
+EDIT_IMAGE_GUIDANCE = 1.5  # --image-guidance with --edit (InstructPix2Pix's usual value)
 
 
-def job_from_args(args) -> dict:
+def job_from_args(args, init: list[str] | None = None) -> dict:
     """The job the options describe; a preset is expanded here (``presets.PresetError`` when the
-    options contradict it)."""
+    options contradict it). ``init``: the ``--init`` source's frames."""
     if args.size is None:  # the size the model's family was made for (512², 768² SD2-v, 1024² SDXL)
         from .model_check import local_default_size
 
@@ -193,11 +220,12 @@ def job_from_args(args) -> dict:
         args.size = (side, side) if side else defaults.default_size(args.model)
     explicit = [name for name, _ in PRESET_OPTIONS if getattr(args, name) is not None]
     chosen = {name: default if getattr(args, name) is None else getattr(args, name) for name, default in PRESET_OPTIONS}
+    frames = args.frames if args.frames is not None else len(init) if init else DEFAULT_FRAMES
     job = {
         "id": args.id or new_job_id(),
-        "prompt": args.prompt,
+        "prompt": args.edit if args.edit is not None else args.prompt,
         "negative_prompt": args.negative,
-        "frames": args.frames,
+        "frames": frames,
         "width": args.size[0],
         "height": args.size[1],
         "steps": chosen["steps"],
@@ -230,6 +258,13 @@ def job_from_args(args) -> dict:
     if args.control_depth is not None:
         job["control"] = {"type": "depth", "images": _control_images(args.control_depth), "scale": args.control_scale}
         job["controlnet_model"] = args.controlnet or defaults.default_controlnet(args.model) or None
+    if init is not None:
+        job["init"] = init
+    editing = args.edit is not None or args.image_guidance is not None
+    if args.strength is not None or init is not None:  # an edit starts from noise unless told otherwise
+        job["strength"] = args.strength if args.strength is not None else 1.0 if editing else RESTYLE_STRENGTH
+    if editing:
+        job["image_guidance"] = args.image_guidance if args.image_guidance is not None else EDIT_IMAGE_GUIDANCE
     return presets.expand(job, args.preset, explicit, args.draft_lora)
 
 
@@ -263,8 +298,33 @@ def _fail(lines) -> int:
 
 
 def cmd_generate(args) -> int:
+    """``zss generate``; with ``--init``, a video source's frames live in a temporary folder for the run."""
+    if args.init is None:
+        return _generate(args, None)
+    from .init_frames import InitSourceError, source_frames
+
+    try:
+        with source_frames(args.init) as init:
+            if args.frames is not None and args.frames != len(init):
+                return _fail(
+                    [
+                        f"init: the source '{_shown(args.init)}' has {len(init)} frames but --frames is "
+                        f"{args.frames}; leave --frames out (it defaults to the source's count) or give "
+                        "a source with that many frames"
+                    ]
+                )
+            return _generate(args, init)
+    except InitSourceError as exc:
+        return _fail([f"init: {_shown(str(exc))}"])
+
+
+def _generate(args, init: list[str] | None) -> int:
     from . import protocol
 
+    if (args.prompt is None) == (args.edit is None):
+        return _fail(
+            ["prompt: give a prompt, or with --edit the instruction alone (--edit 'make it snowy' --init FRAMES)"]
+        )
     if _not_utf8(args.out):
         return _fail(
             [
@@ -273,7 +333,7 @@ def cmd_generate(args) -> int:
             ]
         )
     try:
-        raw = job_from_args(args)
+        raw = job_from_args(args, init)
     except presets.PresetError as exc:
         return _fail([f"{exc.field.replace('_', '-')}: {exc.message}"])
     if args.preset == "draft" and not args.draft_lora:
@@ -293,6 +353,7 @@ def cmd_generate(args) -> int:
 
     from .export import ignore_file_size_signal
     from .models import ModelError, load_pipeline
+    from .restyle import denoise_steps
     from .runner import JobCallbacks, JobError, check_memory, run_job
 
     ignore_file_size_signal()
@@ -305,8 +366,10 @@ def cmd_generate(args) -> int:
             device=job.device,
             dtype=job.dtype,
             scheduler=job.scheduler,
+            edit=job.image_guidance is not None,
         )
-        with tqdm(total=job.steps, desc="denoising", unit="step", file=sys.stderr) as bar:
+        steps = denoise_steps(job.steps, job.strength) if job.init is not None else job.steps
+        with tqdm(total=steps, desc="denoising", unit="step", file=sys.stderr) as bar:
             callbacks = JobCallbacks(
                 progress=lambda step, total: bar.update(step - bar.n),
                 preview=lambda p: bar.set_postfix_str(f"preview {os.path.basename(p.path)}"),

@@ -94,18 +94,37 @@ _CONTROLNET_HINTS = {
 _WHY_REFUSED = {
     "inpaint": "it fills masked areas of an image (9 UNet input channels), which text-to-video does not do",
     "ip2p": "it edits an image by instruction (8 UNet input channels); text-to-video and depth do not "
-    "support it, only an instruction-editing mode would",
+    "support it, only instruction editing of source frames (--edit) does",
     "sdxl-refiner": "it only refines SDXL images (img2img), it cannot start from noise",
 }
 
 
-def check_family(family: ModelFamily, field: str = "model", name: str = "") -> None:
-    """Raise ModelMismatch naming the family unless text-to-video (and depth) supports it."""
+EDIT_CHANNELS = 8  # an InstructPix2Pix UNet's input: the latents' 4 channels and the edited frame's 4
+_EDIT_HINT = (
+    "Use it to edit a clip: zss generate --edit 'INSTRUCTION' --init FRAMES (a job with init and "
+    "image_guidance), or choose a text-to-image model."
+)
+
+
+def check_family(family: ModelFamily, field: str = "model", name: str = "", edit: bool = False) -> None:
+    """Raise ModelMismatch naming the family unless text-to-video (and depth) supports it; with ``edit``
+    (instruction editing, issue 17) unless it is InstructPix2Pix, the one family that mode runs."""
+    what = f"'{name}'" if name else "This model"
+    if edit:
+        if family.name != "ip2p":
+            raise ModelMismatch(
+                f"Instruction editing (--edit, image_guidance) needs an InstructPix2Pix-class model "
+                f"({EDIT_CHANNELS} UNet input channels); {what.lower() if not name else what} is {family.label}.",
+                "Choose an InstructPix2Pix model (e.g. timbrooks/instruct-pix2pix), or restyle with --init and "
+                "--strength (no --edit) with this model.",
+                field,
+            )
+        return
     if family.supported:
         return
-    what = f"'{name}'" if name else "This model"
     why = _WHY_REFUSED.get(family.name, "it is not a model ZS² can run")
-    raise ModelMismatch(f"{what} is {family.label}: {why}. Supported: {SUPPORTED_TEXT}.", _HINT, field)
+    hint = _EDIT_HINT if family.name == "ip2p" else _HINT
+    raise ModelMismatch(f"{what} is {family.label}: {why}. Supported: {SUPPORTED_TEXT}.", hint, field)
 
 
 def family_from_configs(
@@ -163,16 +182,25 @@ def _read_json(path: Path) -> dict | None:
         return json.load(handle)
 
 
-def check_pipeline_config(unet_config, text_hidden_size: int, vae_latent_channels: int) -> ModelFamily:
-    """The family of the loaded parts; raise ModelMismatch unless text-to-video supports it.
+def check_pipeline_config(
+    unet_config, text_hidden_size: int, vae_latent_channels: int, edit: bool = False
+) -> ModelFamily:
+    """The family of the loaded parts; raise ModelMismatch unless text-to-video supports it (with
+    ``edit``: unless it is an InstructPix2Pix model, whose UNet takes 8 channels).
 
     ``text_hidden_size``: the width of the text encoder(s) (SDXL: both together), which the UNet's
     cross-attention must match.
     """
     family = family_from_configs(dict(unet_config))
-    check_family(family)
+    check_family(family, edit=edit)
+    if edit and getattr(unet_config, "addition_embed_type", None) == "text_time":
+        raise ModelMismatch(
+            "This is an SDXL InstructPix2Pix model; instruction editing runs Stable Diffusion 1.x-class "
+            "InstructPix2Pix models (e.g. timbrooks/instruct-pix2pix).",
+            "Choose an SD 1.x InstructPix2Pix model, or restyle with --init and --strength (no --edit).",
+        )
     width = unet_config.cross_attention_dim
-    if unet_config.in_channels != 4 or vae_latent_channels != 4:
+    if unet_config.in_channels != (EDIT_CHANNELS if edit else 4) or vae_latent_channels != 4:
         raise ModelMismatch(
             f"The model has {unet_config.in_channels} UNet input and {vae_latent_channels} VAE latent channels; "
             f"{SUPPORTED_TEXT} has 4.",

@@ -491,7 +491,7 @@ class MemoryOptions:
     cpu_offload: bool = False
 
 
-def detect_family(spec: str, what: str = "Model", field: str = "model", allow_pickle: bool = False):
+def detect_family(spec: str, what: str = "Model", field: str = "model", allow_pickle: bool = False, edit: bool = False):
     """The ``model_check.ModelFamily`` of a model, read before loading it; ModelError if unusable.
 
     A folder: its JSON configs. A ``.safetensors`` file: its header. An allowed pickle checkpoint:
@@ -518,7 +518,7 @@ def detect_family(spec: str, what: str = "Model", field: str = "model", allow_pi
             )
         else:
             family = _hub_family(spec)
-        check_family(family, field, spec)
+        check_family(family, field, spec, edit)
         return family
     except ModelMismatch as exc:
         raise ModelIncompatible(exc.message, exc.hint, field) from exc
@@ -576,16 +576,17 @@ def pipeline_classes(family: str) -> tuple[type, type, dict[str, Any]]:
     )
 
 
-def check_model(pipe, controlnet=None):
+def check_model(pipe, controlnet=None, edit: bool = False):
     """The loaded pipeline's ``ModelFamily``; ModelIncompatible unless this mode runs it and
-    ``controlnet`` (when given, else the pipeline's own, if any) was made for the same family."""
+    ``controlnet`` (when given, else the pipeline's own, if any) was made for the same family.
+    ``edit``: instruction editing, which runs InstructPix2Pix models and only them."""
     from .model_check import ModelMismatch, check_controlnet_config, check_pipeline_config
 
     controlnet = controlnet if controlnet is not None else getattr(pipe, "controlnet", None)
     encoders = [getattr(pipe, name, None) for name in ("text_encoder", "text_encoder_2")]
     width = sum(encoder.config.hidden_size for encoder in encoders if encoder is not None)
     try:
-        family = check_pipeline_config(pipe.unet.config, width, pipe.vae.config.latent_channels)
+        family = check_pipeline_config(pipe.unet.config, width, pipe.vae.config.latent_channels, edit)
         if controlnet is not None:
             check_controlnet_config(controlnet.config, pipe.unet.config)
     except ModelMismatch as exc:
@@ -603,6 +604,7 @@ def load_pipeline(
     allow_pickle: bool = False,
     memory: MemoryOptions | None = None,
     fast: bool = False,
+    edit: bool = False,
 ):
     """A ready pipeline on its device: SD/SDXL (text → clip), or with a ControlNet when ``controlnet`` is given.
 
@@ -610,7 +612,8 @@ def load_pipeline(
     Pickle checkpoints (.ckpt/.pt/.bin) are refused unless ``allow_pickle``. The model's family
     (``detect_family``, before loading) picks the pipeline class; the loaded parts are checked
     (``check_model``) before they are returned. The scheduler swap keeps the model's config
-    (SD 2.x's v-prediction included).
+    (SD 2.x's v-prediction included). ``edit``: instruction editing — the model must be an
+    InstructPix2Pix model (loaded as an SD pipeline), and such a model is refused without it.
     """
     from diffusers import ControlNetModel
 
@@ -626,7 +629,7 @@ def load_pipeline(
                 "controlnet_model",
             )
         pipe = build_tiny_pipeline(controlnet=controlnet == TINY)
-        check_model(pipe)
+        check_model(pipe, edit=edit)
         if torch_dtype != torch.float32:
             pipe.to(dtype=torch_dtype)
     else:
@@ -636,7 +639,7 @@ def load_pipeline(
                 "Choose a depth ControlNet made for the model's family, e.g. 'lllyasviel/control_v11f1p_sd15_depth'.",
                 "controlnet_model",
             )
-        family = detect_family(model, "Model", "model", allow_pickle)
+        family = detect_family(model, "Model", "model", allow_pickle, edit)
         text_class, control_class, extra = pipeline_classes(family.name)
         # `dtype` (diffusers ≥ 0.42; `torch_dtype` now warns on every load)
         common: dict[str, Any] = dict(dtype=torch_dtype, allow_pickle=allow_pickle)
@@ -645,7 +648,7 @@ def load_pipeline(
         cnet = None
         if controlnet:
             cnet = _load(ControlNetModel, controlnet, "ControlNet model", "controlnet_model", **common)
-        check_model(pipe, cnet)  # before they are joined: another model's parts may not even fit together
+        check_model(pipe, cnet, edit)  # before they are joined: another model's parts may not even fit together
         if cnet is not None:
             if family.name == "sdxl":
                 extra = {**extra, "force_zeros_for_empty_prompt": pipe.config.force_zeros_for_empty_prompt}

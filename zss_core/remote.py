@@ -379,10 +379,11 @@ class _RemoteJob:
         try:
             body = self.body()
         except OSError as e:
+            source = e.filename in (self.job.get("init") or [])  # a restyle source frame, else a depth map
             self.fail(
                 "control_image_invalid",
-                f"cannot read the depth image {e.filename}: {e.strerror}",
-                field="control.images",
+                f"cannot read the {'source frame' if source else 'depth image'} {e.filename}: {e.strerror}",
+                field="init" if source else "control.images",
             )
             return
         os.makedirs(self.folder, exist_ok=True)

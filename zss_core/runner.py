@@ -1,7 +1,8 @@
 """Running one job: a validated ``protocol.Job`` in, a job folder on disk out.
 
 Shared by the worker process and the ``zss generate`` command so both produce the same folder:
-``frame_0001.png …``, ``control/`` (the control images used), ``clip.mp4``, ``contact_sheet.png``
+``frame_0001.png …``, ``control/`` (the control images used), ``init/`` (the restyle source frames used),
+``clip.mp4``, ``contact_sheet.png``
 and ``job.json``. The manifest is written when the job starts (status ``running``) and again when
 it ends (``done``, ``cancelled`` or ``failed``) with the frames that exist, so a folder is never
 ambiguous, even after a crash: a ``running`` manifest means the process died mid-job.
@@ -126,6 +127,32 @@ def load_control_images(job: Job, job_dir: Path, should_cancel: Callable[[], boo
         ) from exc
 
 
+def load_init_images(job: Job, job_dir: Path, should_cancel: Callable[[], bool] = lambda: False) -> list | None:
+    """The restyle source frames, read like the control images (bounded, at the job's size, kept as PNG
+    in ``<job>/init/``); frames of differing sizes are refused, naming ``init[i]``."""
+    from . import control_images
+    from .sampler import SamplingCancelled
+
+    if job.init is None:
+        return None
+
+    def check_cancel():
+        if should_cancel():
+            raise SamplingCancelled("cancelled while reading the source frames")
+
+    try:
+        return control_images.load_images(
+            job.init, (job.width, job.height), job_dir, check_cancel, kind=control_images.INIT
+        )
+    except control_images.ControlImageError as exc:
+        raise JobError(
+            "control_image_invalid",
+            str(exc),
+            "Point init at the clip's frames again: readable image files (PNG, JPEG, WebP, TIFF or BMP) of one size.",
+            exc.field,
+        ) from exc
+
+
 class Manifest:
     """``job.json``: the one place that builds and writes it, at every change of the job's status.
 
@@ -144,6 +171,13 @@ class Manifest:
             kept = kept_control_paths(self.job, self.job_dir)
             record["control"]["images"] = [
                 str(copy) if copy.exists() else source for copy, source in zip(kept, record["control"]["images"])
+            ]
+        if record.get("init"):
+            from .control_images import INIT, kept_path
+
+            record["init"] = [
+                str(copy) if copy.exists() else source
+                for copy, source in ((kept_path(self.job_dir, i, INIT), p) for i, p in enumerate(record["init"]))
             ]
         return record
 
@@ -252,6 +286,8 @@ def sampling_options(job: Job, chunk: int | None = None) -> SamplingOptions:
         control_scale=job.control.scale if job.control else 1.0,
         cache_interval=job.cache_interval,
         fast=job.fast,
+        strength=job.strength if job.init is not None else 1.0,
+        image_guidance=job.image_guidance,
     )
 
 
@@ -272,6 +308,7 @@ def measure_frame_memory(pipe, job: Job) -> int | None:
     base = torch.cuda.memory_allocated(device)
     torch.cuda.reset_peak_memory_stats(device)
     blank = [Image.new("RGB", (job.width, job.height))] * 2 if getattr(pipe, "controlnet", None) is not None else None
+    edited = [Image.new("RGB", (job.width, job.height))] * 2 if job.image_guidance is not None else None
     probe = SamplingOptions(
         prompt=job.prompt,
         frames=2,
@@ -281,8 +318,9 @@ def measure_frame_memory(pipe, job: Job) -> int | None:
         guidance=job.guidance,
         chunk=2,
         output_type="latent",
+        image_guidance=job.image_guidance,
     )
-    sample(pipe, probe, control_images=blank)
+    sample(pipe, probe, control_images=blank, init_images=edited)
     peak = torch.cuda.max_memory_allocated(device) - base
     free_memory()
     return max(1, peak // 2)
@@ -342,6 +380,7 @@ def run_job(
     )
     try:
         control = load_control_images(job, job_dir, callbacks.should_cancel)
+        init = load_init_images(job, job_dir, callbacks.should_cancel)
     except SamplingCancelled:
         shutil.rmtree(job_dir)  # nothing was made yet: nothing to keep
         return JobOutcome("cancelled", str(job_dir), [], seconds=time.perf_counter() - started)
@@ -361,7 +400,7 @@ def run_job(
             _reset_peak_memory(pipe)
             try:
                 with cancel_points(pipe, callbacks.should_cancel):
-                    result = _sample(pipe, options, control, job_dir, callbacks, job.preview_every)
+                    result = _sample(pipe, options, control, job_dir, callbacks, job.preview_every, init)
                 break
             except Exception as exc:
                 tried = options.chunk or job.frames
@@ -429,13 +468,24 @@ def run_job(
     return JobOutcome("done", str(job_dir), frames, video, sheet, path, seconds, {"notes": notes})
 
 
-def _sample(pipe, options: SamplingOptions, control, job_dir: Path, callbacks: JobCallbacks, preview_every: int = 0):
+def _sample(
+    pipe,
+    options: SamplingOptions,
+    control,
+    job_dir: Path,
+    callbacks: JobCallbacks,
+    preview_every: int = 0,
+    init=None,
+):
     """The sampler with the job's callbacks: frames go to disk as they are decoded; stages are reported;
-    a preview PNG every ``preview_every`` steps (0: none)."""
+    a preview PNG every ``preview_every`` steps (0: none).
+
+    A restyle (``init``) runs only the steps its strength selects: the denoise total counts those."""
     from .previews import PreviewWriter
+    from .restyle import denoise_steps
     from .sampler import sample
 
-    totals = {"encode": 1, "denoise": options.steps, "decode": options.frames}
+    totals = {"encode": 1, "denoise": denoise_steps(options.steps, options.strength), "decode": options.frames}
 
     def on_stage(name):
         callbacks.stage(name, 0, totals[name])
@@ -457,6 +507,7 @@ def _sample(pipe, options: SamplingOptions, control, job_dir: Path, callbacks: J
         pipe,
         options,
         control_images=control,
+        init_images=init,
         progress=progress,
         should_cancel=callbacks.should_cancel,
         on_frame=on_frame,

@@ -74,6 +74,10 @@ class SamplingOptions:
     blocks on the reused deep features in between (1: off); ``cache_branch``: the up-path layers
     recomputed on cached steps (None: ``step_cache.DEFAULT_BRANCH``, the last one). ``fast``: the GPU fast paths of ``fast``
     that depend on the clip (tiled/sliced VAE decoding of large frames) where the device has them.
+    ``strength``: restyle (``restyle``): the share of the steps run on the source frames given as
+    ``init_images`` (1: text-to-video, the source unused; 0: the source re-encoded).
+    ``image_guidance``: instruction editing (``edit``) with an InstructPix2Pix-class model: the prompt
+    is the instruction, ``init_images`` the frames to edit, this their guidance scale (None: off).
     """
 
     prompt: str | Sequence[tuple[int, str]]
@@ -101,6 +105,8 @@ class SamplingOptions:
     cache_interval: int = 1
     cache_branch: int | None = None
     fast: bool = False
+    strength: float = 1.0
+    image_guidance: float | None = None
 
     def __post_init__(self):
         if self.frames < 1:
@@ -109,6 +115,8 @@ class SamplingOptions:
             raise ValueError(f"cache_interval must be ≥ 1 (1: no step caching), got {self.cache_interval}")
         if self.width % 8 or self.height % 8:
             raise ValueError(f"width and height must be multiples of 8, got {self.width}×{self.height}")
+        if not 0.0 <= self.strength <= 1.0:
+            raise ValueError(f"strength must be in [0, 1], got {self.strength}")
 
     def replace(self, **changes) -> SamplingOptions:
         """A copy with some knobs changed (e.g. a smaller chunk after running out of memory)."""
@@ -135,6 +143,7 @@ class Conditioning:
     # of classifier-free guidance, as the stock pipeline gives it; None for every other UNet.
     timestep_cond: torch.Tensor | None = None
     added: AddedConditioning | None = None  # SDXL's pooled text and size/crop ids (families)
+    image_latents: torch.Tensor | None = None  # (frames, 4, h, w) unscaled: instruction editing (``edit``)
 
 
 def frame_chunks(frames: int, chunk: int | None) -> list[tuple[int, int]]:
@@ -164,6 +173,8 @@ def prepare(pipe, options: SamplingOptions, control_images: Sequence | None = No
         set_scheduler(pipe, options.scheduler)
     device = pipe._execution_device
     do_cfg = options.guidance > 1.0 and pipe.unet.config.time_cond_proj_dim is None
+    if options.image_guidance is not None:  # InstructPix2Pix guides only with both scales (diffusers)
+        do_cfg = do_cfg and options.image_guidance >= 1.0
     keys = schedule.normalize_schedule(options.prompt, options.frames)
     prompt_embeds, negative_embeds, added = family_of(pipe).encode(pipe, keys, options, device, do_cfg)
     control = None
@@ -182,9 +193,9 @@ def prepare(pipe, options: SamplingOptions, control_images: Sequence | None = No
 
 
 def latent_shape(pipe, options: SamplingOptions) -> tuple[int, int, int]:
-    """(channels, height, width) of one frame's latent."""
+    """(channels, height, width) of one frame's latent (the VAE's channels: an editing UNet takes more)."""
     factor = pipe.vae_scale_factor
-    return pipe.unet.config.in_channels, options.height // factor, options.width // factor
+    return pipe.vae.config.latent_channels, options.height // factor, options.width // factor
 
 
 def initial_noise(
@@ -229,7 +240,8 @@ class ChunkedDenoiser:
             mu = schedule.loop_mu_list(options.mu, frames) if options.loop else schedule.mu_list(options.mu, frames)
         self.state = TemporalState(mu=mu, loop=options.loop)
         self.chunks = frame_chunks(frames, options.chunk)
-        self.groups = 2 if cond.do_cfg else 1
+        editing = cond.image_latents is not None  # [text, image, uncond] (``edit``)
+        self.groups = (3 if editing else 2) if cond.do_cfg else 1
         self.step_cache = (
             StepCachedUNet(pipe.unet, options.cache_interval, options.cache_branch)
             if options.cache_interval > 1
@@ -238,6 +250,10 @@ class ChunkedDenoiser:
 
     def predict_noise(self, latent_chunk: torch.Tensor, t, start: int, end: int) -> torch.Tensor:
         """The guided noise prediction for frames ``start:end`` at timestep ``t``."""
+        if self.cond.image_latents is not None:
+            from .edit import predict_edit_noise
+
+            return predict_edit_noise(self, latent_chunk, t, start, end)
         pipe, cond, groups = self.pipe, self.cond, self.groups
         count = end - start
         self.state.start, self.state.count = start, count
@@ -269,32 +285,19 @@ class ChunkedDenoiser:
                 **extra,
             )
             residuals = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
-        if self.step_cache is None:
-            pred = pipe.unet(
-                model_input,
-                t,
-                encoder_hidden_states=embeds,
-                added_cond_kwargs=added,
-                return_dict=False,
-                **residuals,
-                **extra,
-            )[0]
-        else:
-            key = (start, end, model_input.shape[0])  # this chunk's frames, in this batch layout
-            pred = self.step_cache(
-                model_input,
-                t,
-                embeds,
-                key=key,
-                step_index=self.state.step,
-                added_cond_kwargs=added,
-                **residuals,
-                **extra,
-            )
+        pred = self.call_unet(model_input, t, embeds, start, end, added_cond_kwargs=added, **residuals, **extra)
         if cond.do_cfg:
             uncond, text = pred.chunk(2)
             pred = uncond + self.options.guidance * (text - uncond)
         return pred
+
+    def call_unet(self, model_input: torch.Tensor, t, embeds: torch.Tensor, start: int, end: int, **kwargs):
+        """The UNet on one chunk's batch (through step caching when it is on); ``kwargs``: ControlNet
+        residuals, SDXL's ``added_cond_kwargs``, an LCM UNet's ``timestep_cond``."""
+        if self.step_cache is None:
+            return self.pipe.unet(model_input, t, encoder_hidden_states=embeds, return_dict=False, **kwargs)[0]
+        key = (start, end, model_input.shape[0])  # this chunk's frames, in this batch layout
+        return self.step_cache(model_input, t, embeds, key=key, step_index=self.state.step, **kwargs)
 
     def run(
         self,
@@ -303,13 +306,23 @@ class ChunkedDenoiser:
         progress: Progress | None = None,
         cancelled: Callable[[], bool] = lambda: False,
         on_latents: LatentsSink | None = None,
+        start_step: int = 0,
     ) -> torch.Tensor:
-        """Denoise the initial ``latents`` (unscaled noise) into the clip's final latents."""
+        """Denoise the initial ``latents`` (unscaled noise) into the clip's final latents.
+
+        ``start_step`` > 0 (restyle): ``latents`` are already noised to that step's timestep
+        (``restyle.init_latents``) and only the steps from it on run, as in diffusers' img2img.
+        """
         pipe, scheduler = self.pipe, self.pipe.scheduler
         scheduler.set_timesteps(self.options.steps, device=pipe._execution_device)
         timesteps = scheduler.timesteps
         latents = latents.to(device=pipe._execution_device, dtype=self.cond.prompt_embeds.dtype)
-        latents = latents * scheduler.init_noise_sigma
+        if start_step:
+            timesteps = timesteps[start_step * scheduler.order :]
+            if hasattr(scheduler, "set_begin_index"):
+                scheduler.set_begin_index(start_step * scheduler.order)
+        else:
+            latents = latents * scheduler.init_noise_sigma
         extra_step_kwargs = pipe.prepare_extra_step_kwargs(generator, 0.0)
         models = [pipe.unet, getattr(pipe, "controlnet", None)] if self.options.tma else []
         with temporal_momentum_attention(models, self.state):
@@ -364,6 +377,7 @@ def sample(
     options: SamplingOptions,
     *,
     control_images: Sequence | None = None,
+    init_images: Sequence | None = None,
     latents: torch.Tensor | None = None,
     progress: Progress | None = None,
     should_cancel: Callable[[], bool] | None = None,
@@ -374,12 +388,16 @@ def sample(
     """Sample a clip with ZS²: prepare → initial noise → chunked denoising → decode.
 
     ``control_images``: one per frame for a ControlNet pipeline. ``latents``: initial noise
-    (frames, 4, H/8, W/8) to use instead of drawing it. ``progress(step, total)`` is called after each
-    denoising step; ``should_cancel()`` is checked before every chunk; ``on_frame(index, frame)``
+    (frames, 4, H/8, W/8) to use instead of drawing it. ``init_images``: one source frame per frame
+    to restyle at ``options.strength`` (``restyle``: that noise is added to them). ``progress(step,
+    total)`` is called after each denoising step (the steps run); ``should_cancel()`` is checked
+    before every chunk; ``on_frame(index, frame)``
     receives each frame as soon as it is decoded; ``on_stage(name)`` hears each stage of ``STAGES``
     as it starts ("decode" is skipped for latent output); ``on_latents(step, total, latents, x0)`` sees
     the latents after each denoising step (live previews).
     """
+    from . import edit, restyle  # both build on this module's stages
+
     timings: dict[str, float] = {}
     started = time.perf_counter()
     cancelled = should_cancel or (lambda: False)
@@ -396,9 +414,19 @@ def sample(
 
     # Tiling (circular padding) stays on through decoding: the VAE's convolutions must wrap too.
     with seamless_tiling([pipe.unet, getattr(pipe, "controlnet", None), pipe.vae], options.tile_x, options.tile_y):
+        first_step = 0
+        source = restyle.source_of(options, init_images)
+        if source is not None:
+            t0 = time.perf_counter()
+            latents, first_step = restyle.init_latents(pipe, options, source, latents, cancelled)
+            timings["source_seconds"] = time.perf_counter() - t0
+        if options.image_guidance is not None or pipe.unet.config.in_channels == edit.EDIT_CHANNELS:
+            cond.image_latents = edit.image_latents(pipe, options, init_images, cancelled)
         stage("denoise")
         t0 = time.perf_counter()
-        latents = ChunkedDenoiser(pipe, options, cond).run(latents, generator, progress, cancelled, on_latents)
+        latents = ChunkedDenoiser(pipe, options, cond).run(
+            latents, generator, progress, cancelled, on_latents=on_latents, start_step=first_step
+        )
         timings["denoise_seconds"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         if options.output_type != "latent":
@@ -414,6 +442,7 @@ def sample_video(
     prompt: str | Sequence[tuple[int, str]],
     *,
     control_images: Sequence | None = None,
+    init_images: Sequence | None = None,
     latents: torch.Tensor | None = None,
     progress: Progress | None = None,
     should_cancel: Callable[[], bool] | None = None,
@@ -425,13 +454,14 @@ def sample_video(
     """``sample`` with the ``SamplingOptions`` fields as keyword arguments (frames=…, steps=…, mu=…).
 
     Frames, width, height, steps, guidance, negative_prompt, seed, lam, mu, noise, search, candidates,
-    tma, scheduler, chunk, loop, tile_x, tile_y, prompt_interpolation, control_scale and output_type
-    are those of ``SamplingOptions``; the rest are those of ``sample``.
+    tma, scheduler, chunk, loop, tile_x, tile_y, prompt_interpolation, control_scale, output_type and
+    strength are those of ``SamplingOptions``; the rest are those of ``sample``.
     """
     return sample(
         pipe,
         SamplingOptions(prompt=prompt, **options),
         control_images=control_images,
+        init_images=init_images,
         latents=latents,
         progress=progress,
         should_cancel=should_cancel,

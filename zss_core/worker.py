@@ -94,6 +94,7 @@ class PipelineCache:
             job.allow_pickle,
             memory,
             job.fast,  # a compiled / channels-last UNet belongs to its pipeline
+            job.image_guidance is not None,  # instruction editing: the model is checked for that mode
         )
         if key == self.key:
             return self.pipe, 0.0
@@ -109,6 +110,7 @@ class PipelineCache:
             allow_pickle=job.allow_pickle,
             memory=memory,
             fast=job.fast,
+            edit=key[7],
         )
         self.key = key
         return self.pipe, time.perf_counter() - started
