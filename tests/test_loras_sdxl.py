@@ -1,0 +1,99 @@
+"""LoRAs on SDXL (issue 15 §2): a LoRA made with PEFT on the tiny SDXL (UNet attention and the second
+text encoder), saved by ``StableDiffusionXLPipeline.save_lora_weights``, goes through ``zss_core.loras``
+like an SD 1.x one: the header says SDXL, it changes the frames, weight 0 ≡ none, disabled ≡ never
+loaded; an SD 1.x LoRA is refused on SDXL and the SDXL one on SD 1.x, naming both."""
+
+import pytest
+import torch
+
+from zss_core import loras
+from zss_core.model_check import read_safetensors_header
+from zss_core.models import load_pipeline
+from zss_core.runner import JobError
+from zss_core.sampler import SamplingOptions, sample
+
+TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
+
+
+@pytest.fixture(scope="module")
+def sdxl_lora(tiny_sdxl_dir, tmp_path_factory):
+    """A random LoRA for the tiny SDXL's UNet and second text encoder, in diffusers' own format."""
+    from diffusers import StableDiffusionXLPipeline
+    from peft import LoraConfig, inject_adapter_in_model
+    from peft.utils import get_peft_model_state_dict
+
+    pipe = load_pipeline(str(tiny_sdxl_dir), device="cpu")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        # init_lora_weights=False: both matrices random (PEFT's default makes B zero: a no-op LoRA)
+        pipe.unet.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=TARGETS, init_lora_weights=False), "made")
+        config = LoraConfig(r=4, lora_alpha=4, target_modules=TEXT_TARGETS, init_lora_weights=False)
+        inject_adapter_in_model(config, pipe.text_encoder_2, "made")
+    folder = tmp_path_factory.mktemp("sdxl-lora")
+    StableDiffusionXLPipeline.save_lora_weights(
+        folder,
+        unet_lora_layers=get_peft_model_state_dict(pipe.unet, adapter_name="made"),
+        text_encoder_2_lora_layers=get_peft_model_state_dict(pipe.text_encoder_2, adapter_name="made"),
+        safe_serialization=True,
+    )
+    return folder / loras.FOLDER_WEIGHT_NAME
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_sdxl_dir):
+    """A pipeline of this module's own: adapters loaded here stay out of other modules' pipelines."""
+    return load_pipeline(str(tiny_sdxl_dir), device="cpu")
+
+
+def latents(pipe):
+    options = SamplingOptions(
+        prompt="a brick wall", frames=3, width=32, height=32, steps=3, seed=3, output_type="latent"
+    )
+    return torch.stack(list(sample(pipe, options).frames))
+
+
+def test_the_header_says_sdxl(sdxl_lora, pipe):
+    names = list(read_safetensors_header(sdxl_lora))
+    assert any(n.startswith("unet.") for n in names) and any(n.startswith("text_encoder_2.") for n in names)
+    shapes = {name: info["shape"] for name, info in read_safetensors_header(sdxl_lora).items()}
+    # the tiny SDXL's cross-attention is 64 wide (not 2048): the width must match the model's, as on tiny SD1
+    assert loras.lora_family(shapes) == ("sdxl", pipe.unet.config.cross_attention_dim)
+    assert loras.check_family(sdxl_lora, pipe.unet.config, "loras[0].path") == "sdxl"
+    assert loras.check_family(sdxl_lora, pipe.unet.config, "loras[0].path", base="sdxl") == "sdxl"
+
+
+def test_an_sdxl_lora_changes_frames_weight_zero_and_disabled_are_exact(pipe, sdxl_lora):
+    base = latents(pipe)
+    (applied,) = loras.apply_loras(pipe, [{"path": str(sdxl_lora), "weight": 1.0}], family="sdxl")
+    assert applied.family == "sdxl" and applied.load_seconds > 0
+    listed = pipe.get_list_adapters()
+    assert listed["unet"] == listed["text_encoder_2"] == [applied.adapter]
+    with_lora = latents(pipe)
+    assert (with_lora - base).abs().max() > 1e-3
+
+    (again,) = loras.apply_loras(pipe, [{"path": str(sdxl_lora.parent), "weight": 0.0}])
+    assert again.adapter == applied.adapter and again.load_seconds == 0.0  # switched, not loaded again
+    assert torch.equal(latents(pipe), base)  # weight 0 ≡ no LoRA
+
+    assert loras.apply_loras(pipe, [{"path": str(sdxl_lora), "weight": 1.0}])[0].load_seconds == 0.0
+    assert torch.equal(latents(pipe), with_lora)
+    assert loras.apply_loras(pipe, None) == []
+    assert torch.equal(latents(pipe), base)  # disabled ≡ never loaded
+    assert loras.loaded_adapters(pipe) == {applied.adapter}  # kept, never fused
+
+
+def test_loras_of_the_other_family_are_refused_naming_both(pipe, sdxl_lora, tiny_pipe, tmp_path):
+    from test_loras import make_lora_files
+
+    with pytest.raises(JobError) as info:
+        loras.apply_loras(tiny_pipe, [{"path": str(sdxl_lora), "weight": 1.0}])
+    assert info.value.field == "loras[0].path"
+    assert "SDXL" in info.value.message and "Stable Diffusion 1" in info.value.message
+    assert not loras.loaded_adapters(tiny_pipe)
+
+    sd1_lora, _ = make_lora_files(tmp_path, text_encoder=False)  # the tiny SD1's width (32) is not SDXL's (64)
+    with pytest.raises(JobError) as info:
+        loras.apply_loras(pipe, [{"path": str(sd1_lora), "weight": 1.0}], family="sdxl")
+    assert info.value.field == "loras[0].path" and "SDXL" in info.value.message, info.value.message
+    assert "width 32" in info.value.message and "width 64" in info.value.message
