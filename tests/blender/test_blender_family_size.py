@@ -121,3 +121,32 @@ def test_draws_read_the_configs_once_per_model_and_again_when_they_change(zb, pr
     draw(zb)
     draw(zb)
     assert cache.reads == before + 3
+
+
+def header_file(path, shapes):
+    """A .safetensors file of only a header (the model check reads nothing else): SDXL's telling keys."""
+    header = {name: {"dtype": "F16", "shape": list(shape), "data_offsets": [0, 0]} for name, shape in shapes.items()}
+    text = json.dumps(header).encode()
+    path.write_bytes(len(text).to_bytes(8, "little") + text)
+    return path
+
+
+def test_a_single_sdxl_file_is_read_from_its_header_once(zb, prefs, tmp_path):
+    import bpy
+
+    unet = "model.diffusion_model.input_blocks."
+    path = header_file(
+        tmp_path / "sdxl.safetensors",
+        {
+            unet + "0.0.weight": (320, 4, 3, 3),
+            unet + "4.1.transformer_blocks.0.attn2.to_k.weight": (640, 2048),
+            "conditioner.embedders.0.transformer.text_model.embeddings.position_embedding.weight": (77, 768),
+            "conditioner.embedders.1.model.transformer.resblocks.9.mlp.c_proj.bias": (1280,),
+        },
+    )
+    bpy.context.scene.zss.width, bpy.context.scene.zss.height = 512, 512
+    prefs.model = str(path)
+    before = zb.family.cache.reads
+    assert size_lines(draw(zb)) == ["SDXL model: made for 1024×1024", "512×512 is far from it"]
+    draw(zb)
+    assert zb.family.cache.reads == before + 1
