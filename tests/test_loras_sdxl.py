@@ -97,3 +97,29 @@ def test_loras_of_the_other_family_are_refused_naming_both(pipe, sdxl_lora, tiny
         loras.apply_loras(pipe, [{"path": str(sd1_lora), "weight": 1.0}], family="sdxl")
     assert info.value.field == "loras[0].path" and "SDXL" in info.value.message, info.value.message
     assert "width 32" in info.value.message and "width 64" in info.value.message
+
+
+def test_zss_generate_on_sdxl_with_a_lora_and_a_weighted_long_prompt(tmp_path, tiny_sdxl_dir, sdxl_lora):
+    """What issue 15 is done with, on the tiny SDXL: the CLI makes a clip with a LoRA and a weighted prompt
+    over 77 tokens; job.json names the LoRA's family; the frames differ from the same clip without the LoRA."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from zss_core.cli import main
+
+    prompt = "(mossy:1.3) red brick wall, [blurry], " + "old stones, " * 8
+    args = ["generate", prompt, "--model", str(tiny_sdxl_dir), "--frames", "3", "--size", "64x64", "--steps", "2"]
+    args += ["--chunk", "2", "--out", str(tmp_path), "--no-mp4", "--device", "cpu"]
+    assert main([*args, "--id", "with", "--lora", f"{sdxl_lora}:0.8"]) == 0
+    assert main([*args, "--id", "without"]) == 0
+    manifest = json.loads((tmp_path / "with" / "job.json").read_text())
+    assert [(x["path"], x["weight"], x["family"]) for x in manifest["loras"]] == [(str(sdxl_lora), 0.8, "sdxl")]
+
+    def frames(name):
+        return [np.asarray(Image.open(p), dtype=np.float32) for p in sorted((tmp_path / name).glob("frame_*.png"))]
+
+    with_lora, without = frames("with"), frames("without")
+    assert len(with_lora) == len(without) == 3 and with_lora[0].shape == (64, 64, 3)
+    assert max(np.abs(a - b).max() for a, b in zip(with_lora, without)) > 1
