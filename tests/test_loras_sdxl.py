@@ -31,13 +31,25 @@ def sdxl_lora(tiny_sdxl_dir, tmp_path_factory):
         config = LoraConfig(r=4, lora_alpha=4, target_modules=TEXT_TARGETS, init_lora_weights=False)
         inject_adapter_in_model(config, pipe.text_encoder_2, "made")
     folder = tmp_path_factory.mktemp("sdxl-lora")
+    unet_layers = get_peft_model_state_dict(pipe.unet, adapter_name="made")
+    text_layers = get_peft_model_state_dict(pipe.text_encoder_2, adapter_name="made")
     StableDiffusionXLPipeline.save_lora_weights(
-        folder,
-        unet_lora_layers=get_peft_model_state_dict(pipe.unet, adapter_name="made"),
-        text_encoder_2_lora_layers=get_peft_model_state_dict(pipe.text_encoder_2, adapter_name="made"),
-        safe_serialization=True,
+        folder, unet_lora_layers=unet_layers, text_encoder_2_lora_layers=text_layers, safe_serialization=True
     )
     return folder / loras.FOLDER_WEIGHT_NAME
+
+
+@pytest.fixture(scope="module")
+def sdxl_kohya_lora(sdxl_lora):
+    """The same LoRA in Kohya keys (lora_unet_…, lora_te2_…), by diffusers' ``convert_state_dict_to_kohya``."""
+    from diffusers.utils import convert_state_dict_to_kohya
+    from safetensors.torch import load_file, save_file
+
+    kohya = sdxl_lora.parent / "kohya-sdxl.safetensors"
+    save_file(
+        {k: v.contiguous() for k, v in convert_state_dict_to_kohya(load_file(str(sdxl_lora))).items()}, str(kohya)
+    )
+    return kohya
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +135,14 @@ def test_zss_generate_on_sdxl_with_a_lora_and_a_weighted_long_prompt(tmp_path, t
     with_lora, without = frames("with"), frames("without")
     assert len(with_lora) == len(without) == 3 and with_lora[0].shape == (64, 64, 3)
     assert max(np.abs(a - b).max() for a, b in zip(with_lora, without)) > 1
+
+
+def test_the_kohya_form_of_an_sdxl_lora_is_sdxl_and_makes_the_same_frames(pipe, sdxl_lora, sdxl_kohya_lora):
+    names = list(read_safetensors_header(sdxl_kohya_lora))
+    assert any(n.startswith("lora_unet_") for n in names) and any(n.startswith("lora_te2_") for n in names)
+    (diffusers_form,) = loras.apply_loras(pipe, [{"path": str(sdxl_lora), "weight": 1.0}])
+    expected = latents(pipe)
+    (kohya_form,) = loras.apply_loras(pipe, [{"path": str(sdxl_kohya_lora), "weight": 1.0}])
+    assert kohya_form.family == "sdxl" and kohya_form.adapter != diffusers_form.adapter
+    assert torch.equal(latents(pipe), expected)  # diffusers converts Kohya keys exactly
+    loras.apply_loras(pipe, None)
