@@ -21,6 +21,7 @@ from . import (
     compat,
     depth,
     environment,
+    family,
     hints,
     importers,
     jobs,
@@ -608,6 +609,31 @@ class ZSS_OT_randomize_seed(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class ZSS_OT_use_family_size(bpy.types.Operator):
+    """Set Width and Height to the size the model was made for (SDXL 1024×1024, SD 1.x 512×512, …)"""
+
+    bl_idname = "zss.use_family_size"
+    bl_label = "Use the Model's Size"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        try:
+            found = family.model_family(preferences.get(context))
+        except LookupError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        if found is None or found.size is None:
+            self.report(
+                {"ERROR"},
+                "The model's size is not known before it loads (a hub id, a server model or an unreadable "
+                "file): set Width and Height by hand",
+            )
+            return {"CANCELLED"}
+        settings = context.scene.zss
+        settings.width = settings.height = found.size
+        return {"FINISHED"}
+
+
 def stored_source(context):
     """The datablock or strip holding a clip's parameters: the active strip in the sequencer, else the
     active object's material (or its clip image); None when there is none."""
@@ -781,6 +807,7 @@ CLASSES = (
     ZSS_OT_check_server,
     ZSS_OT_open_output,
     ZSS_OT_randomize_seed,
+    ZSS_OT_use_family_size,
     ZSS_OT_regenerate,
     ZSS_OT_vary_seed,
     ZSS_OT_setup_generator,

@@ -9,7 +9,7 @@ preferences.py needs no UI (and the import graph has no cycle).
 import bpy
 
 from ..zss_core import defaults, presets
-from . import environment, icons, jobs, jobspec, live_preview, preferences, restyle
+from . import environment, family, icons, jobs, jobspec, live_preview, preferences, restyle
 
 
 def _progress(layout, fraction, text):
@@ -43,6 +43,26 @@ def _resolved(layout, scene, settings):
     layout.label(text=f"{count} frames from {frame_start}, {width}×{height}", icon="INFO")
 
 
+def _family_size(layout, context, settings):
+    """The size the model was made for (its family's, read once per model: family.py caches it) and,
+    when the clip is far from it, a warning with the button that sets it."""
+    try:
+        prefs = preferences.get(context)
+    except LookupError:
+        return
+    found = family.model_family(prefs)
+    if found is None or found.size is None:
+        return
+    size = found.size
+    layout.label(text=f"{found.label} model: made for {size}×{size}", icon="INFO")
+    width, height = jobspec.resolution(settings, context.scene, prefs.max_resolution)
+    if found.far_from(width, height):
+        row = layout.row(align=True)
+        row.alert = True
+        row.label(text=f"{width}×{height} is far from it", icon="ERROR")
+        row.operator("zss.use_family_size", text=f"Use {size}×{size}")
+
+
 def _draft_lora(context):
     """The Draft LoRA preference ("" when unset or the add-on's preferences are not there)."""
     try:
@@ -70,6 +90,7 @@ def draw_zss(layout, context):
         col.prop(settings, "frame_start")
     col.prop(settings, "width")
     col.prop(settings, "height")
+    _family_size(layout, context, settings)
     _resolved(layout, scene, settings)
     _restyle(layout, scene, settings)
 

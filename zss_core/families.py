@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
+from . import weighted_prompts
 from .prompts import encode_keys, encode_schedule, interpolate_keys
 
 # Casting a VAE whose list of modules to keep in float32 is empty logs "There are modules in
@@ -92,18 +93,9 @@ class StableDiffusionXL:
         An empty negative prompt is passed as None, as the stock call without one: SDXL then uses a
         zero negative embedding (``force_zeros_for_empty_prompt``) instead of encoding "".
         A schedule interpolates the pooled embeddings between keys like the token embeddings.
+        Weighted and long prompts go through compel (``encode_keys_xl``).
         """
-        negative_prompt = options.negative_prompt or None
-        encoded = [
-            pipe.encode_prompt(
-                prompt=text,
-                device=device,
-                num_images_per_prompt=1,
-                do_classifier_free_guidance=do_cfg,
-                negative_prompt=negative_prompt,
-            )
-            for _, text in keys
-        ]
+        encoded = encode_keys_xl(pipe, [text for _, text in keys], device, do_cfg, options.negative_prompt or None)
         _, negative, _, negative_pooled = encoded[0]
         if len(keys) == 1:
             positive, pooled = encoded[0][0], encoded[0][2]
@@ -127,6 +119,33 @@ class StableDiffusionXL:
             negative_time_ids=time_ids if do_cfg else None,
         )
         return positive, negative if do_cfg else None, added
+
+
+def encode_keys_xl(pipe, texts: Sequence[str], device, do_cfg: bool, negative_prompt: str | None) -> list[tuple]:
+    """SDXL's (embeds, negative embeds, pooled, negative pooled) per text, as ``encode_prompt`` returns.
+
+    Plain prompts go through the pipeline's own ``encode_prompt``, bit for bit; when any text (or the
+    negative prompt, under guidance) has weights or is over 77 tokens, all of them go through
+    ``weighted_prompts.encode`` together (compel on both text encoders), padded to one length.
+    """
+    tokenizer = pipe.tokenizer if pipe.tokenizer is not None else pipe.tokenizer_2
+    if weighted_prompts.needs_compel(tokenizer, [*texts, (negative_prompt or "") if do_cfg else ""]):
+        weighted = weighted_prompts.encode(pipe, texts, negative_prompt, do_cfg, device)
+        pooled = weighted.pooled or []
+        return [
+            (embeds, weighted.negative, pool, weighted.negative_pooled)
+            for embeds, pool in zip(weighted.prompts, pooled)
+        ]
+    return [
+        pipe.encode_prompt(
+            prompt=text,
+            device=device,
+            num_images_per_prompt=1,
+            do_classifier_free_guidance=do_cfg,
+            negative_prompt=negative_prompt,
+        )
+        for text in texts
+    ]
 
 
 def family_of(pipe) -> StableDiffusion | StableDiffusionXL:

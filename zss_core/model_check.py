@@ -360,19 +360,24 @@ def tensor_family(name: str, shapes: Mapping[str, list[int]], field: str = "mode
     return ModelFamily(KNOWN_WIDTHS[width])
 
 
-def local_default_size(model: str) -> int | None:
-    """The square frame size of a local model's family (a diffusers folder or a ``.safetensors`` file),
-    read from its configs or header; None where that cannot be known here (hub ids, pickle files,
-    built-in names) or the model is unusable (loading it then says why)."""
+def local_family(model: str) -> ModelFamily | None:
+    """The family of a local model (a diffusers folder or a ``.safetensors`` file) from its configs or
+    header; None where that cannot be known here (hub ids, pickle files, built-in names) or the model is
+    unusable (loading it then says why). Stdlib only: the add-on calls it too (zss_blender/family.py)."""
     path = Path(model).expanduser()
     try:
         if path.is_dir():
-            family = read_folder_family(path)
-        elif path.is_file() and path.suffix.lower() == ".safetensors":
+            return read_folder_family(path)
+        if path.is_file() and path.suffix.lower() == ".safetensors":
             header = read_safetensors_header(path)
-            family = tensor_family(path.name, {name: info["shape"] for name, info in header.items()})
-        else:
-            return None
+            return tensor_family(path.name, {name: info["shape"] for name, info in header.items()})
     except (ModelMismatch, OSError, ValueError):  # not a readable model: the load reports it with its hint
         return None
-    return family.default_size if family.supported else None
+    return None
+
+
+def local_default_size(model: str) -> int | None:
+    """The square frame size of a local model's family (``local_family``); None where it is not known
+    or the family is not supported."""
+    family = local_family(model)
+    return family.default_size if family is not None and family.supported else None

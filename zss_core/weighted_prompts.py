@@ -22,10 +22,10 @@ them and prompt travel can interpolate them. The sampler only comes here when a 
 syntax or is too long (``needs_compel``): plain prompts keep the pipeline's own ``encode_prompt``,
 bit for bit.
 
-Families: SD 1.x/2.x take the text encoder's last hidden state (``compel_for``). SDXL extends
-``compel_for``/``encode`` with its two encoders, the penultimate hidden states un-normalized
+Families: SD 1.x/2.x take the text encoder's last hidden state (``compel_for``). SDXL takes its two
+encoders, the penultimate hidden states un-normalized
 (``ReturnedEmbeddingsType.PENULTIMATE_HIDDEN_STATES_NON_NORMALIZED``), concatenated on the last axis,
-and the second encoder's pooled output (``requires_pooled``), as compel's ``CompelForSDXL`` does.
+as compel's ``CompelForSDXL`` does, and the stock pooled embedding of the second (see ``compel_for``).
 """
 
 from __future__ import annotations
@@ -145,17 +145,18 @@ def needs_compel(tokenizer, texts: Sequence[str]) -> bool:
 @dataclass
 class WeightedEncoding:
     """What ``encode`` makes: one (1, tokens, width) embedding per prompt, and the negative prompt's
-    (None without guidance), all with the same number of tokens (a multiple of 77)."""
+    (None without guidance), all with the same number of tokens (a multiple of 77). SDXL also gets
+    the second text encoder's pooled embedding (1, P) per prompt and for the negative prompt."""
 
     prompts: list[Any]  # torch tensors (this module imports torch only where it encodes)
     negative: Any
+    pooled: list[Any] | None = None  # SDXL only
+    negative_pooled: Any = None  # SDXL under guidance only
 
 
-def compel_for(pipe, device):
-    """The compel encoder that matches ``pipe.encode_prompt`` for this pipeline's family (SD 1.x/2.x:
-    one CLIP text encoder, its last hidden state), without truncating long prompts."""
+def _require_compel():
     try:
-        from compel import Compel, DiffusersTextualInversionManager
+        import compel
     except ImportError:
         from .runner import JobError
 
@@ -167,38 +168,113 @@ def compel_for(pipe, device):
             "the brackets and shorten the prompt.",
             "prompt",
         ) from None
-    return Compel(
-        tokenizer=pipe.tokenizer,
-        text_encoder=pipe.text_encoder,
-        textual_inversion_manager=DiffusersTextualInversionManager(pipe),
-        truncate_long_prompts=False,
-        device=str(device),
-    )
+    return compel
 
 
-def encode(pipe, prompts: Sequence[str], negative_prompt: str, do_cfg: bool, device) -> WeightedEncoding:
-    """Embeddings of ``prompts`` (and of ``negative_prompt`` under guidance), weighted and unclipped,
-    padded to one length, in the text encoder's dtype."""
+def is_sdxl(pipe) -> bool:
+    """Whether ``pipe`` conditions on two text encoders and a pooled embedding (SDXL)."""
+    return getattr(pipe, "text_encoder_2", None) is not None
+
+
+def compel_for(pipe, device) -> list:
+    """The compel encoders that match ``pipe.encode_prompt`` for this pipeline's family, one per text
+    encoder, without truncating long prompts.
+
+    SD 1.x/2.x: one, the text encoder's last hidden state. SDXL: one per text encoder (the first is
+    left out when a pipeline has none, as ``encode_prompt`` does), each the penultimate hidden state
+    un-normalized, as compel's ``CompelForSDXL``. compel's older form taking both tokenizers in one
+    ``Compel`` prints a deprecation notice on stdout and cannot pad long prompts (its multi-encoder
+    provider has no empty-prompt embedding), so one ``Compel`` per encoder it is.
+
+    The pooled embedding is not compel's (``requires_pooled``): compel pools the prompt after its
+    textual-inversion pass re-tokenizes the text cut at 77 tokens, which changes the last token of a
+    long prompt (the pooled vector moved by 0.09 on the tiny SDXL); ``encode`` takes the stock
+    pipeline's pooled embedding of the prompt's words instead, so weight 1.0 ≡ the plain prompt.
+    """
+    compel = _require_compel()
+    manager = compel.DiffusersTextualInversionManager(pipe)
+    if not is_sdxl(pipe):
+        return [
+            compel.Compel(
+                tokenizer=pipe.tokenizer,
+                text_encoder=pipe.text_encoder,
+                textual_inversion_manager=manager,
+                truncate_long_prompts=False,
+                device=str(device),
+            )
+        ]
+    encoders = [(pipe.tokenizer, pipe.text_encoder), (pipe.tokenizer_2, pipe.text_encoder_2)]
+    return [
+        compel.Compel(
+            tokenizer=tokenizer,
+            text_encoder=text_encoder,
+            textual_inversion_manager=manager,
+            returned_embeddings_type=compel.ReturnedEmbeddingsType.PENULTIMATE_HIDDEN_STATES_NON_NORMALIZED,
+            truncate_long_prompts=False,
+            device=str(device),
+        )
+        for tokenizer, text_encoder in encoders
+        if text_encoder is not None
+    ]
+
+
+def _pad_to(embeddings: list, empty, tokens: int) -> list:
+    """Each embedding lengthened to ``tokens`` with empty-prompt pieces (compel's own padding)."""
     import torch
 
-    compel = compel_for(pipe, device)
-    provider = compel.conditioning_provider
+    padded = []
+    for embedding in embeddings:
+        while embedding.shape[1] < tokens:
+            embedding = torch.cat([embedding, empty.to(embedding)], dim=1)
+        padded.append(embedding)
+    return padded
 
-    def embed(text: str) -> torch.Tensor:
-        fragments = parse_weights(text)
-        return provider.get_embeddings_for_weighted_prompt_fragments(
-            text_batch=[[fragment for fragment, _ in fragments]],
-            fragment_weights_batch=[[weight for _, weight in fragments]],
+
+def encode(pipe, prompts: Sequence[str], negative_prompt: str | None, do_cfg: bool, device) -> WeightedEncoding:
+    """Embeddings of ``prompts`` (and of ``negative_prompt`` under guidance), weighted and unclipped,
+    padded to one length, in the text encoder's dtype (SDXL: the second encoder's, as ``encode_prompt``).
+
+    SDXL: the two encoders' embeddings are concatenated on the last axis; the pooled embedding is the
+    stock ``encode_prompt``'s for the prompt's words without the weight syntax (cut at 77 tokens, not
+    weighted, as compel's is not either). An empty negative prompt is SDXL's zero embedding when the
+    model asks for it (``force_zeros_for_empty_prompt``), as the stock pipeline and the plain path.
+    """
+    import torch
+
+    compels = compel_for(pipe, device)
+    sdxl = is_sdxl(pipe)
+    zero_negative = sdxl and not negative_prompt and bool(getattr(pipe.config, "force_zeros_for_empty_prompt", False))
+    texts = list(prompts)
+    if do_cfg and not zero_negative:
+        texts.append(negative_prompt or "")
+    fragments = [parse_weights(text) for text in texts]
+
+    def embed(compel, parts: list[Fragment]) -> torch.Tensor:
+        return compel.conditioning_provider.get_embeddings_for_weighted_prompt_fragments(
+            text_batch=[[fragment for fragment, _ in parts]],
+            fragment_weights_batch=[[weight for _, weight in parts]],
             device=str(device),
         )
 
     with torch.no_grad():
-        embeddings = [embed(text) for text in prompts]
-        if do_cfg:
-            embeddings.append(embed(negative_prompt))
-        embeddings = compel.pad_conditioning_tensors_to_same_length(embeddings)
-    dtype = pipe.text_encoder.dtype
-    embeddings = [e.to(device=device, dtype=dtype) for e in embeddings]
-    if do_cfg:
-        return WeightedEncoding(prompts=embeddings[:-1], negative=embeddings[-1])
-    return WeightedEncoding(prompts=embeddings, negative=None)
+        per_encoder = [[embed(compel, parts) for parts in fragments] for compel in compels]
+        tokens = max(embedding.shape[1] for embeddings in per_encoder for embedding in embeddings)
+        per_encoder = [
+            _pad_to(embeddings, compel.conditioning_provider.empty_z, tokens)
+            for compel, embeddings in zip(compels, per_encoder)
+        ]
+        dtype = (pipe.text_encoder_2 if sdxl else pipe.text_encoder).dtype
+        embeddings = [torch.cat([e[i].to(dtype) for e in per_encoder], dim=-1).to(device) for i in range(len(texts))]
+        pooled = None
+        if sdxl:  # the stock pipeline's pooled embedding of the prompt's words (see compel_for)
+            words = [" ".join(fragment for fragment, _ in parts) for parts in fragments]
+            pooled = [pipe.encode_prompt(text, device=device, do_classifier_free_guidance=False)[2] for text in words]
+    negative = negative_pooled = None
+    if do_cfg and zero_negative:
+        negative = torch.zeros_like(embeddings[0])
+        negative_pooled = torch.zeros_like(pooled[0]) if pooled is not None else None
+    elif do_cfg:
+        negative, embeddings = embeddings[-1], embeddings[:-1]
+        if pooled is not None:
+            negative_pooled, pooled = pooled[-1], pooled[:-1]
+    return WeightedEncoding(prompts=embeddings, negative=negative, pooled=pooled, negative_pooled=negative_pooled)
