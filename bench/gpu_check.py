@@ -528,6 +528,7 @@ def main(argv=None) -> int:
     p.add_argument("--fast-only", action="store_true", help="only the fast-paths table (section 4)")
     p.add_argument("--draft-only", action="store_true", help="only the draft-preset table (section 5)")
     p.add_argument("--previews-only", action="store_true", help="only the live-preview table (section 6)")
+    p.add_argument("--no-fast", action="store_true", help="skip the fast-paths table (its compiles take minutes)")
     args = p.parse_args(argv)
     if args.smoke:
         args.device = "cpu" if args.device == "auto" else args.device
@@ -597,11 +598,12 @@ def main(argv=None) -> int:
     if args.draft_only:
         result = draft_section(pipe, args, report)
         print(f"draft/default = {result['draft_over_default']:.2f}")
+        return 0
     if args.previews_only:
         previews_section(pipe, args, report)
         return 0
-    fast_result = fast_section(cfg, pipe, args, report, device, dtype)
-    if args.fast_only:
+    fast_result = None if args.no_fast else fast_section(cfg, pipe, args, report, device, dtype)
+    if args.fast_only and fast_result is not None:
         print(f"fast/plain = {fast_result['median_seconds']['--fast'] / fast_result['median_seconds']['plain']:.2f}")
         return 0
     speed = speed_section(pipe, args, report)

@@ -13,6 +13,8 @@
 #   bash bench/gpu_check.sh wheels --draft-only         # only the issue-15 draft preset vs the default job,
 #                                                       # 8 frames 512² (a rank-64 LoRA when peft is there)
 #   bash bench/gpu_check.sh wheels --previews-only      # only the issue-15 table: live previews every 5 / off
+#   bash bench/gpu_check.sh wheels --no-fast            # every section but the fast paths (no compiles)
+# The zss serve section runs after a full run only (not with --*-only or --smoke).
 #
 # Results are printed and, if $OUT is set, written to $OUT/gpu_check.json (and the log to
 # $OUT/gpu_check.log).
