@@ -4,6 +4,7 @@ import io
 import json
 import os
 import queue
+import sys
 import threading
 from pathlib import Path
 
@@ -409,3 +410,15 @@ def test_an_mp4_cut_short_by_a_file_size_limit_raises_naming_the_file(tmp_path):
     )
     assert proc.stdout.split() == [str(errno.EFBIG), str(target)], proc.stdout + proc.stderr
     assert not target.exists() and not list(tmp_path.iterdir())  # no truncated clip, no temporary
+
+
+def test_an_mp4_this_python_cannot_write_is_refused_before_sampling(tiny_pipe, tmp_path, monkeypatch):
+    """A generator without imageio-ffmpeg (an incomplete environment) refuses the job up front, naming
+    outputs.mp4 and what to do, instead of failing as an internal error after sampling."""
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # what find_spec reports for a missing package
+    with pytest.raises(JobError) as refused:
+        run_job(Job.from_dict(make_job(tmp_path, "no-ffmpeg")), tiny_pipe)
+    assert refused.value.field == "outputs.mp4" and "imageio-ffmpeg" in refused.value.message
+    assert not (tmp_path / "no-ffmpeg").exists()
+    job = Job.from_dict(make_job(tmp_path, "frames-only", outputs={"mp4": False}))
+    assert run_job(job, tiny_pipe).status == "done"

@@ -366,6 +366,7 @@ def run_job(
     device = pipe._execution_device
     profile, dtype_bytes = replace(budget.profile_from_pipe(pipe), weight_bytes=0), pipe.unet.dtype.itemsize
     estimated = check_memory(job, profile, device, dtype_bytes)
+    check_outputs(job)
     from .loras import apply_loras
 
     loras = apply_loras(pipe, job.loras)  # before the folder: a refused LoRA leaves nothing behind
@@ -535,6 +536,20 @@ def _write_outputs(job: Job, job_dir: Path, frames: list, callbacks: JobCallback
         done += 1
         callbacks.stage("write", done, total)
     return video, sheet
+
+
+def check_outputs(job: Job) -> None:
+    """Refuse before sampling an output this Python cannot write (minutes of work would be lost at the end)."""
+    import importlib.util
+
+    if job.outputs.mp4 and importlib.util.find_spec("imageio_ffmpeg") is None:
+        raise JobError(
+            "bad_request",
+            "outputs.mp4: writing the clip's MP4 needs the imageio-ffmpeg package, which the generator's Python lacks",
+            "Install it there (pip install imageio-ffmpeg; in Blender: Set Up Generator ▸ Repair), "
+            "or turn the MP4 off (outputs.mp4 false, zss generate --no-mp4)",
+            "outputs.mp4",
+        )
 
 
 def _oom_error(job: Job, attempts: list[dict], chunk, device_type: str = "cuda") -> JobError:
