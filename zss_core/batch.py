@@ -71,7 +71,8 @@ def read_jobs(path: str) -> list[dict[str, Any]]:
         raise BatchError(f"cannot read {path}: {e.strerror}") from e
     except UnicodeDecodeError as e:
         raise BatchError(f"{path} is not UTF-8 text: {e}") from e
-    jobs, seen = [], {}
+    jobs: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
