@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from tests.test_server_harness import Server
-from zss_core import cli
-from zss_core.batch import derived_id, read_jobs
+from zss_core import cli, defaults
+from zss_core.batch import derived_id, read_jobs, resolve_models
 
 
 def write_jobs(path, jobs: list[dict]) -> str:
@@ -58,6 +58,17 @@ def test_ids_are_stable_and_bad_files_are_refused(tmp_path, capsys):
     (tmp_path / "e.jsonl").write_text('{"prompt": "a"}\nnot json\n')
     assert cli.main(["batch", str(tmp_path / "e.jsonl"), "--backend", "ray"]) == 2
     assert "e.jsonl:2: not valid JSON" in capsys.readouterr().err
+
+
+def test_model_names_resolve_as_on_the_server(tmp_path):
+    jobs = [{"id": "a", "model": "textures"}, {"id": "b", "model": "/some/folder"}]
+    assert [j["model"] for j in resolve_models(jobs, None)] == [defaults.DEFAULT_MODEL, "/some/folder"]
+    models = tmp_path / "models.toml"
+    models.write_text('[models.mine]\nmodel = "tiny"\ncontrolnet = "tiny-cn"\n')
+    depth = {"id": "c", "model": "mine", "control": {"type": "depth", "images": []}}
+    resolved = resolve_models([depth, {"id": "d", "model": "mine"}], str(models))
+    assert resolved[0]["model"] == "tiny" and resolved[0]["controlnet_model"] == "tiny-cn"
+    assert "controlnet_model" not in resolved[1]  # no depth: no ControlNet to load
 
 
 # ---------------------------------------------------------------------------------------------- Ray

@@ -3,8 +3,10 @@
 Each line of the file is one protocol job (docs/protocol.md) without ``output_dir``: every clip is
 written to ``<--out>/<id>/`` (``id`` from the line, else one derived from the line's content, so the
 same line always names the same folder). The jobs go to ``--server URL`` (a `zss serve`, through
-`RemoteClient`; ``model`` is then a server model name) or straight to a Ray cluster with
-``--backend ray`` (`RayClient`; ``model`` as for `zss generate`). One progress bar counts the clips.
+`RemoteClient`) or straight to a Ray cluster with ``--backend ray`` (`RayClient`). ``model`` is a
+model name as a server offers them — with ``--backend ray`` resolved here from ``--models
+models.toml`` (default: the built-in ``textures``), anything else kept as a path or hub id — so one
+file runs both ways. One progress bar counts the clips.
 
 Resumable: a job whose folder holds a ``job.json`` with status ``done`` is skipped, a folder left
 unfinished by an earlier run (killed, failed, cancelled) is removed and its job sent again — so
@@ -48,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cafile", default=None, metavar="PEM", help="trust this certificate (self-signed server)")
     parser.add_argument("--ray-address", default=None, help="'auto' or HOST:PORT of a running cluster (none: local)")
     parser.add_argument("--workers", type=int, default=None, help="Ray actors (default: one per GPU, else 1)")
+    parser.add_argument(
+        "--models", default=None, help="with --backend ray: models.toml naming the models as a server does"
+    )
     parser.add_argument(
         "--parallel",
         type=int,
@@ -95,6 +100,24 @@ def read_jobs(path: str) -> list[dict[str, Any]]:
     if not jobs:
         raise BatchError(f"{path} has no jobs")
     return jobs
+
+
+def resolve_models(jobs: list[dict[str, Any]], models: str | None) -> list[dict[str, Any]]:
+    """Model names as a server has them (models.toml, else the built-in `textures`) made into the
+    model (and ControlNet) they stand for, so one jobs file runs through a server or straight on Ray.
+    A model that is not a name stays as written (a folder, file or hub id)."""
+    from .server.config import builtin_models, load_models
+
+    entries = {m.name: m for m in (load_models(models) if models else builtin_models())}
+    out = []
+    for job in jobs:
+        entry = entries.get(job.get("model")) if isinstance(job.get("model"), str) else None
+        if entry is not None:
+            job = {**job, "model": entry.model}
+            if job.get("control") is not None and "controlnet_model" not in job:
+                job["controlnet_model"] = entry.controlnet
+        out.append(job)
+    return out
 
 
 def finished(out: str, job_id: str) -> bool:
@@ -192,11 +215,13 @@ def make_client(args: argparse.Namespace) -> GeneratorClient:
 
 def cmd_batch(args: argparse.Namespace) -> int:
     try:
-        if args.server and (args.ray_address or args.workers):
-            raise BatchError("--ray-address and --workers go with --backend ray (a server has its own workers)")
+        if args.server and (args.ray_address or args.workers or args.models):
+            raise BatchError("--ray-address, --workers and --models go with --backend ray (a server has its own)")
         if args.parallel is not None and args.parallel < 1:
             raise BatchError(f"--parallel must be at least 1, got {args.parallel}")
         jobs = read_jobs(args.jobs)
+        if not args.server:
+            jobs = resolve_models(jobs, args.models)
         client = make_client(args)
     except (BatchError, ValueError) as e:
         print(f"zss batch: error: {e}", file=sys.stderr)
