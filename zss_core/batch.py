@@ -111,7 +111,8 @@ def resolve_models(jobs: list[dict[str, Any]], models: str | None) -> list[dict[
     entries = {m.name: m for m in (load_models(models) if models else builtin_models())}
     out = []
     for job in jobs:
-        entry = entries.get(job.get("model")) if isinstance(job.get("model"), str) else None
+        name = job.get("model")
+        entry = entries.get(name) if isinstance(name, str) else None
         if entry is not None:
             job = {**job, "model": entry.model}
             if job.get("control") is not None and "controlnet_model" not in job:
