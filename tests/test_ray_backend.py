@@ -162,8 +162,12 @@ def test_frames_identical_to_the_local_worker_and_sent_as_bytes(backend, tmp_pat
     assert "zss-ray-" not in text, "no path of the actor's scratch folder may leak into job.json"
 
 
-def test_zss_serve_joins_a_running_cluster(cluster, tmp_path):
-    server = Server(tmp_path, args=["--backend", "ray", "--ray-address", cluster]).start()
+@pytest.mark.parametrize("own_cluster", [False, True], ids=["joins-running-cluster", "starts-its-own"])
+def test_zss_serve_backend_ray(cluster, tmp_path, own_cluster):
+    """The server through HTTPS as the add-on uses it: joining the module's cluster (`--ray-address`),
+    or starting a local one of its own (none given), which it stops at exit."""
+    address = [] if own_cluster else ["--ray-address", cluster]
+    server = Server(tmp_path, args=["--backend", "ray", *address]).start()
     token = server.tokens[0]
     try:
         status, listing = server.call("GET", "/v1/models", token=token)
@@ -176,4 +180,7 @@ def test_zss_serve_joins_a_running_cluster(cluster, tmp_path):
         assert status == 200 and png.startswith(b"\x89PNG")
     finally:
         server.stop()
-    assert "Ray actor 0 ready" in server.log()
+    log = server.log()
+    assert "Ray actor 0 ready" in log
+    assert ("Started a local Ray instance" in log) == own_cluster
+    assert "Application shutdown complete" in log, "SIGTERM must reach the server's graceful shutdown:\n" + log

@@ -28,6 +28,7 @@ import logging
 import os
 import queue
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -35,7 +36,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError, RayError
+from ray.exceptions import GetTimeoutError, RayActorError, RayError, RayTaskError
 
 from .. import protocol
 from ..client import ENDING_EVENTS, GeneratorClient, WorkerNotRunning, WorkerStartError
@@ -186,6 +187,8 @@ class JobActor:
         self.loop = threading.Thread(target=self.worker.run, name="zss-jobs", daemon=True)
         self.loop.start()
         self.lock = threading.Lock()  # one `run` at a time: the writer's queue holds one job's events
+        self.gate = threading.Lock()  # a cancel and the start of its job never cross
+        self.cancelled_early: set[str] = set()  # cancelled before their `run` reached the worker
 
     def ready(self) -> dict[str, Any]:
         """The worker's `ready` event plus the node it runs on."""
@@ -199,7 +202,14 @@ class JobActor:
         with self.lock:
             scratch = _Scratch(job, inputs) if inputs is not None else None
             try:
-                self.worker.on_generate(protocol.Generate(job=scratch.job(job) if scratch else job))
+                with self.gate:
+                    early = job["id"] in self.cancelled_early
+                    self.cancelled_early.discard(job["id"])
+                    if not early:
+                        self.worker.on_generate(protocol.Generate(job=scratch.job(job) if scratch else job))
+                if early:
+                    yield protocol.Cancelled(id=job["id"], frames=[]).to_dict(), []
+                    return
                 while True:
                     event = self.writer.events.get().to_dict()
                     if event.get("id") not in (job["id"], None):
@@ -218,10 +228,15 @@ class JobActor:
                     scratch.remove()
 
     def cancel(self, job_id: str) -> None:
-        with self.worker.wakeup:
-            known = any(q.id == job_id for q in self.worker._active())
-        if known:
-            self.worker.on_cancel(protocol.Cancel(id=job_id))
+        """Stop the job (its `cancelled` event comes through its `run`), also one whose `run` has not
+        reached the worker yet; a job that already ended is left alone."""
+        with self.gate:
+            with self.worker.wakeup:
+                known = any(q.id == job_id for q in self.worker._active())
+            if not known:
+                self.cancelled_early.add(job_id)
+                return
+        self.worker.on_cancel(protocol.Cancel(id=job_id))
 
 
 # ----------------------------------------------------------------------------------------------- pool
@@ -282,7 +297,13 @@ class RayPool:
 
     def start(self) -> None:
         if not ray.is_initialized():
+            # ray.init installs its own SIGTERM handler, which would end `zss serve` without its graceful
+            # shutdown (jobs marked interrupted, actors stopped, then ray.shutdown): keep the caller's.
+            main = threading.current_thread() is threading.main_thread()
+            handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)} if main else {}
             ray.init(address=self.address, include_dashboard=False, log_to_driver=True)
+            for number, handler in handlers.items():
+                signal.signal(number, handler)
             self.owns_ray = True
         self.node = ray.get_runtime_context().get_node_id()
         gpus = int(ray.cluster_resources().get("GPU", 0))
@@ -399,6 +420,12 @@ class RayPool:
                     slot.frames += 1
                 ended = event.get("type") in ENDING_EVENTS
                 self.on_event(job_id, event)
+        except RayTaskError as e:  # the actor lives, but `run` raised (a bug, or its scratch folder failed)
+            log.error("job %s failed in Ray actor %d: %s", job_id, slot.index, e)
+            if not ended:
+                self.on_event(job_id, protocol.Error(id=job_id, code="internal", message=f"the Ray actor failed: {e}",
+                              hint="This is likely a bug; the Ray worker log has the details.").to_dict())  # fmt: skip
+            return
         except RayError as e:
             if self.stopping.is_set():
                 return  # the server is closing: the store marks the job interrupted
@@ -431,7 +458,9 @@ class RayBackend(Backend):
         self._expiry = threading.Thread(target=self._expire, name="zss-expire", daemon=True)
 
     def start(self) -> None:
-        threading.Thread(target=self.pool.start, name="zss-ray-start", daemon=True).start()
+        # In this (long-lived) thread, not a helper thread: a Ray cluster started here is tied to the
+        # thread that started it (its processes get a parent-death signal when that thread ends).
+        self.pool.start()
         self._expiry.start()
 
     def submit(self, job_id: str, job: dict[str, Any]) -> None:
