@@ -228,8 +228,8 @@ class JobActor:
                     scratch.remove()
 
     def cancel(self, job_id: str) -> None:
-        """Stop the job (its `cancelled` event comes through its `run`), also one whose `run` has not
-        reached the worker yet; a job that already ended is left alone."""
+        """Stop the job (its `cancelled` event comes through its `run`). An id the worker does not have
+        yet is remembered: its `run`, when it comes, ends `cancelled` at once."""
         with self.gate:
             with self.worker.wakeup:
                 known = any(q.id == job_id for q in self.worker._active())
