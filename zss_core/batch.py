@@ -196,8 +196,8 @@ def run_batch(
                 else:
                     message = getattr(event, "message", None) or event.type
                     result.failed[job_id] = f"{getattr(event, 'code', event.type)}: {message}"
+                bar.set_postfix(failed=len(result.failed), refresh=False)
                 bar.update(1)
-                bar.set_postfix(failed=len(result.failed))
             time.sleep(POLL_S)
     return result
 

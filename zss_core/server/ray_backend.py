@@ -271,6 +271,7 @@ class RayPool:
     address: None starts a local Ray cluster (or uses the one this process already joined);
     "auto" or "host:port" joins a running one. workers: number of actors (default: one per GPU of
     the cluster, else 1). ship: None sends file bytes only for actors on another node; True always.
+    log_to_driver: the actors' log lines also on this process's stderr (when this pool starts Ray).
     """
 
     def __init__(
@@ -282,8 +283,10 @@ class RayPool:
         ship: bool | None = None,
         torch_threads: int | None = None,
         max_restarts: int = -1,
+        log_to_driver: bool = True,
     ) -> None:
         self.on_event = on_event
+        self.log_to_driver = log_to_driver
         self.address, self.requested, self.ship = address, workers, ship
         self.torch_threads, self.max_restarts = torch_threads, max_restarts
         self.owns_ray = False
@@ -301,7 +304,7 @@ class RayPool:
             # shutdown (jobs marked interrupted, actors stopped, then ray.shutdown): keep the caller's.
             main = threading.current_thread() is threading.main_thread()
             handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)} if main else {}
-            ray.init(address=self.address, include_dashboard=False, log_to_driver=True)
+            ray.init(address=self.address, include_dashboard=False, log_to_driver=self.log_to_driver)
             for number, handler in handlers.items():
                 signal.signal(number, handler)
             self.owns_ray = True
@@ -493,6 +496,7 @@ class RayClient(GeneratorClient):
     def __init__(self, address: str | None = None, workers: int | None = None, **pool: Any) -> None:
         self._events: queue.SimpleQueue[Message] = queue.SimpleQueue()
         self._pending: set[str] = set()
+        pool.setdefault("log_to_driver", False)  # the actors' logs would break a progress bar; Ray keeps them
         self.pool = RayPool(self._put, address=address, workers=workers, **pool)
         self.ready: Ready | None = None
         self._started = False
@@ -561,7 +565,7 @@ class RayClient(GeneratorClient):
         return f"Ray cluster ({self.pool.address or 'local'}), {len(self.pool.slots)} actors"
 
     def diagnostics(self, lines: int = 40) -> str:
-        return "the actors' logs are in the Ray session folder (/tmp/ray/session_latest/logs)"
+        return "the actors' logs are in the Ray session folder (/tmp/ray/session_latest/logs on each node)"
 
     @property
     def pending(self) -> list[str]:
