@@ -39,9 +39,9 @@ import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayError, RayTaskError
 
 from .. import protocol
-from ..client import ENDING_EVENTS, GeneratorClient, WorkerNotRunning, WorkerStartError
+from ..client import ENDING_EVENTS, STALL_TIMEOUT, GeneratorClient, WorkerNotRunning, WorkerStartError
 from ..protocol import Message, Ready
-from ..worker import EventWriter
+from ..worker import HEARTBEAT_SECONDS, EventWriter
 from .backend import EXPIRE_EVERY_S, RESTART_PAUSE_S, Backend
 from .config import ServerConfig
 from .store import JobStore
@@ -173,8 +173,9 @@ class JobActor:
     The actor is threaded (max_concurrency > 1) so `cancel` and `ready` are answered while `run` streams.
     """
 
-    def __init__(self, torch_threads: int | None = None) -> None:
+    def __init__(self, torch_threads: int | None = None, heartbeat_s: float = HEARTBEAT_SECONDS) -> None:
         os.environ.setdefault("TQDM_DISABLE", "1")
+        self.heartbeat_s = heartbeat_s
         logging.basicConfig(level=os.environ.get("ZSS_LOG_LEVEL", "INFO"))
         import torch
 
@@ -211,7 +212,11 @@ class JobActor:
                     yield protocol.Cancelled(id=job["id"], frames=[]).to_dict(), []
                     return
                 while True:
-                    event = self.writer.events.get().to_dict()
+                    try:
+                        event = self.writer.events.get(timeout=self.heartbeat_s).to_dict()
+                    except queue.Empty:  # a long step: say this process is alive (the caller drops it)
+                        yield {"type": "heartbeat"}, []
+                        continue
                     if event.get("id") not in (job["id"], None):
                         log.warning("dropped an event of another job: %s", event)
                         continue
@@ -272,6 +277,8 @@ class RayPool:
     "auto" or "host:port" joins a running one. workers: number of actors (default: one per GPU of
     the cluster, else 1). ship: None sends file bytes only for actors on another node; True always.
     log_to_driver: the actors' log lines also on this process's stderr (when this pool starts Ray).
+    A running job's actor sends a heartbeat every `heartbeat_s` while it has no event; one silent for
+    `stall_timeout` (frozen, not dead) is killed and restarted, its job ending `worker_died`.
     """
 
     def __init__(
@@ -284,8 +291,11 @@ class RayPool:
         torch_threads: int | None = None,
         max_restarts: int = -1,
         log_to_driver: bool = True,
+        heartbeat_s: float = HEARTBEAT_SECONDS,
+        stall_timeout: float = STALL_TIMEOUT,
     ) -> None:
         self.on_event = on_event
+        self.heartbeat_s, self.stall_timeout = heartbeat_s, stall_timeout
         self.log_to_driver = log_to_driver
         self.address, self.requested, self.ship = address, workers, ship
         self.torch_threads, self.max_restarts = torch_threads, max_restarts
@@ -325,7 +335,7 @@ class RayPool:
     def _new_actor(self) -> Any:
         options: dict[str, Any] = {"max_restarts": self.max_restarts, "max_task_retries": 0, "max_concurrency": 4}
         options.update({"num_gpus": 1, "num_cpus": 1} if self.use_gpu else {"num_cpus": 1})
-        return self.actor_class.options(**options).remote(self.torch_threads)
+        return self.actor_class.options(**options).remote(self.torch_threads, self.heartbeat_s)
 
     def submit(self, job_id: str, job: dict[str, Any]) -> None:
         with self.cond:
@@ -414,10 +424,25 @@ class RayPool:
             self.on_event(job_id, protocol.Error(id=job_id, code="control_image_invalid", field="control.images",
                           message=f"cannot read {e.filename}: {e.strerror}", hint="Send the job again.").to_dict())  # fmt: skip
             return
-        ended = False
+        ended = stalled = False
         try:
-            for ref in slot.actor.run.remote(job, inputs):
+            stream = slot.actor.run.remote(job, inputs)
+            while True:
+                if not ray.wait([stream], timeout=self.stall_timeout)[0] and not stalled:
+                    # Not even a heartbeat: the actor's process is frozen. Kill it; Ray restarts it,
+                    # and the stream then raises RayActorError below.
+                    log.error("Ray actor %d silent for %.0f s running job %s; killing it", slot.index,
+                              self.stall_timeout, job_id)  # fmt: skip
+                    stalled = True
+                    ray.kill(slot.actor, no_restart=False)
+                    continue
+                try:
+                    ref = next(stream)
+                except StopIteration:
+                    break
                 event, files = ray.get(ref)
+                if event.get("type") == "heartbeat":
+                    continue
                 write_files(files)
                 if event.get("type") == "frame":
                     slot.frames += 1
@@ -435,7 +460,8 @@ class RayPool:
             log.error("Ray actor %d died running job %s: %s", slot.index, job_id, e)
             slot.ready = None  # a restarted actor has a new pid; ask again
             if not ended:
-                self.on_event(job_id, worker_died(job_id, slot.frames, type(e).__name__))
+                why = f"silent for {self.stall_timeout:.0f} s, so it was killed" if stalled else type(e).__name__
+                self.on_event(job_id, worker_died(job_id, slot.frames, why))
             return
         except OSError as e:
             log.exception("cannot write the files of job %s", job_id)
