@@ -189,8 +189,8 @@ def test_zss_serve_backend_ray(cluster, tmp_path, own_cluster):
 
 
 def test_frozen_actor_is_killed_and_its_job_fails(backend):
-    """Last in the module: after this kill the restarted actor was seen to take jobs again only after a
-    while, which reorders the jobs of tests that expect both actors at once."""
+    """Last in the module: the restarted actor is cold (it loads the model on its next job), which
+    would reorder the jobs of a later test that expects both actors to start at once."""
     job_id = submit(backend, job_body(seed=13, frames=4, steps=40))
     wait_for(lambda: any(e.get("stage") == "denoise" for e in record(backend, job_id).events), "denoising")
     slot = next(s for s in backend.pool.slots if s.job == job_id)

@@ -51,6 +51,8 @@ READY_TIMEOUT_S = 1.0  # one wait for an actor's `ready` (a loop re-asks, so clo
 IDLE_WAIT_S = 0.2  # a slot with nothing to run looks at the queue this often (and at close)
 INPUT_LISTS = (("control", "images"), ("init", None))  # job fields holding input file paths (one per frame)
 
+# Ray's "restarting, ask again" (a RayActorError too, but not a dead actor); older Rays do not have it.
+ACTOR_RESTARTING: Any = getattr(ray.exceptions, "ActorUnavailableError", ())
 Files = list[tuple[str, bytes]]  # (path at the caller, contents)
 EventSink = Callable[[str, dict[str, Any]], None]  # (job id, protocol event as a dict)
 
@@ -404,6 +406,9 @@ class RayPool:
             slot.ready = ray.get(slot.actor.ready.remote(), timeout=READY_TIMEOUT_S)
         except GetTimeoutError:
             return False  # still starting (loading torch), or waiting for a free GPU in the cluster
+        except ACTOR_RESTARTING:
+            self.stopping.wait(READY_TIMEOUT_S)
+            return False  # Ray is restarting it: ask again (a new actor would orphan the restarted one)
         except RayActorError as e:  # out of restarts, or its constructor failed: make a fresh one
             if self.stopping.is_set():
                 return False
