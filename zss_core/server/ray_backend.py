@@ -257,6 +257,7 @@ class _Slot:
     job: str | None = None
     frames: int = 0  # frames of the running job that reached the caller
     thread: threading.Thread | None = None
+    asking: Any = None  # the pending `ready` call while the actor starts
 
 
 def worker_died(job_id: str, frames: int, why: str) -> dict[str, Any]:
@@ -402,20 +403,26 @@ class RayPool:
                     slot.job = None
 
     def _wait_ready(self, slot: _Slot) -> bool:
+        """Whether the slot's actor answered `ready` (within READY_TIMEOUT_S; the caller asks again)."""
+        if slot.asking is None:  # one question at a time: an actor waiting for a GPU gets no pile of them
+            slot.asking = slot.actor.ready.remote()
         try:
-            slot.ready = ray.get(slot.actor.ready.remote(), timeout=READY_TIMEOUT_S)
+            slot.ready = ray.get(slot.asking, timeout=READY_TIMEOUT_S)
         except GetTimeoutError:
             return False  # still starting (loading torch), or waiting for a free GPU in the cluster
         except ACTOR_RESTARTING:
+            slot.asking = None
             self.stopping.wait(READY_TIMEOUT_S)
             return False  # Ray is restarting it: ask again (a new actor would orphan the restarted one)
         except RayActorError as e:  # out of restarts, or its constructor failed: make a fresh one
+            slot.asking = None
             if self.stopping.is_set():
                 return False
             log.error("Ray actor %d is gone (%s); starting a new one", slot.index, e)
             self.stopping.wait(RESTART_PAUSE_S)
             slot.actor = self._new_actor()
             return False
+        slot.asking = None
         log.info("Ray actor %d ready on %s (pid %s, node %s)", slot.index, slot.ready.get("device"),
                  slot.ready.get("pid"), slot.ready.get("node"))  # fmt: skip
         return True
