@@ -118,3 +118,14 @@ def test_commit_refuses_past_the_owners_limit(tmp_path):
     assert store.commit(first, max_active=1)
     assert not store.commit(second, max_active=1) and store.get("j2", "a") is None
     assert store.commit(other, max_active=1)  # another token has its own count
+
+
+def test_backend_options():
+    ray = config_from_options(backend="ray", ray_address="auto", gpus=("0", "1"))
+    assert (ray.backend, ray.ray_address, ray.ray_workers, ray.gpus) == ("ray", "auto", None, ())
+    assert config_from_options(backend="ray", workers=3).ray_workers == 3  # actors, wherever Ray puts them
+    assert config_from_options(workers=3, gpus=()).ray_workers is None
+    with pytest.raises(ConfigError, match="--ray-address goes with --backend ray"):
+        config_from_options(ray_address="auto")
+    with pytest.raises(ConfigError, match="--backend must be one of local, ray"):
+        config_from_options(backend="slurm")

@@ -195,6 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_parser("token", help="manage the tokens of `zss serve` (token new)"),
     )
 
+    from .batch import add_arguments as add_batch_arguments
+
+    add_batch_arguments(
+        sub.add_parser("batch", help="many clips from a JSON lines file via a server or Ray (resumable)")
+    )
+
     tiny = sub.add_parser("make-tiny-model", help="write the tiny random-weight SD (+ ControlNet) model")
     tiny.add_argument("directory")
     tiny.add_argument("--no-controlnet", action="store_true")
@@ -403,6 +409,10 @@ def main(argv=None) -> int:
         from .server import run as server_run
 
         return server_run.cmd_serve(args) if args.command == "serve" else server_run.cmd_token(args)
+    if args.command == "batch":
+        from .batch import cmd_batch
+
+        return cmd_batch(args)
     if args.command == "make-tiny-model":
         from .models import save_tiny_model
 

@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__, protocol
 from .backend import Backend, LocalBackend
-from .config import ServerConfig
+from .config import ConfigError, ServerConfig
 from .store import JobRecord, JobStore, relative_paths
 from .tokens import LOCAL_IDENTITY, TokenSet
 
@@ -188,9 +188,20 @@ class JobIntake:
         return paths
 
 
+def make_backend(config: ServerConfig, store: JobStore) -> Backend:
+    """The backend `--backend` names (Ray is imported only when asked for: it is the `ray` extra)."""
+    if config.backend == "ray":
+        try:
+            from .ray_backend import RayBackend
+        except ImportError as e:
+            raise ConfigError(f"--backend ray needs Ray ({e}); install it with: pip install 'zss-blender[ray]'") from e
+        return RayBackend(config, store)
+    return LocalBackend(config, store)
+
+
 def create_app(config: ServerConfig, backend: Backend | None = None) -> FastAPI:
     store = JobStore(config.data, config.keep_hours)
-    work = backend or LocalBackend(config, store)
+    work = backend or make_backend(config, store)
     tokens = TokenSet.from_file(config.token_file)
     intake = JobIntake(config, store)
 

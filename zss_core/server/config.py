@@ -11,6 +11,7 @@ from .. import defaults
 from ..remote import is_loopback
 
 DEFAULT_PORT = 7860
+BACKENDS = ("local", "ray")
 MAX_BODY_BYTES = 16 * 1024 * 1024  # the protocol's longest line: depth maps of a long clip fit, a flood does not
 
 
@@ -54,6 +55,9 @@ class ServerConfig:
     max_body: int = MAX_BODY_BYTES
     keep_hours: float = 24.0
     data: str = "zss-server"
+    backend: str = "local"  # where jobs run: "local" worker processes or "ray" actors (ray_backend.py)
+    ray_address: str | None = None  # None: start a local Ray cluster; "auto" or host:port: join one
+    ray_workers: int | None = None  # actors; None: one per GPU of the cluster, else 1
 
     def model(self, name: str) -> ModelEntry | None:
         return next((m for m in self.models if m.name == name), None)
@@ -136,6 +140,8 @@ def config_from_options(
     keep_hours: float = 24.0,
     data: str = "zss-server",
     gpus: tuple[str, ...] | None = None,
+    backend: str = "local",
+    ray_address: str | None = None,
 ) -> ServerConfig:
     """Check the options; refuses an open address without tokens and half a TLS setup."""
     if not is_loopback(host) and token_file is None:
@@ -161,6 +167,12 @@ def config_from_options(
         ("keep_hours", keep_hours),
     ):
         _positive(name, value)
+    if backend not in BACKENDS:
+        raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if ray_address is not None and backend != "ray":
+        raise ConfigError("--ray-address goes with --backend ray")
+    if backend == "ray":
+        gpus = ()  # Ray places the actors on the cluster's GPUs; this machine's do not count
     if gpus is None:
         gpus = detect_gpus()
     if workers is not None:
@@ -184,6 +196,9 @@ def config_from_options(
         max_body=max_body,
         keep_hours=keep_hours,
         data=os.path.abspath(data),
+        backend=backend,
+        ray_address=ray_address,
+        ray_workers=workers if backend == "ray" else None,
     )
 
 

@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from .config import DEFAULT_PORT, MAX_BODY_BYTES, ConfigError, ServerConfig, config_from_options
+from .config import BACKENDS, DEFAULT_PORT, MAX_BODY_BYTES, ConfigError, ServerConfig, config_from_options
 from .tokens import new_token
 
 
@@ -17,6 +17,12 @@ def add_arguments(serve: argparse.ArgumentParser, token: argparse.ArgumentParser
     serve.add_argument("--token-file", default=None, help="accepted tokens, one per line (`zss token new`)")
     serve.add_argument("--models", default=None, help="models.toml: [models.NAME] model = ..., controlnet = ...")
     serve.add_argument("--workers", type=int, default=None, help="worker processes (default: one per GPU, else 1)")
+    serve.add_argument(
+        "--backend", choices=BACKENDS, default="local", help="local worker processes, or Ray actors on a cluster"
+    )
+    serve.add_argument(
+        "--ray-address", default=None, help="with --backend ray: 'auto' or HOST:PORT of a running cluster (none: local)"
+    )
     serve.add_argument("--tls-cert", default=None, metavar="PEM")
     serve.add_argument("--tls-key", default=None, metavar="PEM")
     serve.add_argument("--max-frames", type=int, default=256)
@@ -47,6 +53,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         max_body=args.max_body,
         keep_hours=args.keep_hours,
         data=args.data,
+        backend=args.backend,
+        ray_address=args.ray_address,
     )
 
 
