@@ -115,23 +115,11 @@ def build_tiny_sd2(seed=0):
     from diffusers import StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel
 
-    from zss_core.models import sd_pipeline_parts
+    from zss_core.models import TINY_UNET, sd_pipeline_parts
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        unet = UNet2DConditionModel(
-            sample_size=8,
-            in_channels=4,
-            out_channels=4,
-            layers_per_block=1,
-            block_out_channels=(32, 64),
-            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-            cross_attention_dim=32,
-            attention_head_dim=(2, 4),
-            use_linear_projection=True,
-            norm_num_groups=16,
-        )
+        unet = UNet2DConditionModel(**{**TINY_UNET, "attention_head_dim": (2, 4), "use_linear_projection": True})
         parts = sd_pipeline_parts(unet, _tiny_vae(), CLIPTextModel(_tiny_text_config(hidden_act="gelu")))
         parts["scheduler"] = parts["scheduler"].from_config(parts["scheduler"].config, prediction_type="v_prediction")
         return StableDiffusionPipeline(**parts), _tiny_controlnet(unet)
@@ -145,27 +133,20 @@ def build_tiny_sdxl(seed=0):
     from diffusers import StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
-    from zss_core.models import sd_pipeline_parts
+    from zss_core.models import TINY_UNET, sd_pipeline_parts
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        unet = UNet2DConditionModel(
-            sample_size=8,
-            in_channels=4,
-            out_channels=4,
-            layers_per_block=1,
-            block_out_channels=(32, 64),
-            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-            transformer_layers_per_block=(1, 2),
-            cross_attention_dim=64,  # the two text encoders' widths together
-            attention_head_dim=(2, 4),
-            use_linear_projection=True,
-            addition_embed_type="text_time",
-            addition_time_embed_dim=8,
-            projection_class_embeddings_input_dim=6 * 8 + 32,  # 6 time ids × 8 + pooled text (32)
-            norm_num_groups=16,
-        )
+        sdxl = {
+            "cross_attention_dim": 64,  # the two text encoders' widths together
+            "attention_head_dim": (2, 4),
+            "transformer_layers_per_block": (1, 2),
+            "use_linear_projection": True,
+            "addition_embed_type": "text_time",
+            "addition_time_embed_dim": 8,
+            "projection_class_embeddings_input_dim": 6 * 8 + 32,  # 6 time ids × 8 + pooled text (32)
+        }
+        unet = UNet2DConditionModel(**{**TINY_UNET, **sdxl})
         text_encoder = CLIPTextModel(_tiny_text_config())
         text_encoder_2 = CLIPTextModelWithProjection(_tiny_text_config(hidden_act="gelu"))
         parts = sd_pipeline_parts(unet, _tiny_vae(), text_encoder)

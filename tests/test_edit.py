@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from frames import max_diff
 from PIL import Image
 
 from zss_core.cli import main
@@ -47,10 +48,6 @@ def frames(count):
         image[:, 5 * i : 5 * i + 14] = (230, 90, 40)
         out.append(Image.fromarray(image))
     return out
-
-
-def max_diff(a, b):
-    return max(float(np.abs(np.asarray(x, np.float32) - np.asarray(y, np.float32)).max()) for x, y in zip(a, b))
 
 
 def test_one_frame_reproduces_diffusers_instruct_pix2pix(edit_pipe):

@@ -10,6 +10,7 @@ from diffusers.models.attention_processor import Attention
 from diffusers.pipelines.deprecated.text_to_video_synthesis.pipeline_text_to_video_zero import (
     CrossFrameAttnProcessor2_0,
 )
+from frames import control_images, max_diff
 from PIL import Image
 
 from zss_core.attention import TemporalMomentumAttnProcessor, TemporalState, temporal_momentum_attention
@@ -24,17 +25,6 @@ CLASSES = {
     "sd2": ("StableDiffusionPipeline", "StableDiffusionControlNetPipeline"),
     "sdxl": ("StableDiffusionXLPipeline", "StableDiffusionXLControlNetPipeline"),
 }
-
-
-def max_diff(a, b):
-    return max(
-        float(np.abs(np.asarray(x, dtype=np.float32) - np.asarray(y, dtype=np.float32)).max()) for x, y in zip(a, b)
-    )
-
-
-def control_images(frames):
-    rng = np.random.default_rng(0)
-    return [Image.fromarray((rng.random((64, 64)) * 255).astype(np.uint8)).convert("RGB") for _ in range(frames)]
 
 
 @pytest.fixture(scope="module", params=["sd2", "sdxl"])

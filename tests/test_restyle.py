@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from frames import max_diff
 from PIL import Image
 
 from zss_core import restyle
@@ -16,12 +17,6 @@ from zss_core.sampler import SamplingOptions, initial_noise, sample_video
 
 SIZE = dict(width=64, height=64, steps=4)
 PROMPT = "a red brick wall"
-
-
-def max_diff(a, b):
-    return max(
-        float(np.abs(np.asarray(x, dtype=np.float32) - np.asarray(y, dtype=np.float32)).max()) for x, y in zip(a, b)
-    )
 
 
 def source(frames, seed=0):

@@ -3,24 +3,13 @@
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from frames import control_images, max_diff
 
 from zss_core.attention import TemporalMomentumAttnProcessor
 from zss_core.sampler import ChunkedDenoiser, SamplingCancelled, SamplingOptions, prepare, sample_video
 
 SIZE = dict(width=64, height=64, steps=4)
 PROMPT = "a red brick wall"
-
-
-def max_diff(a, b):
-    return max(
-        float(np.abs(np.asarray(x, dtype=np.float32) - np.asarray(y, dtype=np.float32)).max()) for x, y in zip(a, b)
-    )
-
-
-def control_images(frames):
-    rng = np.random.default_rng(0)
-    return [Image.fromarray((rng.random((64, 64)) * 255).astype(np.uint8)).convert("RGB") for _ in range(frames)]
 
 
 def test_one_frame_reproduces_the_plain_pipeline(tiny_pipe):

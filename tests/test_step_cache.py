@@ -1,26 +1,14 @@
 """Step caching (zss_core/step_cache.py): the UNet's own forward on full steps, exact under chunking."""
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
+from frames import control_images, max_diff
 
 from zss_core.sampler import ChunkedDenoiser, SamplingOptions, initial_noise, prepare, sample_video
 from zss_core.step_cache import StepCachedUNet
 
 SIZE = dict(width=64, height=64, steps=6)  # steps 0 and 3 full, 1, 2, 4, 5 cached at interval 3
 PROMPT = "a red brick wall"
-
-
-def max_diff(a, b):
-    return max(
-        float(np.abs(np.asarray(x, dtype=np.float32) - np.asarray(y, dtype=np.float32)).max()) for x, y in zip(a, b)
-    )
-
-
-def control_images(frames):
-    rng = np.random.default_rng(0)
-    return [Image.fromarray((rng.random((64, 64)) * 255).astype(np.uint8)).convert("RGB") for _ in range(frames)]
 
 
 def unet_inputs(unet, batch=4, seed=0):

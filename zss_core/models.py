@@ -224,6 +224,22 @@ def sd_pipeline_parts(unet, vae, text_encoder) -> dict[str, Any]:
     )
 
 
+# The tiny test model's UNet: SD 1.x's layout at the smallest size (the tests' SD 2.x / SDXL variants
+# start from it too).
+TINY_UNET: dict[str, Any] = {
+    "sample_size": 8,
+    "in_channels": 4,
+    "out_channels": 4,
+    "layers_per_block": 1,
+    "block_out_channels": (32, 64),
+    "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"),
+    "up_block_types": ("CrossAttnUpBlock2D", "UpBlock2D"),
+    "cross_attention_dim": 32,
+    "attention_head_dim": 8,
+    "norm_num_groups": 16,
+}
+
+
 def build_tiny_pipeline(controlnet: bool = False, seed: int = 0):
     """A tiny SD1.x-shaped pipeline (and ControlNet) with random weights; deterministic per seed.
 
@@ -241,18 +257,7 @@ def build_tiny_pipeline(controlnet: bool = False, seed: int = 0):
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        unet = UNet2DConditionModel(
-            sample_size=8,
-            in_channels=4,
-            out_channels=4,
-            layers_per_block=1,
-            block_out_channels=(32, 64),
-            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-            cross_attention_dim=32,
-            attention_head_dim=8,
-            norm_num_groups=16,
-        )
+        unet = UNet2DConditionModel(**TINY_UNET)
         vae = AutoencoderKL(
             in_channels=3,
             out_channels=3,
