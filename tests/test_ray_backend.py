@@ -145,7 +145,9 @@ def test_frames_identical_to_the_local_worker_and_sent_as_bytes(backend, tmp_pat
         shipped = wait_end(backend, submit(backend, body))
     finally:
         backend.pool.ship = None
-    with LocalClient(sys.executable) as local:
+    # One torch thread like the actors (torch_threads=1): on a CPU, sums split over other thread counts
+    # may round a pixel differently.
+    with LocalClient(sys.executable, env={**os.environ, "OMP_NUM_THREADS": "1"}) as local:
         local.submit({**body, "id": "local", "output_dir": str(tmp_path)})
         done = local.wait_for(lambda e: e.type in ("done", "error"), timeout=JOB_TIMEOUT_S)
     assert done.type == "done", done

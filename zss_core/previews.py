@@ -25,6 +25,7 @@ fetches a preview later (``zss serve``) still finds the one its event names.
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
 import weakref
 from collections.abc import Callable
@@ -241,6 +242,7 @@ class PreviewWriter:
         self.frame = frames // 2
         self.size = preview_size(width, height, min(MAX_SIDE, max(width, height)))
         self.written: list[Preview] = []
+        Image.new("RGB", (1, 1)).save(io.BytesIO(), format="PNG")  # load the PNG encoder now, not in step k
 
     def __call__(self, step: int, steps: int, latents: torch.Tensor, x0: torch.Tensor | None) -> None:
         if step % self.every:
