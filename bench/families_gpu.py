@@ -75,10 +75,10 @@ def tiny_checks(device: str) -> dict:
 
 def sdxl_sized(device: str, dtype: torch.dtype):
     """SDXL base's architecture with random weights, built on the GPU (no weights exist here)."""
-    from diffusers import AutoencoderKL, StableDiffusionXLPipeline, UNet2DConditionModel
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    from zss_core.models import sd_pipeline_parts
+    from zss_core.models import sdxl_pipeline
 
     text = dict(vocab_size=514, max_position_embeddings=77, bos_token_id=512, eos_token_id=513, pad_token_id=513)
     torch.manual_seed(0)
@@ -123,17 +123,7 @@ def sdxl_sized(device: str, dtype: torch.dtype):
                 hidden_act="gelu",
             )
         )
-    parts = sd_pipeline_parts(unet, vae, te1)
-    pipe = StableDiffusionXLPipeline(
-        vae=vae,
-        text_encoder=te1,
-        text_encoder_2=te2,
-        tokenizer=parts["tokenizer"],
-        tokenizer_2=parts["tokenizer"],
-        unet=unet,
-        scheduler=parts["scheduler"],
-        add_watermarker=False,
-    )
+    pipe = sdxl_pipeline(unet, vae, te1, te2)
     pipe.to(device=device, dtype=dtype)
     pipe.set_progress_bar_config(disable=True)
     return pipe

@@ -60,54 +60,6 @@ def extension_zip(tmp_path_factory):
 # Tiny SD 2.x (v-prediction) and SDXL models, built from configs like the SD1 one (issue 15)
 
 
-def _tiny_controlnet(unet):
-    """A tiny ControlNet for ``unet`` (its family's structure), with small random output weights
-    (``from_unet`` zero-initialises them, which would make the ControlNet invisible in tests)."""
-    import torch
-    from diffusers import ControlNetModel
-
-    cnet = ControlNetModel.from_unet(
-        unet, conditioning_embedding_out_channels=(16, 16, 16, 16), load_weights_from_unet=False
-    )
-    for block in [*list(cnet.controlnet_down_blocks), cnet.controlnet_mid_block]:
-        torch.nn.init.normal_(block.weight, std=0.02)
-    return cnet
-
-
-def _tiny_vae():
-    from diffusers import AutoencoderKL
-
-    return AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        latent_channels=4,
-        sample_size=64,
-        block_out_channels=(16, 16, 16, 16),
-        layers_per_block=1,
-        norm_num_groups=8,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-    )
-
-
-def _tiny_text_config(**overrides):
-    from transformers import CLIPTextConfig
-
-    config = dict(
-        vocab_size=514,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=77,
-        bos_token_id=512,
-        eos_token_id=513,
-        pad_token_id=513,
-        projection_dim=32,
-    )
-    return CLIPTextConfig(**{**config, **overrides})
-
-
 def build_tiny_sd2(seed=0):
     """(SD 2.x-shaped pipeline, its ControlNet): linear transformer projections, per-block head counts,
     an OpenCLIP-style (gelu) text encoder and a v-prediction scheduler, as stabilityai/stable-diffusion-2-1."""
@@ -115,14 +67,14 @@ def build_tiny_sd2(seed=0):
     from diffusers import StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel
 
-    from zss_core.models import TINY_UNET, sd_pipeline_parts
+    from zss_core.models import TINY_UNET, sd_pipeline_parts, tiny_controlnet, tiny_text_config, tiny_vae
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         unet = UNet2DConditionModel(**{**TINY_UNET, "attention_head_dim": (2, 4), "use_linear_projection": True})
-        parts = sd_pipeline_parts(unet, _tiny_vae(), CLIPTextModel(_tiny_text_config(hidden_act="gelu")))
+        parts = sd_pipeline_parts(unet, tiny_vae(), CLIPTextModel(tiny_text_config(hidden_act="gelu")))
         parts["scheduler"] = parts["scheduler"].from_config(parts["scheduler"].config, prediction_type="v_prediction")
-        return StableDiffusionPipeline(**parts), _tiny_controlnet(unet)
+        return StableDiffusionPipeline(**parts), tiny_controlnet(unet)
 
 
 def build_tiny_sdxl(seed=0):
@@ -130,10 +82,10 @@ def build_tiny_sdxl(seed=0):
     pooled output and the 6 size/crop ids make the ``text_time`` embedding), linear projections, and a
     transformer block with 2 layers (down, mid and up), as stabilityai/stable-diffusion-xl-base-1.0."""
     import torch
-    from diffusers import StableDiffusionXLPipeline, UNet2DConditionModel
+    from diffusers import UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
-    from zss_core.models import TINY_UNET, sd_pipeline_parts
+    from zss_core.models import TINY_UNET, sdxl_pipeline, tiny_controlnet, tiny_text_config, tiny_vae
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -147,20 +99,9 @@ def build_tiny_sdxl(seed=0):
             "projection_class_embeddings_input_dim": 6 * 8 + 32,  # 6 time ids × 8 + pooled text (32)
         }
         unet = UNet2DConditionModel(**{**TINY_UNET, **sdxl})
-        text_encoder = CLIPTextModel(_tiny_text_config())
-        text_encoder_2 = CLIPTextModelWithProjection(_tiny_text_config(hidden_act="gelu"))
-        parts = sd_pipeline_parts(unet, _tiny_vae(), text_encoder)
-        pipe = StableDiffusionXLPipeline(
-            vae=parts["vae"],
-            text_encoder=text_encoder,
-            text_encoder_2=text_encoder_2,
-            tokenizer=parts["tokenizer"],
-            tokenizer_2=parts["tokenizer"],
-            unet=unet,
-            scheduler=parts["scheduler"],
-            add_watermarker=False,
-        )
-        return pipe, _tiny_controlnet(unet)
+        text_encoder = CLIPTextModel(tiny_text_config())
+        text_encoder_2 = CLIPTextModelWithProjection(tiny_text_config(hidden_act="gelu"))
+        return sdxl_pipeline(unet, tiny_vae(), text_encoder, text_encoder_2), tiny_controlnet(unet)
 
 
 def _save_family_model(directory, built):

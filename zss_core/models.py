@@ -240,60 +240,89 @@ TINY_UNET: dict[str, Any] = {
 }
 
 
+def sdxl_pipeline(unet, vae, text_encoder, text_encoder_2):
+    """An SDXL pipeline around models built from config: ``sd_pipeline_parts``' tokenizer (for both
+    encoders) and scheduler, no watermarker (the tests' tiny SDXL and bench/families_gpu.py)."""
+    from diffusers import StableDiffusionXLPipeline
+
+    parts = sd_pipeline_parts(unet, vae, text_encoder)
+    return StableDiffusionXLPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=parts["tokenizer"],
+        tokenizer_2=parts["tokenizer"],
+        unet=unet,
+        scheduler=parts["scheduler"],
+        add_watermarker=False,
+    )
+
+
+def tiny_vae():
+    """The tiny model's VAE (factor 8, 4 latent channels) with random weights from torch's RNG."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        sample_size=64,
+        block_out_channels=(16, 16, 16, 16),
+        layers_per_block=1,
+        norm_num_groups=8,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+    )
+
+
+def tiny_text_config(**overrides):
+    """The tiny model's CLIP text encoder config (the byte-level tokenizer's 514 ids)."""
+    from transformers import CLIPTextConfig
+
+    config = dict(
+        vocab_size=514,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=77,
+        bos_token_id=512,
+        eos_token_id=513,
+        pad_token_id=513,
+        projection_dim=32,
+    )
+    return CLIPTextConfig(**{**config, **overrides})
+
+
+def tiny_controlnet(unet):
+    """A tiny ControlNet for ``unet`` (its structure), with small random output weights: ``from_unet``
+    zero-initialises them, which would leave the ControlNet without effect in tests."""
+    from diffusers import ControlNetModel
+
+    cnet = ControlNetModel.from_unet(
+        unet, conditioning_embedding_out_channels=(16, 16, 16, 16), load_weights_from_unet=False
+    )
+    for block in [*list(cnet.controlnet_down_blocks), cnet.controlnet_mid_block]:
+        torch.nn.init.normal_(block.weight, std=0.02)
+    return cnet
+
+
 def build_tiny_pipeline(controlnet: bool = False, seed: int = 0):
     """A tiny SD1.x-shaped pipeline (and ControlNet) with random weights; deterministic per seed.
 
     Same architecture family as SD1.x (4 latent channels, VAE factor 8, self- and cross-attention),
     but attention only at the lowest resolution so 8 frames of 64×64 sample in about a second on CPU.
     """
-    from diffusers import (
-        AutoencoderKL,
-        ControlNetModel,
-        StableDiffusionControlNetPipeline,
-        StableDiffusionPipeline,
-        UNet2DConditionModel,
-    )
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from diffusers import StableDiffusionControlNetPipeline, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         unet = UNet2DConditionModel(**TINY_UNET)
-        vae = AutoencoderKL(
-            in_channels=3,
-            out_channels=3,
-            latent_channels=4,
-            sample_size=64,
-            block_out_channels=(16, 16, 16, 16),
-            layers_per_block=1,
-            norm_num_groups=8,
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-        )
-        text_encoder = CLIPTextModel(
-            CLIPTextConfig(
-                vocab_size=514,
-                hidden_size=32,
-                intermediate_size=64,
-                num_hidden_layers=2,
-                num_attention_heads=4,
-                max_position_embeddings=77,
-                bos_token_id=512,
-                eos_token_id=513,
-                pad_token_id=513,
-                projection_dim=32,
-            )
-        )
-        parts = sd_pipeline_parts(unet, vae, text_encoder)
+        parts = sd_pipeline_parts(unet, tiny_vae(), CLIPTextModel(tiny_text_config()))
         if not controlnet:
             return StableDiffusionPipeline(**parts)
-        cnet = ControlNetModel.from_unet(
-            unet, conditioning_embedding_out_channels=(16, 16, 16, 16), load_weights_from_unet=False
-        )
-        # from_unet zero-initialises the output convolutions; give them small random weights so the
-        # tiny ControlNet visibly steers the tiny UNet in tests.
-        for block in [*list(cnet.controlnet_down_blocks), cnet.controlnet_mid_block]:
-            torch.nn.init.normal_(block.weight, std=0.02)
-        return StableDiffusionControlNetPipeline(controlnet=cnet, **parts)
+        return StableDiffusionControlNetPipeline(controlnet=tiny_controlnet(unet), **parts)
 
 
 def save_tiny_model(directory: str | os.PathLike, controlnet: bool = True) -> Path:
