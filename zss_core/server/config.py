@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import Any
 
 import tomllib
 
@@ -72,15 +73,22 @@ def builtin_models() -> tuple[ModelEntry, ...]:
     return (ModelEntry("textures", model, defaults.default_controlnet(model) or None),)
 
 
-def load_models(path: str) -> tuple[ModelEntry, ...]:
-    """`[models.NAME]` tables with `model = "..."` and optional `controlnet = "..."`."""
+def read_models_file(path: str) -> dict[str, Any]:
+    """The models file's TOML, read once for its models and its LoRAs."""
     try:
         with open(path, "rb") as f:
-            data = tomllib.load(f)
+            return tomllib.load(f)
     except OSError as e:
         raise ConfigError(f"cannot read the models file {path}: {e.strerror}; pass an existing --models file") from e
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path} is not valid TOML: {e}") from e
+
+
+def load_models(path: str, data: dict[str, Any] | None = None) -> tuple[ModelEntry, ...]:
+    """`[models.NAME]` tables with `model = "..."` and optional `controlnet = "..."` (``data``: the
+    file's TOML when the caller has read it)."""
+    if data is None:
+        data = read_models_file(path)
     tables = data.get("models")
     if not isinstance(tables, dict) or not tables:
         raise ConfigError(f'{path} names no models; add a table like [models.mine] with model = "/path/to/model"')
@@ -99,11 +107,12 @@ def load_models(path: str) -> tuple[ModelEntry, ...]:
     return tuple(entries)
 
 
-def load_loras(path: str) -> tuple[LoraEntry, ...]:
+def load_loras(path: str, data: dict[str, Any] | None = None) -> tuple[LoraEntry, ...]:
     """`[loras.NAME]` tables with `path = "..."` (a LoRA .safetensors file, a folder or a hub id); optional.
-    Clients name these LoRAs; a server never loads a path a client sends."""
-    with open(path, "rb") as f:  # load_models has read and checked this file already
-        tables = tomllib.load(f).get("loras", {})
+    Clients name these LoRAs; a server never loads a path a client sends. ``data`` as in load_models."""
+    if data is None:
+        data = read_models_file(path)
+    tables = data.get("loras", {})
     if not isinstance(tables, dict):
         raise ConfigError(f'{path}: loras must be tables like [loras.style] with path = "/path/to/lora.safetensors"')
     entries = []
@@ -179,12 +188,17 @@ def config_from_options(
         _positive("workers", workers)
         gpus = gpus[:workers] if gpus else ()
     count = len(gpus) if gpus else (workers or 1)
+    if models:
+        toml = read_models_file(models)
+        model_entries, lora_entries = load_models(models, toml), load_loras(models, toml)
+    else:
+        model_entries, lora_entries = builtin_models(), ()
     return ServerConfig(
         host=host,
         port=port,
         token_file=token_file,
-        models=load_models(models) if models else builtin_models(),
-        loras=load_loras(models) if models else (),
+        models=model_entries,
+        loras=lora_entries,
         workers=count,
         gpus=tuple(gpus),
         tls_cert=tls_cert,
