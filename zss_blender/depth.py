@@ -183,6 +183,19 @@ def normalize(depth, near, far):
     return np.clip((1.0 / depth - lo) / (hi - lo), 0.0, 1.0)
 
 
+def render_stills(ov, scene, view_layer, frames, paths):
+    """Render scene frame ``frames[i]`` to ``paths[i]`` (the output path set through ``ov``); returns
+    (frame, path) of the first image the render did not write, or None. Depth maps and Restyle's
+    scene render both render this way."""
+    for frame, path in zip(frames, paths):
+        scene.frame_set(frame)
+        ov.set(scene.render, "filepath", path)
+        bpy.ops.render.render(write_still=True, scene=scene.name, layer=view_layer.name)
+        if not os.path.isfile(path):
+            return frame, path
+    return None
+
+
 def render_depth_maps(scene, view_layer, frame_start, count, width, height, out_dir):
     """Render, normalize and write depth_0001.png … for count frames; returns (paths, (near, far)).
 
@@ -195,25 +208,20 @@ def render_depth_maps(scene, view_layer, frame_start, count, width, height, out_
     ov = Overrides()
     material = _depth_material()
     png_image = None
-    raw_paths = []
     try:
         _configure_render(ov, scene, view_layer, width, height, material)
-        for i in range(count):
-            scene.frame_set(frame_start + i)
-            raw = os.path.join(out_dir, f"raw_{i + 1:04d}.exr")
-            ov.set(scene.render, "filepath", raw)
-            bpy.ops.render.render(write_still=True, scene=scene.name, layer=view_layer.name)
-            if not os.path.isfile(raw):
-                raise DepthError(
-                    f"Cycles wrote no depth image for frame {frame_start + i} ({raw}) — "
-                    "check the console for render errors and that the folder is writable"
-                )
-            raw_paths.append(raw)
+        raws = [os.path.join(out_dir, f"raw_{i + 1:04d}.exr") for i in range(count)]
+        missing = render_stills(ov, scene, view_layer, range(frame_start, frame_start + count), raws)
+        if missing is not None:
+            raise DepthError(
+                f"Cycles wrote no depth image for frame {missing[0]} ({missing[1]}) — "
+                "check the console for render errors and that the folder is writable"
+            )
 
         stride = max(1, (count * width * height) // SAMPLE_BUDGET)
         keep = count * width * height * 4 <= MEMORY_BUDGET
         samples, kept = [], []
-        for raw in raw_paths:
+        for raw in raws:
             depth = _read_exr(raw, width, height)
             samples.append(depth[np.isfinite(depth)][::stride])
             if keep:
@@ -230,7 +238,7 @@ def render_depth_maps(scene, view_layer, frame_start, count, width, height, out_
         png_image.colorspace_settings.name = "Non-Color"  # written as-is, no view transform
         rgba = np.ones((height, width, 4), dtype=np.float32)
         paths = []
-        for i, raw in enumerate(raw_paths):
+        for i, raw in enumerate(raws):
             depth = kept[i] if keep else _read_exr(raw, width, height)
             rgba[..., :3] = normalize(depth, *near_far)[..., None]
             png_image.pixels.foreach_set(rgba.ravel())

@@ -101,15 +101,13 @@ def _neutral_output(ov, scene):
 
 def _render_frames(ov, scene, view_layer, frames, paths):
     """Render scene frame frames[i] to paths[i]; raises RestyleError when a file is missing."""
-    for frame, path in zip(frames, paths):
-        scene.frame_set(frame)
-        ov.set(scene.render, "filepath", path)
-        bpy.ops.render.render(write_still=True, scene=scene.name, layer=view_layer.name)
-        if not os.path.isfile(path):
-            raise RestyleError(
-                f"The render wrote no image for frame {frame} ({path}) — check the console for render "
-                "errors and that the folder is writable"
-            )
+    missing = depth.render_stills(ov, scene, view_layer, frames, paths)
+    if missing is not None:
+        frame, path = missing
+        raise RestyleError(
+            f"The render wrote no image for frame {frame} ({path}) — check the console for render "
+            "errors and that the folder is writable"
+        )
 
 
 def _restoring(scene, label, body):
